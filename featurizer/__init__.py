@@ -1,0 +1,82 @@
+"""Featurizer: define market-data features once, run them live, offline and scaled out."""
+
+from __future__ import annotations
+
+from featurizer._config import (
+    FeatureConfig,
+    FeaturizerConfig,
+    construct_features_from_configs,
+    load_config,
+)
+from featurizer._definitions import (
+    DataDefinition,
+    DataSourceDefinition,
+    FeatureDefinition,
+    definition_name,
+)
+from featurizer._emitter import DataSourceEventEmitter, EventCallback
+from featurizer._errors import (
+    ConfigError,
+    DefinitionError,
+    EmitterError,
+    EventValidationError,
+    FeatureComputationError,
+    FeaturizerError,
+    FeaturizerWarning,
+    PluginLoadError,
+    RegistryError,
+)
+from featurizer._events import (
+    Event,
+    GroupedNamedDataEvent,
+    NamedDataEvent,
+    Schema,
+    validate_event,
+)
+from featurizer._feature import Feature
+from featurizer._graph import ERROR_POLICIES, FeatureStreamGraph
+from featurizer._params import Param, parse_duration
+from featurizer._plugin_types import EmitterSpec, ScalingStrategySpec, SinkSpec, TransportSpec
+from featurizer._plugins import PluginInfo, Plugins, get_plugins, make_plugin_manager
+from featurizer.hookspecs import hookimpl
+
+__all__ = [
+    "ERROR_POLICIES",
+    "ConfigError",
+    "DataDefinition",
+    "DataSourceDefinition",
+    "DataSourceEventEmitter",
+    "DefinitionError",
+    "EmitterError",
+    "EmitterSpec",
+    "Event",
+    "EventCallback",
+    "EventValidationError",
+    "Feature",
+    "FeatureComputationError",
+    "FeatureConfig",
+    "FeatureDefinition",
+    "FeatureStreamGraph",
+    "FeaturizerConfig",
+    "FeaturizerError",
+    "FeaturizerWarning",
+    "GroupedNamedDataEvent",
+    "NamedDataEvent",
+    "Param",
+    "PluginInfo",
+    "PluginLoadError",
+    "Plugins",
+    "RegistryError",
+    "ScalingStrategySpec",
+    "Schema",
+    "SinkSpec",
+    "TransportSpec",
+    "construct_features_from_configs",
+    "definition_name",
+    "get_plugins",
+    "hookimpl",
+    "load_config",
+    "make_plugin_manager",
+    "parse_duration",
+    "validate_event",
+]

@@ -1,0 +1,395 @@
+"""FeaturizerConfig: the YAML file users write, and turning it into features."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from featurizer._definitions import DataDefinition, FeatureDefinition, definition_name
+from featurizer._errors import ConfigError
+from featurizer._feature import Feature
+from featurizer._params import resolve_params
+from featurizer._plugins import Plugins, get_plugins
+
+__all__ = ["FeatureConfig", "FeaturizerConfig", "construct_features_from_configs", "load_config"]
+
+_TOP_LEVEL = ("feature_configs", "start_date", "end_date")
+_ENTRY_FIELDS = ("feature_definition", "params", "name", "deps")
+_RESERVED_PARAMS = ("data_source", "feature")
+
+
+@attrs.frozen(kw_only=True)
+class FeatureConfig:
+    """One entry of ``feature_configs``.
+
+    :param feature_definition: a registered definition name (``mid_price``) or
+        ``package.module:Class``.
+    :param params: the feature's own params, plus ``data_source`` (params of every data-source
+        leaf below it) and ``feature`` (params of each dependency, by dependency name, nested the
+        same way).
+    :param name: a readable name for the output (unique in the config).
+    :param deps: dependency name to the ``name`` of another entry whose feature to use instead of
+        the default dependency.
+    :param index: the entry's position in the file (for error messages).
+    """
+
+    feature_definition: str
+    params: Mapping[str, Any] = attrs.field(factory=dict)
+    name: str | None = None
+    deps: Mapping[str, str] = attrs.field(factory=dict)
+    index: int = 0
+
+    @property
+    def label(self) -> str:
+        """How errors refer to this entry: ``0 (name 'mid_btc')`` or ``0``."""
+        return f"{self.index} (name {self.name!r})" if self.name else str(self.index)
+
+
+def _parse_date(value: Any, path: str | None, field: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(
+                f"expected an ISO date or datetime such as '2024-01-31' or "
+                f"'2024-01-31T12:00:00Z', received {value!r}",
+                path=path,
+                field=field,
+            ) from None
+    else:
+        raise ConfigError(
+            f"expected an ISO date or datetime, received {type(value).__name__} {value!r}",
+            path=path,
+            field=field,
+        )
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+@attrs.frozen(kw_only=True)
+class FeaturizerConfig:
+    """A whole config: feature entries and the offline date range.
+
+    :param feature_configs: the entries, in file order; each becomes an output feature.
+    :param start_date: start of the offline range (UTC), if any.
+    :param end_date: end of the offline range (UTC), if any.
+    :param path: the file it was loaded from, for error messages.
+    """
+
+    feature_configs: tuple[FeatureConfig, ...]
+    start_date: dt.datetime | None = None
+    end_date: dt.datetime | None = None
+    path: str | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> FeaturizerConfig:
+        """Load and check the shape of a YAML config file.
+
+        :param path: the file.
+        :raises ConfigError: naming the file and the field.
+        """
+        text_path = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"cannot read config: {error.strerror}", path=text_path) from error
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"invalid YAML: {error}", path=text_path) from error
+        return cls.from_dict(data, path=text_path)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str | None = None) -> FeaturizerConfig:
+        """Build a config from plain data (as parsed from YAML).
+
+        :param data: a mapping with ``feature_configs`` and optional dates.
+        :param path: where it came from, for error messages.
+        :raises ConfigError: naming the file, entry and field.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"expected a mapping with 'feature_configs', received {type(data).__name__}",
+                path=path,
+            )
+        unknown = sorted(set(data) - set(_TOP_LEVEL))
+        if unknown:
+            raise ConfigError(
+                f"unknown top-level field {unknown[0]!r} (valid: {', '.join(_TOP_LEVEL)})",
+                path=path,
+                field=str(unknown[0]),
+            )
+        raw_entries = data.get("feature_configs")
+        if not isinstance(raw_entries, list) or not raw_entries:
+            raise ConfigError(
+                "expected a non-empty list of feature entries, each with 'feature_definition' "
+                f"and 'params'; received {raw_entries!r}",
+                path=path,
+                field="feature_configs",
+            )
+        entries = tuple(_parse_entry(raw, i, path) for i, raw in enumerate(raw_entries))
+        names = [entry.name for entry in entries if entry.name]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ConfigError(
+                f"name {duplicates[0]!r} is used by more than one entry; names must be unique",
+                path=path,
+                field="name",
+            )
+        start = _parse_date(data.get("start_date"), path, "start_date")
+        end = _parse_date(data.get("end_date"), path, "end_date")
+        if start is not None and end is not None and not start < end:
+            raise ConfigError(
+                f"start_date {start.isoformat()} must be before end_date {end.isoformat()}",
+                path=path,
+                field="end_date",
+            )
+        return cls(feature_configs=entries, start_date=start, end_date=end, path=path)
+
+
+def _parse_entry(raw: Any, index: int, path: str | None) -> FeatureConfig:
+    label = str(index)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"expected a mapping with 'feature_definition' and 'params', received {raw!r}",
+            path=path,
+            entry=label,
+        )
+    if isinstance(raw.get("name"), str):
+        label = f"{index} (name {raw['name']!r})"
+    unknown = sorted(set(raw) - set(_ENTRY_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"unknown field (valid: {', '.join(_ENTRY_FIELDS)})",
+            path=path,
+            entry=label,
+            field=str(unknown[0]),
+        )
+    definition = raw.get("feature_definition")
+    if not isinstance(definition, str) or not definition:
+        raise ConfigError(
+            f"expected a registered definition name (e.g. 'mid_price') or 'package.module:Class', "
+            f"received {definition!r}",
+            path=path,
+            entry=label,
+            field="feature_definition",
+        )
+    params = raw.get("params", {}) or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(
+            f"expected a mapping, received {params!r}", path=path, entry=label, field="params"
+        )
+    name = raw.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigError(
+            f"expected a non-empty string, received {name!r}", path=path, entry=label, field="name"
+        )
+    deps = raw.get("deps", {}) or {}
+    if not isinstance(deps, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in deps.items()
+    ):
+        raise ConfigError(
+            f"expected a mapping of dependency name to the name of another entry, received {deps!r}",
+            path=path,
+            entry=label,
+            field="deps",
+        )
+    return FeatureConfig(
+        feature_definition=definition, params=dict(params), name=name, deps=dict(deps), index=index
+    )
+
+
+def load_config(path: str | Path) -> FeaturizerConfig:
+    """Load a YAML config file (same as :meth:`FeaturizerConfig.from_yaml`)."""
+    return FeaturizerConfig.from_yaml(path)
+
+
+class _Builder:
+    def __init__(self, config: FeaturizerConfig, plugins: Plugins) -> None:
+        self.config = config
+        self.registry = plugins.definitions()
+        self.by_name = {entry.name: entry for entry in config.feature_configs if entry.name}
+        self.built: dict[int, Feature] = {}
+        self.building: list[int] = []
+        self.interned: dict[str, Feature] = {}
+
+    def error(self, entry: FeatureConfig, field: str, message: str) -> ConfigError:
+        return ConfigError(message, path=self.config.path, entry=entry.label, field=field)
+
+    def resolve_definition(self, entry: FeatureConfig) -> type[DataDefinition]:
+        reference = entry.feature_definition
+        if reference in self.registry:
+            return self.registry[reference]
+        if ":" not in reference:
+            raise self.error(
+                entry,
+                "feature_definition",
+                f"unknown definition {reference!r}; registered definitions: "
+                f"{', '.join(sorted(self.registry))} (or write 'package.module:Class')",
+            )
+        module_name, _, attr = reference.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError) as error:
+            raise self.error(
+                entry, "feature_definition", f"cannot import {reference!r}: {error}"
+            ) from error
+        if not (isinstance(target, type) and issubclass(target, DataDefinition)):
+            raise self.error(
+                entry,
+                "feature_definition",
+                f"{reference!r} is {target!r}, expected a FeatureDefinition or "
+                f"DataSourceDefinition subclass",
+            )
+        return target
+
+    def intern(self, feature: Feature) -> Feature:
+        return self.interned.setdefault(feature.key, feature)
+
+    def entry_feature(self, entry: FeatureConfig) -> Feature:
+        if entry.index in self.built:
+            return self.built[entry.index]
+        if entry.index in self.building:
+            cycle = [self.config.feature_configs[i].label for i in self.building]
+            raise self.error(
+                entry, "deps", f"dependency cycle through entries {' -> '.join(cycle)}"
+            )
+        self.building.append(entry.index)
+        definition = self.resolve_definition(entry)
+        feature = self.build(entry, definition, entry.params, None, "params", dict(entry.deps))
+        self.building.pop()
+        if entry.name:
+            feature = feature.renamed(entry.name)
+            self.interned[feature.key] = feature
+        self.built[entry.index] = feature
+        return feature
+
+    def build(
+        self,
+        entry: FeatureConfig,
+        definition: type[DataDefinition],
+        raw: Mapping[str, Any],
+        inherited_source: Mapping[str, Any] | None,
+        field: str,
+        deps: dict[str, str],
+    ) -> Feature:
+        if not isinstance(raw, Mapping):
+            raise self.error(entry, field, f"expected a mapping of params, received {raw!r}")
+        source_params = raw.get("data_source", inherited_source)
+        if source_params is not None and not isinstance(source_params, Mapping):
+            raise self.error(
+                entry,
+                f"{field}.data_source",
+                f"expected a mapping such as {{exchange: synthetic, symbol: BTC-USDT}}, received "
+                f"{source_params!r}; to give dependencies different sources, set "
+                f"{field}.feature.<dependency>.data_source",
+            )
+        if definition.is_data_source():
+            own = dict(source_params or {})
+            own.update({k: v for k, v in raw.items() if k not in _RESERVED_PARAMS})
+            if "feature" in raw:
+                raise self.error(
+                    entry, f"{field}.feature", "a data source has no dependencies to configure"
+                )
+            return self.intern(
+                Feature.create(definition, self.params(entry, definition, own, f"{field}.data_source"))
+            )
+        assert issubclass(definition, FeatureDefinition)
+        own = {k: v for k, v in raw.items() if k not in _RESERVED_PARAMS}
+        params = self.params(entry, definition, own, field)
+        upstream = dict(definition.dep_upstream_schema())
+        dep_params = raw.get("feature", {}) or {}
+        if not isinstance(dep_params, Mapping):
+            raise self.error(
+                entry, f"{field}.feature", f"expected a mapping keyed by dependency name ({', '.join(upstream)})"
+            )
+        for dep in list(dep_params) + list(deps):
+            if dep not in upstream:
+                where = f"{field}.feature.{dep}" if dep in dep_params else f"deps.{dep}"
+                raise self.error(
+                    entry,
+                    where,
+                    f"{definition_name(definition)!r} has no dependency {dep!r} "
+                    f"(its dependencies: {', '.join(upstream) or 'none'})",
+                )
+        children: dict[str, Feature] = {}
+        for dep, dep_definition in upstream.items():
+            if dep in deps:
+                children[dep] = self.reference(entry, dep, deps.pop(dep), dep_definition)
+                continue
+            child_raw = dep_params.get(dep, {}) or {}
+            children[dep] = self.build(
+                entry, dep_definition, child_raw, source_params, f"{field}.feature.{dep}", {}
+            )
+        return self.intern(Feature.create(definition, params, children))
+
+    def reference(
+        self, entry: FeatureConfig, dep: str, target_name: str, expected: type[DataDefinition]
+    ) -> Feature:
+        target = self.by_name.get(target_name)
+        if target is None:
+            raise self.error(
+                entry,
+                f"deps.{dep}",
+                f"no entry is named {target_name!r} (named entries: "
+                f"{', '.join(sorted(self.by_name)) or 'none'})",
+            )
+        feature = self.entry_feature(target)
+        provided = feature.definition.event_schema()
+        for field_name, field_type in expected.event_schema().items():
+            if provided.get(field_name) is not field_type:
+                raise self.error(
+                    entry,
+                    f"deps.{dep}",
+                    f"entry {target_name!r} ({feature.definition_name}) does not provide field "
+                    f"{field_name!r} of type {field_type.__name__} that dependency {dep!r} expects "
+                    f"(its fields: {', '.join(provided) or 'none'})",
+                )
+        return feature
+
+    def params(
+        self, entry: FeatureConfig, definition: type[DataDefinition], given: Mapping[str, Any], field: str
+    ) -> dict[str, Any]:
+        try:
+            return resolve_params(definition.params, given)
+        except KeyError as error:
+            name, valid = error.args
+            raise self.error(
+                entry,
+                f"{field}.{name}",
+                f"{definition_name(definition)!r} has no parameter {name!r} "
+                f"(valid: {', '.join(valid) or 'none'})",
+            ) from None
+        except ValueError as error:
+            name, reason = error.args
+            raise self.error(
+                entry, f"{field}.{name}", f"{definition_name(definition)!r}: {name} {reason}"
+            ) from None
+
+
+def construct_features_from_configs(
+    config: FeaturizerConfig, plugins: Plugins | None = None
+) -> list[Feature]:
+    """Build the output features of a config, one per entry, sharing equal sub-features.
+
+    :param config: the config.
+    :param plugins: the plugins whose definitions names resolve against (installed ones by
+        default).
+    :returns: the features in entry order; equal sub-features are the same object.
+    :raises ConfigError: naming the file, the entry and the field.
+    """
+    builder = _Builder(config, plugins or get_plugins())
+    return [builder.entry_feature(entry) for entry in config.feature_configs]

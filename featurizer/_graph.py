@@ -1,0 +1,462 @@
+"""FeatureStreamGraph: the feature DAG compiled into a fused, glitch-free execution plan."""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from streamz import Stream
+from streamz.core import no_default
+
+from featurizer._definitions import FeatureDefinition
+from featurizer._errors import FeatureComputationError, FeaturizerError
+from featurizer._events import Event, GroupedNamedDataEvent, NamedDataEvent
+from featurizer._feature import Feature
+from featurizer._fusion import FusedChain, StreamzKernel, call_with, fuse
+
+__all__ = ["ERROR_POLICIES", "FeatureStreamGraph", "topological_order"]
+
+logger = logging.getLogger(__name__)
+
+ERROR_POLICIES = ("raise", "skip")
+"""``raise``: a feature error propagates out of ``emit``. ``skip``: it is counted, reported to
+the error callback and that feature (and what depends on it) produces nothing for the event."""
+
+FeatureCallback = Callable[[Feature, Event], None]
+CombinedCallback = Callable[[GroupedNamedDataEvent], None]
+ErrorCallback = Callable[[FeatureComputationError], None]
+
+
+def topological_order(outputs: Iterable[Feature]) -> list[Feature]:
+    """Every node under ``outputs``, once, children before parents, in a deterministic order.
+
+    :param outputs: the output features.
+    :returns: post-order of a depth-first walk over the outputs in order, dependencies in
+        declaration order.
+    """
+    order: list[Feature] = []
+    seen: set[Feature] = set()
+    for output in outputs:
+        for node in output.walk():
+            if node not in seen:
+                seen.add(node)
+                order.append(node)
+    return order
+
+
+@attrs.define(kw_only=True)
+class _Node:
+    feature: Feature
+    index: int
+    upstreams: list[int]
+    chain: FusedChain | None = None
+    kernel: StreamzKernel | None = None
+    state: Any = None
+    output: Stream | None = None
+    multi: bool = False
+
+
+class _Codegen:
+    """Writes the per-source dispatch functions of a graph as Python source."""
+
+    def __init__(self, graph: FeatureStreamGraph) -> None:
+        self.graph = graph
+        self.lines: list[str] = []
+        self.namespace: dict[str, Any] = {"_NO_DEFAULT": no_default}
+        self.multi: dict[int, bool] = {}
+
+    def const(self, name: str, value: Any) -> str:
+        self.namespace[name] = value
+        return name
+
+    def emit(self, indent: int, text: str) -> None:
+        self.lines.append("    " * indent + text)
+
+    def build(self) -> dict[Feature, Callable[[Event], None]]:
+        graph = self.graph
+        names: dict[Feature, str] = {}
+        for source in graph._ins:
+            idx = graph._index[source]
+            fn = f"_on_{idx}"
+            names[source] = fn
+            self.multi = {idx: False}
+            self.emit(0, f"def {fn}(v{idx}):")
+            self.emit(1, "dirty = False")
+            self.finish_node(idx, 1)
+            for node_idx in graph._schedule[source]:
+                self.compute(graph._nodes[node_idx], 1)
+            if graph._combine_outputs:
+                self.emit(1, "if dirty and _missing[0] == 0:")
+                self.emit(2, "_combined(tuple(_latest))")
+            self.emit(1, "return None")
+            self.emit(0, "")
+        source_text = "\n".join(self.lines)
+        code = compile(source_text, f"<featurizer graph {id(graph):x}>", "exec")
+        exec(code, self.namespace)
+        graph._generated_source = source_text
+        return {feature: self.namespace[fn] for feature, fn in names.items()}
+
+    def finish_node(self, idx: int, indent: int) -> None:
+        """Callbacks and output bookkeeping for node ``idx`` once ``v{idx}`` is computed."""
+        graph = self.graph
+        feature = graph._nodes[idx].feature
+        callbacks = graph._callbacks.get(feature, [])
+        out_slot = graph._out_slot.get(feature)
+        if not callbacks and (out_slot is None or not graph._combine_outputs):
+            return
+        fname = self.const(f"F{idx}", feature)
+        multi = self.multi[idx]
+        if multi:
+            self.emit(indent, f"for item in v{idx}:")
+            for j, callback in enumerate(callbacks):
+                self.emit(indent + 1, f"{self.const(f'cb{idx}_{j}', callback)}({fname}, item)")
+            if out_slot is not None and graph._combine_outputs:
+                self.emit(indent + 1, "dirty = True")
+                self.emit(indent + 1, f"if _latest[{out_slot}] is None:")
+                self.emit(indent + 2, "_missing[0] -= 1")
+                self.emit(indent + 1, f"_latest[{out_slot}] = ({fname}, item)")
+            return
+        self.emit(indent, f"if v{idx} is not None:")
+        for j, callback in enumerate(callbacks):
+            self.emit(indent + 1, f"{self.const(f'cb{idx}_{j}', callback)}({fname}, v{idx})")
+        if out_slot is not None and graph._combine_outputs:
+            self.emit(indent + 1, "dirty = True")
+            self.emit(indent + 1, f"if _latest[{out_slot}] is None:")
+            self.emit(indent + 2, "_missing[0] -= 1")
+            self.emit(indent + 1, f"_latest[{out_slot}] = ({fname}, v{idx})")
+
+    def compute(self, node: _Node, indent: int) -> None:
+        idx = node.index
+        fail = self.const("_fail", self.graph._fail)
+        if node.chain is not None:
+            (up,) = node.upstreams
+            if self.multi[up]:
+                self.multi[idx] = True
+                self.emit(indent, f"v{idx} = []")
+                self.emit(indent, f"for x0 in v{up}:")
+                self.emit(indent + 1, "try:")
+                self.inline_chain(node, indent + 2, "x0", lambda ind: self.emit(ind, f"v{idx}.append(x)"))
+                self.emit(indent + 1, "except Exception as exc:")
+                self.emit(indent + 2, f"{fail}({idx}, exc, x0)")
+            else:
+                self.multi[idx] = False
+                self.emit(indent, f"v{idx} = None")
+                self.emit(indent, f"if v{up} is not None:")
+                self.emit(indent + 1, "try:")
+                self.inline_chain(node, indent + 2, f"v{up}", lambda ind: self.emit(ind, f"v{idx} = x"))
+                self.emit(indent + 1, "except Exception as exc:")
+                self.emit(indent + 2, f"v{idx} = None")
+                self.emit(indent + 2, f"{fail}({idx}, exc, v{up})")
+        else:
+            self.multi[idx] = True
+            kernel = self.const(f"k{idx}", node.kernel)
+            self.emit(indent, f"v{idx} = []")
+            for slot, up in enumerate(node.upstreams):
+                if up not in self.multi:
+                    continue
+                items = f"v{up}" if self.multi[up] else f"(() if v{up} is None else (v{up},))"
+                self.emit(indent, f"for x0 in {items}:")
+                self.emit(indent + 1, "try:")
+                self.emit(indent + 2, f"v{idx}.extend({kernel}({slot}, x0))")
+                self.emit(indent + 1, "except Exception as exc:")
+                self.emit(indent + 2, f"{fail}({idx}, exc, x0)")
+        self.finish_node(idx, indent)
+
+    def inline_chain(self, node: _Node, indent: int, source: str, store: Callable[[int], None]) -> None:
+        idx = node.index
+        assert node.chain is not None
+        self.emit(indent, f"x = {source}")
+        for n, step in enumerate(node.chain.steps):
+            op = step.node
+            if step.kind == "map":
+                f = self.const(f"m{idx}_{n}", call_with(op.func, op.args, op.kwargs))
+                self.emit(indent, f"x = {f}(x)")
+            elif step.kind == "filter":
+                f = self.const(f"p{idx}_{n}", call_with(op.predicate, op.args, op.kwargs))
+                self.emit(indent, f"if {f}(x):")
+                indent += 1
+            else:
+                acc = self.const(f"a{idx}_{n}", op)
+                kwargs = dict(op.kwargs)
+                func = op.func if not kwargs else (lambda s, x, _f=op.func, _k=kwargs: _f(s, x, **_k))
+                f = self.const(f"af{idx}_{n}", func)
+                pair = "(x, x)" if op.with_state else "x"
+                self.emit(indent, f"if {acc}.state is _NO_DEFAULT:")
+                self.emit(indent + 1, f"{acc}.state = x")
+                self.emit(indent + 1, f"x = {pair}")
+                self.emit(indent, "else:")
+                if op.returns_state:
+                    self.emit(indent + 1, f"{acc}.state, x = {f}({acc}.state, x)")
+                else:
+                    self.emit(indent + 1, f"x = {acc}.state = {f}({acc}.state, x)")
+                if op.with_state:
+                    self.emit(indent + 1, f"x = ({acc}.state, x)")
+        self.emit(indent, "if x is not None:")
+        store(indent + 1)
+
+
+class FeatureStreamGraph:
+    """The feature DAG, compiled into one fused execution plan per input.
+
+    Every node is computed once per input event that reaches it, in topological order, so a
+    node with several upstreams sees all of the input's effects at once. With
+    ``combine_outputs=True`` the graph calls ``combined_out_callback`` exactly once per input
+    event that updated any output, once every output has a value, with the latest event of
+    every output in :meth:`get_outs` order: the combined vector is glitch-free.
+
+    The graph is single-threaded: emit from one thread at a time.
+
+    :param features_or_config: the output features, or a :class:`FeaturizerConfig` (its
+        features are constructed with the installed plugins).
+    :param combine_outputs: deliver a :data:`GroupedNamedDataEvent` per input event.
+    :param combined_out_callback: receives the grouped events.
+    :param error_policy: ``"raise"`` (default) or ``"skip"`` (count, report, continue).
+    :param error_callback: receives each :class:`FeatureComputationError` under ``"skip"``.
+
+    >>> from featurizer.testing import ExampleTicker, ExampleMid
+    >>> ticker = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"})
+    >>> mid = Feature.create(ExampleMid, {}, {"ticker": ticker})
+    >>> graph = FeatureStreamGraph([mid])
+    >>> got = []
+    >>> graph.set_callback(mid, lambda feature, event: got.append(event["mid"]))
+    >>> graph.emit_named_data_event((ticker, {"timestamp": 1.0, "receipt_timestamp": 1.0,
+    ...                                       "bid": 1.0, "ask": 3.0}))
+    >>> got
+    [2.0]
+    """
+
+    def __init__(
+        self,
+        features_or_config: Sequence[Feature] | Any,
+        combine_outputs: bool = False,
+        combined_out_callback: CombinedCallback | None = None,
+        *,
+        error_policy: str = "raise",
+        error_callback: ErrorCallback | None = None,
+    ) -> None:
+        if error_policy not in ERROR_POLICIES:
+            raise FeaturizerError(
+                f"error_policy must be one of {', '.join(map(repr, ERROR_POLICIES))}, "
+                f"received {error_policy!r}"
+            )
+        outputs = self._outputs_from(features_or_config)
+        if not outputs:
+            raise FeaturizerError("a FeatureStreamGraph needs at least one output feature")
+        self._outs: list[Feature] = outputs
+        self._combine_outputs = combine_outputs
+        self._combined_callback = combined_out_callback
+        self._error_policy = error_policy
+        self._error_callback = error_callback
+        self.error_counts: collections.Counter[Feature] = collections.Counter()
+        self._order = topological_order(outputs)
+        self._index = {feature: i for i, feature in enumerate(self._order)}
+        self._ins = [feature for feature in self._order if feature.is_data_source]
+        self._out_slot = {feature: i for i, feature in enumerate(self._outs)}
+        self._nodes = [self._build_node(feature) for feature in self._order]
+        self._schedule = {source: self._reachable(source) for source in self._ins}
+        self._callbacks: dict[Feature, list[FeatureCallback]] = {}
+        self._taps: dict[Feature, Stream] = {}
+        self._generated_source = ""
+        self._latest: list[NamedDataEvent | None] = [None] * len(self._outs)
+        self._missing = [len(self._outs)]
+        self._dispatch: dict[Feature, Callable[[Event], None]] = {}
+        self._compile()
+
+    @staticmethod
+    def _outputs_from(features_or_config: Any) -> list[Feature]:
+        if isinstance(features_or_config, Feature):
+            features_or_config = [features_or_config]
+        if hasattr(features_or_config, "feature_configs"):
+            from featurizer._config import construct_features_from_configs
+
+            features_or_config = construct_features_from_configs(features_or_config)
+        outputs: list[Feature] = []
+        for feature in features_or_config:
+            if not isinstance(feature, Feature):
+                raise FeaturizerError(
+                    f"expected Feature objects or a FeaturizerConfig, received "
+                    f"{type(feature).__name__} {feature!r}"
+                )
+            if feature not in outputs:
+                outputs.append(feature)
+        return outputs
+
+    def _build_node(self, feature: Feature) -> _Node:
+        upstreams = [self._index[child] for child in feature.children.values()]
+        node = _Node(feature=feature, index=self._index[feature], upstreams=upstreams)
+        if feature.is_data_source:
+            return node
+        definition = feature.definition
+        if not issubclass(definition, FeatureDefinition):
+            raise FeaturizerError(
+                f"feature {feature.name!r} has children but its definition "
+                f"{feature.definition_name!r} is not a FeatureDefinition"
+            )
+        sources = {
+            dep: Stream(stream_name=f"{feature.name}<-{dep}") for dep in feature.children
+        }
+        built = definition.stream(sources, feature.params)
+        output, state = built if isinstance(built, tuple) else (built, None)
+        if not isinstance(output, Stream):
+            raise FeaturizerError(
+                f"{feature.definition_name}.stream() must return a streamz Stream (or a "
+                f"(Stream, state) pair), returned {type(output).__name__} for feature {feature.name!r}"
+            )
+        node.state = state
+        node.output = output
+        node.chain = fuse(sources, output)
+        if node.chain is None:
+            node.kernel = StreamzKernel(list(sources.values()), output)
+            node.multi = True
+        return node
+
+    def _reachable(self, source: Feature) -> list[int]:
+        reached = {self._index[source]}
+        schedule = []
+        for node in self._nodes:
+            if node.index in reached:
+                continue
+            if any(up in reached for up in node.upstreams):
+                reached.add(node.index)
+                schedule.append(node.index)
+        return schedule
+
+    def _compile(self) -> None:
+        codegen = _Codegen(self)
+        codegen.namespace.update(
+            _latest=self._latest,
+            _missing=self._missing,
+            _combined=self._deliver_combined,
+        )
+        self._dispatch = codegen.build()
+
+    def _deliver_combined(self, grouped: GroupedNamedDataEvent) -> None:
+        if self._combined_callback is not None:
+            self._combined_callback(grouped)
+
+    def _fail(self, node_index: int, cause: Exception, event: Event) -> None:
+        feature = self._nodes[node_index].feature
+        error = FeatureComputationError(feature, event, cause)
+        if self._error_policy == "raise":
+            raise error from cause
+        self.error_counts[feature] += 1
+        logger.warning("%s", error)
+        if self._error_callback is not None:
+            self._error_callback(error)
+
+    def emit_named_data_event(self, named_event: NamedDataEvent) -> None:
+        """Push one data-source event through the graph.
+
+        :param named_event: ``(data_source_feature, event)``.
+        :raises FeaturizerError: if the feature is not an input of this graph.
+        :raises FeatureComputationError: under the ``raise`` policy, when a feature raises.
+        """
+        feature, event = named_event
+        try:
+            dispatch = self._dispatch[feature]
+        except KeyError:
+            raise FeaturizerError(
+                f"{feature!r} is not an input of this graph (inputs: "
+                f"{', '.join(repr(f.name) for f in self._ins)})"
+            ) from None
+        dispatch(event)
+
+    def input_callback(self, feature: Feature) -> Callable[[Event], None]:
+        """The compiled entry point for one input: call it with events of that data source.
+
+        Emitters use it to skip the lookup of :meth:`emit_named_data_event`. It is recompiled
+        when callbacks change, so fetch it again after :meth:`set_callback`.
+
+        :param feature: a data source of this graph.
+        """
+        if feature not in self._dispatch:
+            raise FeaturizerError(
+                f"{feature!r} is not an input of this graph (inputs: "
+                f"{', '.join(repr(f.name) for f in self._ins)})"
+            )
+        dispatch = self._dispatch
+        return lambda event: dispatch[feature](event)
+
+    def set_callback(self, feature: Feature, callback: FeatureCallback) -> None:
+        """Call ``callback(feature, event)`` for every event ``feature`` produces.
+
+        Any node of the graph can be observed, not only outputs; several callbacks per
+        feature are called in registration order.
+
+        :param feature: a node of this graph.
+        :param callback: the observer.
+        """
+        self._require_node(feature)
+        self._callbacks.setdefault(feature, []).append(callback)
+        self._compile()
+
+    def set_combined_callback(self, callback: CombinedCallback | None) -> None:
+        """Replace the callback receiving the combined output (``combine_outputs=True``)."""
+        self._combined_callback = callback
+
+    def get_ins(self) -> list[Feature]:
+        """The data-source features feeding this graph, in topological order."""
+        return list(self._ins)
+
+    def get_outs(self) -> list[Feature]:
+        """The output features, in the order the combined output uses."""
+        return list(self._outs)
+
+    def nodes(self) -> list[Feature]:
+        """Every node, once, children before parents."""
+        return list(self._order)
+
+    def get_stream(self, feature: Feature) -> Stream:
+        """A streamz ``Stream`` that emits every event ``feature`` produces.
+
+        Use it to compose further streamz logic on top of a feature (``.map(...).sink(...)``).
+
+        :param feature: a node of this graph.
+        """
+        self._require_node(feature)
+        if feature not in self._taps:
+            tap = Stream(stream_name=feature.name)
+            self._taps[feature] = tap
+            self.set_callback(feature, lambda _feature, event: tap.emit(event))
+        return self._taps[feature]
+
+    def get_state(self, feature: Feature) -> Any:
+        """The state object the feature's ``stream()`` returned with its stream, if any."""
+        self._require_node(feature)
+        return self._nodes[self._index[feature]].state
+
+    def is_fused(self, feature: Feature) -> bool:
+        """Whether ``feature`` runs as a fused chain (``False``: through streamz, or a source)."""
+        self._require_node(feature)
+        return self._nodes[self._index[feature]].chain is not None
+
+    def upstreams_of(self, feature: Feature) -> list[Feature]:
+        """The nodes feeding ``feature``, in dependency order."""
+        self._require_node(feature)
+        return [self._order[i] for i in self._nodes[self._index[feature]].upstreams]
+
+    @property
+    def generated_source(self) -> str:
+        """The Python source of the compiled dispatch functions (for debugging and profiling)."""
+        return self._generated_source
+
+    def _require_node(self, feature: Feature) -> None:
+        if feature not in self._index:
+            raise FeaturizerError(
+                f"{feature!r} is not a node of this graph (nodes: "
+                f"{', '.join(repr(f.name) for f in self._order)})"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureStreamGraph(ins={[f.name for f in self._ins]!r}, "
+            f"outs={[f.name for f in self._outs]!r}, nodes={len(self._order)})"
+        )
+
+
+def named_outputs(grouped: GroupedNamedDataEvent) -> Mapping[str, Event]:
+    """Map a grouped event to ``{feature name: event}`` (a convenience for sinks and tests)."""
+    return {feature.name: event for feature, event in grouped}

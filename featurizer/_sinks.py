@@ -1,0 +1,170 @@
+"""Where ``featurizer run`` writes its rows: stdout, JSON Lines or Parquet files.
+
+File sinks write to a temporary name next to the target and rename it into place on
+:meth:`close`, so a crashed run never leaves a half-written file under the requested name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from featurizer._errors import FeaturizerError
+from featurizer._events import GroupedNamedDataEvent
+
+__all__ = ["JsonLinesSink", "ParquetSink", "Sink", "flatten_grouped"]
+
+_TIMESTAMPS = ("timestamp", "receipt_timestamp")
+
+
+class Sink(Protocol):
+    """Receives output rows; ``close(ok)`` publishes (``ok=True``) or discards the output."""
+
+    def write_row(self, row: Mapping[str, Any]) -> None:
+        """Write one output row."""
+
+    def close(self, ok: bool = True) -> None:
+        """Flush and publish the output (or discard it when ``ok`` is false)."""
+
+
+def flatten_grouped(grouped: GroupedNamedDataEvent) -> dict[str, Any]:
+    """One flat row per combined output: ``timestamp`` then ``<feature>.<field>`` columns.
+
+    ``timestamp`` is the latest output timestamp, i.e. the time of the input that caused it.
+
+    >>> from featurizer.testing import ExampleTicker
+    >>> from featurizer import Feature
+    >>> f = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"}, name="t")
+    >>> flatten_grouped(((f, {"timestamp": 2.0, "receipt_timestamp": 2.5, "bid": 1.0}),))
+    {'timestamp': 2.0, 't.bid': 1.0}
+    """
+    row: dict[str, Any] = {"timestamp": max(event["timestamp"] for _, event in grouped)}
+    for feature, event in grouped:
+        prefix = feature.name
+        for field, value in event.items():
+            if field not in _TIMESTAMPS:
+                row[f"{prefix}.{field}"] = value
+    return row
+
+
+def _temporary_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FeaturizerError(f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise FeaturizerError(f"cannot write {str(path)!r}: directory {str(parent)!r} is not writable")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as JSON")
+
+
+class JsonLinesSink:
+    """Writes one JSON object per row to stdout (``path=None``) or to a file.
+
+    :param path: the target file, or ``None`` for standard output.
+    """
+
+    def __init__(self, path: str | Path | None) -> None:
+        self._path = Path(path) if path is not None else None
+        self._stream: TextIO
+        if self._path is None:
+            self._stream = sys.stdout
+            self._tmp: Path | None = None
+        else:
+            _check_writable(self._path)
+            self._tmp = _temporary_path(self._path)
+            self._stream = self._tmp.open("w", encoding="utf-8")
+        self._dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+
+    def write_row(self, row: Mapping[str, Any]) -> None:
+        """Write one row as a JSON line."""
+        self._stream.write(self._dumps(row))
+        self._stream.write("\n")
+
+    def close(self, ok: bool = True) -> None:
+        """Flush; for a file, fsync and rename into place (or delete when ``ok`` is false)."""
+        if self._tmp is None:
+            self._stream.flush()
+            return
+        if self._stream.closed:
+            return
+        self._stream.flush()
+        os.fsync(self._stream.fileno())
+        self._stream.close()
+        if ok:
+            assert self._path is not None
+            os.replace(self._tmp, self._path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+class ParquetSink:
+    """Writes rows to a Parquet file in row groups of ``batch_rows`` (needs ``pyarrow``).
+
+    :param path: the target file.
+    :param batch_rows: rows buffered per row group.
+    """
+
+    def __init__(self, path: str | Path | None, batch_rows: int = 65_536) -> None:
+        if path is None:
+            raise FeaturizerError("the parquet sink needs an output file: pass --out FILE.parquet")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as error:
+            raise FeaturizerError(
+                "writing Parquet needs pyarrow: pip install pyarrow (or write .jsonl)"
+            ) from error
+        self._path = Path(path)
+        _check_writable(self._path)
+        self._tmp = _temporary_path(self._path)
+        self._batch_rows = batch_rows
+        self._rows: list[Mapping[str, Any]] = []
+        self._writer: Any = None
+        self._closed = False
+
+    def write_row(self, row: Mapping[str, Any]) -> None:
+        """Buffer one row; a full buffer becomes a row group."""
+        self._rows.append(row)
+        if len(self._rows) >= self._batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._rows:
+            return
+        if self._writer is None:
+            table = pa.Table.from_pylist(self._rows)
+            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+        else:
+            table = pa.Table.from_pylist(self._rows, schema=self._writer.schema)
+        self._writer.write_table(table)
+        self._rows = []
+
+    def close(self, ok: bool = True) -> None:
+        """Write the last row group, then rename into place (or delete when ``ok`` is false)."""
+        if self._closed:
+            return
+        self._closed = True
+        if ok:
+            self._flush()
+        if self._writer is not None:
+            self._writer.close()
+        if ok and self._writer is not None:
+            with open(self._tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(self._tmp, self._path)
+        else:
+            self._tmp.unlink(missing_ok=True)

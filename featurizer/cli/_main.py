@@ -1,0 +1,45 @@
+"""Entry point: parse arguments and dispatch to one command module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from featurizer._errors import FeaturizerError
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    from featurizer.cli import _plugins_cmd, _run_cmd, _validate_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="featurizer", description="Define market-data features once; run them anywhere."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (_run_cmd, _validate_cmd, _plugins_cmd):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (0 ok, 1 failure, 2 usage error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args))
+    except FeaturizerError as error:
+        sys.stderr.write(f"featurizer: error: {error}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("featurizer: interrupted\n")
+        return 130
