@@ -1,0 +1,318 @@
+"""Running a config: build the graph, connect emitters, write outputs, stop cleanly."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from featurizer._config import FeaturizerConfig, construct_features_from_configs
+from featurizer._emitter import DataSourceEventEmitter
+from featurizer._errors import EmitterError, FeaturizerError
+from featurizer._events import Event, GroupedNamedDataEvent
+from featurizer._feature import Feature
+from featurizer._graph import ERROR_POLICIES, FeatureStreamGraph
+from featurizer._plugin_types import EmitterSpec
+from featurizer._plugins import Plugins, get_plugins
+from featurizer._sinks import Sink, flatten_grouped
+
+__all__ = ["RunContext", "RunOptions", "RunSummary", "assign_emitters", "run"]
+
+logger = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.05
+
+
+@attrs.frozen(kw_only=True)
+class RunOptions:
+    """How ``featurizer run`` runs a config.
+
+    :param emitter: use this emitter for every data source (else each source's default).
+    :param max_events: stop after this many input events (passed to emitters as a bound too).
+    :param duration: stop after this many wall-clock seconds.
+    :param seed: seed for emitters that generate data.
+    :param pace: ``"max"`` (as fast as possible) or a speed factor for replaying emitters.
+    :param combine_outputs: write one row per input with every output (else a row per output
+        event).
+    :param error_policy: ``"raise"`` or ``"skip"`` (see :data:`featurizer.ERROR_POLICIES`).
+    :param emitter_options: extra options passed to emitters.
+    """
+
+    emitter: str | None = None
+    max_events: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    )
+    duration: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+    seed: int = 0
+    pace: str | float = "max"
+    combine_outputs: bool = True
+    error_policy: str = attrs.field(default="raise", validator=attrs.validators.in_(ERROR_POLICIES))
+    emitter_options: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def emitter_option_dict(self) -> dict[str, Any]:
+        """The options every emitter receives."""
+        return {
+            "seed": self.seed,
+            "max_events": self.max_events,
+            "duration": self.duration,
+            "pace": self.pace,
+            **self.emitter_options,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class RunSummary:
+    """What a run did.
+
+    :param events_in: data-source events pushed into the graph.
+    :param outputs_out: rows written to the sink.
+    :param errors: feature errors counted under the ``skip`` policy.
+    :param elapsed_seconds: wall time from emitters' start to their stop.
+    :param stopped_by: ``"completed"``, ``"max_events"``, ``"duration"`` or ``"interrupted"``.
+    """
+
+    events_in: int
+    outputs_out: int
+    errors: int
+    elapsed_seconds: float
+    stopped_by: str
+
+    @property
+    def events_per_second(self) -> float:
+        """Input events per wall-clock second."""
+        return self.events_in / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        """One human-readable line."""
+        return (
+            f"events in: {self.events_in:,}  outputs out: {self.outputs_out:,}  errors: "
+            f"{self.errors:,}  elapsed: {self.elapsed_seconds:.2f} s  events/s: "
+            f"{self.events_per_second:,.0f}  stopped by: {self.stopped_by}"
+        )
+
+
+@attrs.define(kw_only=True)
+class RunContext:
+    """What lifecycle hooks receive about a run."""
+
+    config: FeaturizerConfig
+    options: RunOptions
+    graph: FeatureStreamGraph
+    emitters: dict[str, DataSourceEventEmitter]
+
+
+def assign_emitters(
+    sources: Sequence[Feature], emitters: Mapping[str, EmitterSpec], override: str | None
+) -> dict[str, list[Feature]]:
+    """Choose the emitter of each data source: the override, else the first default for it.
+
+    :param sources: the graph's data-source features.
+    :param emitters: registered emitters by name.
+    :param override: an emitter name that serves every source, or ``None``.
+    :returns: emitter name to its sources, in registration order.
+    :raises EmitterError: listing the emitters and what they serve, before anything starts.
+    """
+    def served() -> str:
+        return "; ".join(
+            f"{spec.name}: {', '.join(spec.data_sources)} on "
+            f"{', '.join(spec.exchanges) or 'explicit --emitter only'}"
+            for spec in emitters.values()
+        ) or "no emitter is installed"
+
+    if override is not None and override not in emitters:
+        raise EmitterError(
+            f"unknown emitter {override!r}; registered emitters: {', '.join(emitters) or 'none'}"
+        )
+    plan: dict[str, list[Feature]] = {}
+    for source in sources:
+        definition = source.definition_name
+        if override is not None:
+            if not emitters[override].serves(definition):
+                raise EmitterError(
+                    f"emitter {override!r} cannot serve data source {source.name!r} "
+                    f"(definition {definition!r}); emitters: {served()}"
+                )
+            plan.setdefault(override, []).append(source)
+            continue
+        exchange = str(source.params.get("exchange", ""))
+        chosen = next(
+            (spec for spec in emitters.values() if spec.is_default_for(definition, exchange)), None
+        )
+        if chosen is None:
+            raise EmitterError(
+                f"no emitter serves data source {source.name!r} (definition {definition!r}, "
+                f"exchange {exchange!r}); choose one with --emitter. Emitters: {served()}"
+            )
+        plan.setdefault(chosen.name, []).append(source)
+    return plan
+
+
+def _build_emitters(
+    plan: Mapping[str, list[Feature]], plugins: Plugins, options: RunOptions
+) -> dict[str, DataSourceEventEmitter]:
+    specs = plugins.emitters()
+    built: dict[str, DataSourceEventEmitter] = {}
+    for name in plan:
+        option_dict = options.emitter_option_dict()
+        emitter = plugins.make_emitter(name, option_dict)
+        if emitter is None:
+            emitter = specs[name].emitter_class.from_options(option_dict)
+        built[name] = emitter
+    return built
+
+
+class _InputCounter:
+    """Counts input events and enforces ``max_events`` across emitters."""
+
+    def __init__(self, max_events: int | None, limit_reached: threading.Event) -> None:
+        self.count = 0
+        self._max = max_events
+        self._limit_reached = limit_reached
+
+    def wrap(self, dispatch: Callable[[Event], None], lock: threading.Lock | None) -> Callable[[Event], None]:
+        limit = self._max
+        reached = self._limit_reached
+
+        def counted(event: Event) -> None:
+            if limit is not None and self.count >= limit:
+                reached.set()
+                return
+            self.count += 1
+            dispatch(event)
+
+        if lock is None:
+            return counted
+
+        def locked(event: Event) -> None:
+            with lock:
+                counted(event)
+
+        return locked
+
+
+def run(
+    config: FeaturizerConfig,
+    options: RunOptions,
+    sink: Sink,
+    *,
+    plugins: Plugins | None = None,
+    on_combined: Callable[[GroupedNamedDataEvent], None] | None = None,
+) -> RunSummary:
+    """Run ``config`` until its emitters finish, ``max_events``, ``duration`` or Ctrl-C.
+
+    :param config: the features to compute.
+    :param options: emitter choice, bounds, output shape, error policy.
+    :param sink: receives output rows; closed (published) when the run ends cleanly, discarded
+        when it fails.
+    :param plugins: the plugins to use (installed ones by default).
+    :param on_combined: also called with every combined output (tests, dashboards).
+    :returns: the summary.
+    :raises FeaturizerError: for config or emitter problems (before anything starts) and for
+        feature errors under the ``raise`` policy.
+    """
+    plugins = plugins or get_plugins()
+    features = construct_features_from_configs(config, plugins)
+    outputs = [0]
+
+    def write_combined(grouped: GroupedNamedDataEvent) -> None:
+        outputs[0] += 1
+        sink.write_row(flatten_grouped(grouped))
+        if on_combined is not None:
+            on_combined(grouped)
+
+    graph = FeatureStreamGraph(
+        features,
+        combine_outputs=options.combine_outputs,
+        combined_out_callback=write_combined,
+        error_policy=options.error_policy,
+        error_callback=plugins.on_feature_error,
+    )
+    if not options.combine_outputs:
+        for feature in graph.get_outs():
+            graph.set_callback(feature, _per_feature_writer(sink, outputs))
+    plan = assign_emitters(graph.get_ins(), plugins.emitters(), options.emitter)
+    emitters = _build_emitters(plan, plugins, options)
+    limit_reached = threading.Event()
+    counter = _InputCounter(options.max_events, limit_reached)
+    lock = threading.Lock() if len(emitters) > 1 else None
+    for name, sources in plan.items():
+        for source in sources:
+            emitters[name].register_callback(source, counter.wrap(graph.input_callback(source), lock))
+    context = RunContext(config=config, options=options, graph=graph, emitters=emitters)
+    plugins.before_run(context)
+    started = time.perf_counter()
+    stopped_by = "completed"
+    try:
+        for emitter in emitters.values():
+            emitter.start()
+        stopped_by = _wait(emitters, options, limit_reached, started)
+    except KeyboardInterrupt:
+        stopped_by = "interrupted"
+    except BaseException as error:
+        _stop_all(emitters)
+        sink.close(ok=False)
+        plugins.on_run_error(context, error)
+        raise
+    _stop_all(emitters)
+    elapsed = time.perf_counter() - started
+    failure = next((e.failure() for e in emitters.values() if e.failure() is not None), None)
+    if failure is not None:
+        sink.close(ok=False)
+        plugins.on_run_error(context, failure)
+        if isinstance(failure, FeaturizerError):
+            raise failure
+        raise EmitterError(f"an emitter failed: {type(failure).__name__}: {failure}") from failure
+    sink.close(ok=True)
+    if stopped_by == "completed" and options.max_events is not None and counter.count >= options.max_events:
+        stopped_by = "max_events"
+    summary = RunSummary(
+        events_in=counter.count,
+        outputs_out=outputs[0],
+        errors=sum(graph.error_counts.values()),
+        elapsed_seconds=elapsed,
+        stopped_by=stopped_by,
+    )
+    plugins.after_run(context, summary)
+    return summary
+
+
+def _per_feature_writer(sink: Sink, outputs: list[int]) -> Callable[[Feature, Event], None]:
+    def write(feature: Feature, event: Event) -> None:
+        outputs[0] += 1
+        sink.write_row({"feature": feature.name, **event})
+
+    return write
+
+
+def _wait(
+    emitters: Mapping[str, DataSourceEventEmitter],
+    options: RunOptions,
+    limit_reached: threading.Event,
+    started: float,
+) -> str:
+    pending = dict(emitters)
+    while pending:
+        for name, emitter in list(pending.items()):
+            if emitter.failure() is not None:
+                return "failed"
+            if emitter.wait(_POLL_SECONDS / max(len(pending), 1)):
+                del pending[name]
+        if limit_reached.is_set():
+            return "max_events"
+        if options.duration is not None and time.perf_counter() - started >= options.duration:
+            return "duration"
+    return "max_events" if limit_reached.is_set() else "completed"
+
+
+def _stop_all(emitters: Mapping[str, DataSourceEventEmitter]) -> None:
+    for name, emitter in emitters.items():
+        try:
+            emitter.stop()
+        except Exception:
+            logger.exception("emitter %r failed to stop cleanly", name)

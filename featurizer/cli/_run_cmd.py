@@ -1,0 +1,75 @@
+"""``featurizer run CONFIG``: compute features from live, synthetic or replayed data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from featurizer._graph import ERROR_POLICIES
+from featurizer._plugins import get_plugins
+from featurizer._runner import RunOptions, run
+from featurizer.cli._common import add_config_argument, load, make_sink, write
+
+
+def _pace(value: str) -> str | float:
+    if value == "max":
+        return value
+    try:
+        speed = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'max' or a speed factor such as 1.0, got {value!r}") from None
+    if not speed > 0:
+        raise argparse.ArgumentTypeError(f"the speed factor must be positive, got {value!r}")
+    return speed
+
+
+def register(commands: Any) -> None:
+    """Add the ``run`` subcommand."""
+    parser = commands.add_parser(
+        "run",
+        help="run a config until its data ends, a bound, or Ctrl-C",
+        description="Build the feature graph of CONFIG, connect each data source to its emitter "
+        "and write the combined feature vectors (JSON Lines to stdout by default).",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--emitter", help="use this emitter for every data source (e.g. synthetic)")
+    parser.add_argument("--max-events", type=int, help="stop after N input events")
+    parser.add_argument("--duration", type=float, help="stop after S wall-clock seconds")
+    parser.add_argument("--seed", type=int, default=0, help="seed for generating emitters")
+    parser.add_argument("--pace", type=_pace, default="max", help="'max' or a replay speed factor")
+    parser.add_argument("--out", help="output file (.jsonl or .parquet); stdout when omitted")
+    parser.add_argument("--format", dest="format_name", help="output format (jsonl, parquet)")
+    parser.add_argument(
+        "--no-combine",
+        action="store_true",
+        help="write one row per output event instead of one combined row per input",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=ERROR_POLICIES,
+        default="raise",
+        help="when a feature raises: stop (raise) or count and continue (skip)",
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the config and print a summary to stderr."""
+    config = load(args)
+    plugins = get_plugins()
+    options = RunOptions(
+        emitter=args.emitter,
+        max_events=args.max_events,
+        duration=args.duration,
+        seed=args.seed,
+        pace=args.pace,
+        combine_outputs=not args.no_combine,
+        error_policy=args.on_error,
+    )
+    sink = make_sink(plugins, args.out, args.format_name)
+    summary = run(config, options, sink, plugins=plugins)
+    write(summary.describe(), stream=sys.stderr)
+    if args.out:
+        write(f"wrote {summary.outputs_out:,} rows to {args.out}", stream=sys.stderr)
+    return 0
