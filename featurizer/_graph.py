@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,10 @@ the error callback and that feature (and what depends on it) produces nothing fo
 FeatureCallback = Callable[[Feature, Event], None]
 CombinedCallback = Callable[[GroupedNamedDataEvent], None]
 ErrorCallback = Callable[[FeatureComputationError], None]
+
+
+def _ignore(grouped: GroupedNamedDataEvent) -> None:
+    """The combined callback when none was given."""
 
 
 def topological_order(outputs: Iterable[Feature]) -> list[Feature]:
@@ -60,13 +65,21 @@ class _Node:
 
 
 class _Codegen:
-    """Writes the per-source dispatch functions of a graph as Python source."""
+    """Writes the per-source dispatch functions of a graph as Python source.
+
+    Two variants are generated per source: *warming* (some output has no value yet, so the
+    combined output is held back while counting the outputs still missing) and *ready* (every
+    output has a value: no counting). The graph swaps to the ready variant once, when the last
+    output receives its first value.
+    """
 
     def __init__(self, graph: FeatureStreamGraph) -> None:
         self.graph = graph
         self.lines: list[str] = []
         self.namespace: dict[str, Any] = {"_NO_DEFAULT": no_default}
         self.multi: dict[int, bool] = {}
+        self.maybe_none: dict[int, bool] = {}
+        self.warming = True
 
     def const(self, name: str, value: Any) -> str:
         self.namespace[name] = value
@@ -75,83 +88,112 @@ class _Codegen:
     def emit(self, indent: int, text: str) -> None:
         self.lines.append("    " * indent + text)
 
-    def build(self) -> dict[Feature, Callable[[Event], None]]:
+    def build(self) -> tuple[dict[Feature, Callable[[Event], None]], dict[Feature, Callable[[Event], None]]]:
         graph = self.graph
-        names: dict[Feature, str] = {}
-        for source in graph._ins:
-            idx = graph._index[source]
-            fn = f"_on_{idx}"
-            names[source] = fn
-            self.multi = {idx: False}
-            self.emit(0, f"def {fn}(v{idx}):")
-            self.emit(1, "dirty = False")
-            self.finish_node(idx, 1)
-            for node_idx in graph._schedule[source]:
-                self.compute(graph._nodes[node_idx], 1)
-            if graph._combine_outputs:
-                self.emit(1, "if dirty and _missing[0] == 0:")
-                self.emit(2, "_combined(tuple(_latest))")
-            self.emit(1, "return None")
-            self.emit(0, "")
+        names: dict[bool, dict[Feature, str]] = {True: {}, False: {}}
+        for warming in (True, False):
+            self.warming = warming
+            for source in graph._ins:
+                idx = graph._index[source]
+                fn = f"_on_{idx}_{'warming' if warming else 'ready'}"
+                names[warming][source] = fn
+                self.multi = {idx: False}
+                self.maybe_none = {idx: False}
+                header = len(self.lines)
+                self.emit(0, f"def {fn}(v{idx}):")
+                if graph._combine_outputs:
+                    self.emit(1, "dirty = False")
+                self.finish_node(idx, 1)
+                for node_idx in graph._schedule[source]:
+                    self.compute(graph._nodes[node_idx], 1)
+                if graph._combine_outputs:
+                    if warming:
+                        self.emit(1, "if dirty and _missing[0] == 0:")
+                        self.emit(2, "_become_ready()")
+                        self.emit(2, "_combined(tuple(_latest))")
+                    else:
+                        self.emit(1, "if dirty:")
+                        self.emit(2, "_combined(tuple(_latest))")
+                self.emit(1, "return None")
+                self.emit(0, "")
+                self.bind_globals_as_locals(header)
         source_text = "\n".join(self.lines)
         code = compile(source_text, f"<featurizer graph {id(graph):x}>", "exec")
         exec(code, self.namespace)
         graph._generated_source = source_text
-        return {feature: self.namespace[fn] for feature, fn in names.items()}
+        warming_fns = {f: self.namespace[fn] for f, fn in names[True].items()}
+        ready_fns = {f: self.namespace[fn] for f, fn in names[False].items()}
+        return warming_fns, ready_fns
+
+    def bind_globals_as_locals(self, header: int) -> None:
+        """Pass the names a function uses as keyword defaults: locals are faster than globals."""
+        body = "\n".join(self.lines[header + 1 :])
+        used = sorted(
+            name for name in self.namespace if re.search(rf"\b{re.escape(name)}\b", body)
+        )
+        signature = self.lines[header][: -len("):")]
+        bound = "".join(f", {name}={name}" for name in used)
+        self.lines[header] = f"{signature}{bound}):"
+
+    def record_output(self, out_slot: int, fname: str, value: str, indent: int) -> None:
+        self.emit(indent, "dirty = True")
+        if self.warming:
+            self.emit(indent, f"if _latest[{out_slot}] is None:")
+            self.emit(indent + 1, "_missing[0] -= 1")
+        self.emit(indent, f"_latest[{out_slot}] = ({fname}, {value})")
 
     def finish_node(self, idx: int, indent: int) -> None:
         """Callbacks and output bookkeeping for node ``idx`` once ``v{idx}`` is computed."""
         graph = self.graph
         feature = graph._nodes[idx].feature
         callbacks = graph._callbacks.get(feature, [])
-        out_slot = graph._out_slot.get(feature)
-        if not callbacks and (out_slot is None or not graph._combine_outputs):
+        out_slot = graph._out_slot.get(feature) if graph._combine_outputs else None
+        if not callbacks and out_slot is None:
             return
         fname = self.const(f"F{idx}", feature)
-        multi = self.multi[idx]
-        if multi:
+        if self.multi[idx]:
             self.emit(indent, f"for item in v{idx}:")
-            for j, callback in enumerate(callbacks):
-                self.emit(indent + 1, f"{self.const(f'cb{idx}_{j}', callback)}({fname}, item)")
-            if out_slot is not None and graph._combine_outputs:
-                self.emit(indent + 1, "dirty = True")
-                self.emit(indent + 1, f"if _latest[{out_slot}] is None:")
-                self.emit(indent + 2, "_missing[0] -= 1")
-                self.emit(indent + 1, f"_latest[{out_slot}] = ({fname}, item)")
-            return
-        self.emit(indent, f"if v{idx} is not None:")
+            value, body = "item", indent + 1
+        elif self.maybe_none[idx]:
+            self.emit(indent, f"if v{idx} is not None:")
+            value, body = f"v{idx}", indent + 1
+        else:
+            value, body = f"v{idx}", indent
         for j, callback in enumerate(callbacks):
-            self.emit(indent + 1, f"{self.const(f'cb{idx}_{j}', callback)}({fname}, v{idx})")
-        if out_slot is not None and graph._combine_outputs:
-            self.emit(indent + 1, "dirty = True")
-            self.emit(indent + 1, f"if _latest[{out_slot}] is None:")
-            self.emit(indent + 2, "_missing[0] -= 1")
-            self.emit(indent + 1, f"_latest[{out_slot}] = ({fname}, v{idx})")
+            self.emit(body, f"{self.const(f'cb{idx}_{j}', callback)}({fname}, {value})")
+        if out_slot is not None:
+            self.record_output(out_slot, fname, value, body)
 
     def compute(self, node: _Node, indent: int) -> None:
         idx = node.index
         fail = self.const("_fail", self.graph._fail)
         if node.chain is not None:
             (up,) = node.upstreams
+            self.maybe_none[idx] = True
             if self.multi[up]:
                 self.multi[idx] = True
                 self.emit(indent, f"v{idx} = []")
                 self.emit(indent, f"for x0 in v{up}:")
                 self.emit(indent + 1, "try:")
-                self.inline_chain(node, indent + 2, "x0", lambda ind: self.emit(ind, f"v{idx}.append(x)"))
+                self.inline_chain(node, indent + 2, "x0", f"v{idx}.append")
                 self.emit(indent + 1, "except Exception as exc:")
                 self.emit(indent + 2, f"{fail}({idx}, exc, x0)")
             else:
                 self.multi[idx] = False
                 self.emit(indent, f"v{idx} = None")
-                self.emit(indent, f"if v{up} is not None:")
-                self.emit(indent + 1, "try:")
-                self.inline_chain(node, indent + 2, f"v{up}", lambda ind: self.emit(ind, f"v{idx} = x"))
-                self.emit(indent + 1, "except Exception as exc:")
-                self.emit(indent + 2, f"v{idx} = None")
-                self.emit(indent + 2, f"{fail}({idx}, exc, v{up})")
+                if self.maybe_none[up]:
+                    self.emit(indent, f"if v{up} is not None:")
+                    indent += 1
+                self.emit(indent, "try:")
+                self.inline_chain(node, indent + 1, f"v{up}", f"v{idx} = ")
+                self.emit(indent, "except Exception as exc:")
+                self.emit(indent + 1, f"v{idx} = None")
+                self.emit(indent + 1, f"{fail}({idx}, exc, v{up})")
+                if self.maybe_none[up]:
+                    indent -= 1
         else:
             self.multi[idx] = True
+            self.maybe_none[idx] = False
             kernel = self.const(f"k{idx}", node.kernel)
             self.emit(indent, f"v{idx} = []")
             for slot, up in enumerate(node.upstreams):
@@ -165,37 +207,61 @@ class _Codegen:
                 self.emit(indent + 2, f"{fail}({idx}, exc, x0)")
         self.finish_node(idx, indent)
 
-    def inline_chain(self, node: _Node, indent: int, source: str, store: Callable[[int], None]) -> None:
+    def inline_chain(self, node: _Node, indent: int, source: str, store: str) -> None:
+        """Emit the fused steps reading ``source``; ``store`` receives the final value.
+
+        ``store`` is either an assignment prefix (``"v3 = "``) or a callable name
+        (``"v3.append"``). A chain of maps only becomes one nested call expression.
+        """
         idx = node.index
         assert node.chain is not None
-        self.emit(indent, f"x = {source}")
-        for n, step in enumerate(node.chain.steps):
+        steps = node.chain.steps
+        if all(step.kind == "map" for step in steps):
+            expression = source
+            for n, step in enumerate(steps):
+                op = step.node
+                f = self.const(f"m{idx}_{n}", call_with(op.func, op.args, op.kwargs))
+                expression = f"{f}({expression})"
+            self.store(indent, store, expression, filter_none=store.endswith(".append"))
+            return
+        current = source
+        for n, step in enumerate(steps):
             op = step.node
             if step.kind == "map":
                 f = self.const(f"m{idx}_{n}", call_with(op.func, op.args, op.kwargs))
-                self.emit(indent, f"x = {f}(x)")
+                self.emit(indent, f"x = {f}({current})")
             elif step.kind == "filter":
                 f = self.const(f"p{idx}_{n}", call_with(op.predicate, op.args, op.kwargs))
-                self.emit(indent, f"if {f}(x):")
+                self.emit(indent, f"if {f}({current}):")
                 indent += 1
+                self.emit(indent, f"x = {current}")
             else:
                 acc = self.const(f"a{idx}_{n}", op)
                 kwargs = dict(op.kwargs)
                 func = op.func if not kwargs else (lambda s, x, _f=op.func, _k=kwargs: _f(s, x, **_k))
                 f = self.const(f"af{idx}_{n}", func)
-                pair = "(x, x)" if op.with_state else "x"
                 self.emit(indent, f"if {acc}.state is _NO_DEFAULT:")
-                self.emit(indent + 1, f"{acc}.state = x")
-                self.emit(indent + 1, f"x = {pair}")
+                self.emit(indent + 1, f"{acc}.state = {current}")
+                self.emit(indent + 1, f"x = ({current}, {current})" if op.with_state else f"x = {current}")
                 self.emit(indent, "else:")
                 if op.returns_state:
-                    self.emit(indent + 1, f"{acc}.state, x = {f}({acc}.state, x)")
+                    self.emit(indent + 1, f"{acc}.state, x = {f}({acc}.state, {current})")
                 else:
-                    self.emit(indent + 1, f"x = {acc}.state = {f}({acc}.state, x)")
+                    self.emit(indent + 1, f"x = {acc}.state = {f}({acc}.state, {current})")
                 if op.with_state:
                     self.emit(indent + 1, f"x = ({acc}.state, x)")
-        self.emit(indent, "if x is not None:")
-        store(indent + 1)
+            current = "x"
+        self.store(indent, store, current, filter_none=True)
+
+    def store(self, indent: int, store: str, expression: str, *, filter_none: bool) -> None:
+        if store.endswith(" = "):
+            self.emit(indent, f"{store}{expression}")
+            return
+        self.emit(indent, f"x = {expression}")
+        if filter_none:
+            self.emit(indent, "if x is not None:")
+            indent += 1
+        self.emit(indent, f"{store}(x)")
 
 
 class FeatureStreamGraph:
@@ -215,6 +281,8 @@ class FeatureStreamGraph:
     :param combined_out_callback: receives the grouped events.
     :param error_policy: ``"raise"`` (default) or ``"skip"`` (count, report, continue).
     :param error_callback: receives each :class:`FeatureComputationError` under ``"skip"``.
+    :param fuse: compile fusable operator chains into direct calls (``False`` runs every
+        feature through streamz itself; results are identical, only slower).
 
     >>> from featurizer.testing import ExampleTicker, ExampleMid
     >>> ticker = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"})
@@ -236,6 +304,7 @@ class FeatureStreamGraph:
         *,
         error_policy: str = "raise",
         error_callback: ErrorCallback | None = None,
+        fuse: bool = True,
     ) -> None:
         if error_policy not in ERROR_POLICIES:
             raise FeaturizerError(
@@ -250,6 +319,7 @@ class FeatureStreamGraph:
         self._combined_callback = combined_out_callback
         self._error_policy = error_policy
         self._error_callback = error_callback
+        self._fuse = fuse
         self.error_counts: collections.Counter[Feature] = collections.Counter()
         self._order = topological_order(outputs)
         self._index = {feature: i for i, feature in enumerate(self._order)}
@@ -263,6 +333,9 @@ class FeatureStreamGraph:
         self._latest: list[NamedDataEvent | None] = [None] * len(self._outs)
         self._missing = [len(self._outs)]
         self._dispatch: dict[Feature, Callable[[Event], None]] = {}
+        self._dispatch_by_id: dict[int, Callable[[Event], None]] = {}
+        self._warming: dict[Feature, Callable[[Event], None]] = {}
+        self._ready: dict[Feature, Callable[[Event], None]] = {}
         self._compile()
 
     @staticmethod
@@ -307,7 +380,7 @@ class FeatureStreamGraph:
             )
         node.state = state
         node.output = output
-        node.chain = fuse(sources, output)
+        node.chain = fuse(sources, output) if self._fuse else None
         if node.chain is None:
             node.kernel = StreamzKernel(list(sources.values()), output)
             node.multi = True
@@ -329,13 +402,20 @@ class FeatureStreamGraph:
         codegen.namespace.update(
             _latest=self._latest,
             _missing=self._missing,
-            _combined=self._deliver_combined,
+            _combined=self._combined_callback or _ignore,
+            _become_ready=self._become_ready,
         )
-        self._dispatch = codegen.build()
+        self._warming, self._ready = codegen.build()
+        self._install(self._ready if self._missing[0] == 0 else self._warming)
 
-    def _deliver_combined(self, grouped: GroupedNamedDataEvent) -> None:
-        if self._combined_callback is not None:
-            self._combined_callback(grouped)
+    def _install(self, functions: Mapping[Feature, Callable[[Event], None]]) -> None:
+        self._dispatch.clear()
+        self._dispatch.update(functions)
+        self._dispatch_by_id.clear()
+        self._dispatch_by_id.update({id(feature): fn for feature, fn in functions.items()})
+
+    def _become_ready(self) -> None:
+        self._install(self._ready)
 
     def _fail(self, node_index: int, cause: Exception, event: Event) -> None:
         feature = self._nodes[node_index].feature
@@ -355,13 +435,14 @@ class FeatureStreamGraph:
         :raises FeatureComputationError: under the ``raise`` policy, when a feature raises.
         """
         feature, event = named_event
-        try:
-            dispatch = self._dispatch[feature]
-        except KeyError:
-            raise FeaturizerError(
-                f"{feature!r} is not an input of this graph (inputs: "
-                f"{', '.join(repr(f.name) for f in self._ins)})"
-            ) from None
+        dispatch = self._dispatch_by_id.get(id(feature))
+        if dispatch is None:
+            dispatch = self._dispatch.get(feature)
+            if dispatch is None:
+                raise FeaturizerError(
+                    f"{feature!r} is not an input of this graph (inputs: "
+                    f"{', '.join(repr(f.name) for f in self._ins)})"
+                )
         dispatch(event)
 
     def input_callback(self, feature: Feature) -> Callable[[Event], None]:
@@ -396,6 +477,7 @@ class FeatureStreamGraph:
     def set_combined_callback(self, callback: CombinedCallback | None) -> None:
         """Replace the callback receiving the combined output (``combine_outputs=True``)."""
         self._combined_callback = callback
+        self._compile()
 
     def get_ins(self) -> list[Feature]:
         """The data-source features feeding this graph, in topological order."""

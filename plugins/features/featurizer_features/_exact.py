@@ -28,7 +28,9 @@ class FixedPointScale:
     """A growing binary scale: ``to_int(x) == x * 2**bits`` exactly.
 
     Callers keep integers produced at the current scale; when :meth:`to_int` must grow the
-    scale it returns the number of bits it grew by, and the caller shifts what it holds.
+    scale it returns the number of bits it grew by, and the caller shifts what it holds. Hot
+    paths may first try ``int(x * factor)`` themselves: when that raises or differs from
+    ``x * factor`` (``factor`` is NaN beyond the fast range), they call :meth:`to_int`.
     """
 
     __slots__ = ("bits", "factor")
@@ -50,6 +52,6 @@ class FixedPointScale:
         needed = _fraction_bits(x)
         grown = max(0, needed - self.bits)
         self.bits += grown
-        self.factor = math.ldexp(1.0, self.bits) if self.bits <= _MAX_FAST_BITS else math.inf
+        self.factor = math.ldexp(1.0, self.bits) if self.bits <= _MAX_FAST_BITS else math.nan
         numerator, denominator = x.as_integer_ratio()
         return numerator << (self.bits - (denominator.bit_length() - 1)), grown

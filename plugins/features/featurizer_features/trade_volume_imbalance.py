@@ -34,17 +34,26 @@ class TradeVolumeImbalanceWindow:
         self._buy = 0
         self._sell = 0
 
-    def _grow(self, bits: int) -> None:
-        self._items = collections.deque((ts, v << bits, buy) for ts, v, buy in self._items)
-        self._buy <<= bits
-        self._sell <<= bits
+    def _exact(self, x: float) -> int:
+        """Slow path of the conversion: grow the scale (shifting what is held) if needed."""
+        value, grown = self._scale.to_int(x)
+        if grown:
+            self._items = collections.deque((ts, v << grown, b) for ts, v, b in self._items)
+            self._buy <<= grown
+            self._sell <<= grown
+        return value
 
     def update(self, event: Event) -> Event:
         """Add the trade, evict what left the window, return the imbalance event."""
         ts = event["timestamp"]
-        amount, grown = self._scale.to_int(event["amount"])
-        if grown:
-            self._grow(grown)
+        x = event["amount"]
+        scaled = x * self._scale.factor
+        try:
+            amount = int(scaled)
+        except (OverflowError, ValueError):
+            amount = self._exact(x)
+        if amount != scaled:
+            amount = self._exact(x)
         is_buy = event["side"] == "buy"
         items = self._items
         items.append((ts, amount, is_buy))

@@ -39,17 +39,26 @@ class VolatilityWindow:
         self._sum = 0
         self._sum_sq = 0
 
-    def _grow(self, bits: int) -> None:
-        self._items = collections.deque((ts, v << bits) for ts, v in self._items)
-        self._sum <<= bits
-        self._sum_sq <<= 2 * bits
+    def _exact(self, x: float) -> int:
+        """Slow path of the conversion: grow the scale (shifting what is held) if needed."""
+        value, grown = self._scale.to_int(x)
+        if grown:
+            self._items = collections.deque((ts, v << grown) for ts, v in self._items)
+            self._sum <<= grown
+            self._sum_sq <<= 2 * grown
+        return value
 
     def update(self, event: Event) -> Event:
         """Add ``event``, evict what left the window, return the volatility event."""
         ts = event["timestamp"]
-        value, grown = self._scale.to_int(event[self._field])
-        if grown:
-            self._grow(grown)
+        x = event[self._field]
+        scaled = x * self._scale.factor
+        try:
+            value = int(scaled)
+        except (OverflowError, ValueError):
+            value = self._exact(x)
+        if value != scaled:
+            value = self._exact(x)
         items = self._items
         items.append((ts, value))
         self._sum += value
