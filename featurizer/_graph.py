@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -35,20 +35,33 @@ def _ignore(grouped: GroupedNamedDataEvent) -> None:
     """The combined callback when none was given."""
 
 
-def topological_order(outputs: Iterable[Feature]) -> list[Feature]:
+def topological_order(
+    outputs: Iterable[Feature], leaves: Collection[Feature] = ()
+) -> list[Feature]:
     """Every node under ``outputs``, once, children before parents, in a deterministic order.
 
     :param outputs: the output features.
+    :param leaves: features whose children are not visited (external inputs).
     :returns: post-order of a depth-first walk over the outputs in order, dependencies in
-        declaration order.
+        declaration order. The first object seen for each key is the one returned, outputs
+        first, so names given to outputs are kept.
     """
     order: list[Feature] = []
     seen: set[Feature] = set()
+    canonical = {feature: feature for feature in outputs}
     for output in outputs:
-        for node in output.walk():
-            if node not in seen:
+        stack: list[tuple[Feature, bool]] = [(output, False)]
+        while stack:
+            node, expanded = stack.pop()
+            node = canonical.get(node, node)
+            if node in seen:
+                continue
+            if expanded or node in leaves or not node.children:
                 seen.add(node)
                 order.append(node)
+                continue
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(list(node.children.values())))
     return order
 
 
@@ -281,6 +294,8 @@ class FeatureStreamGraph:
     :param combined_out_callback: receives the grouped events.
     :param error_policy: ``"raise"`` (default) or ``"skip"`` (count, report, continue).
     :param error_callback: receives each :class:`FeatureComputationError` under ``"skip"``.
+    :param external_inputs: features computed elsewhere (e.g. by another worker) whose events
+        are emitted into this graph like data sources: their sub-DAGs are not built here.
     :param fuse: compile fusable operator chains into direct calls (``False`` runs every
         feature through streamz itself; results are identical, only slower).
 
@@ -305,6 +320,7 @@ class FeatureStreamGraph:
         error_policy: str = "raise",
         error_callback: ErrorCallback | None = None,
         fuse: bool = True,
+        external_inputs: Iterable[Feature] = (),
     ) -> None:
         if error_policy not in ERROR_POLICIES:
             raise FeaturizerError(
@@ -321,9 +337,14 @@ class FeatureStreamGraph:
         self._error_callback = error_callback
         self._fuse = fuse
         self.error_counts: collections.Counter[Feature] = collections.Counter()
-        self._order = topological_order(outputs)
+        self._external = set(external_inputs)
+        self._order = topological_order(outputs, self._external)
         self._index = {feature: i for i, feature in enumerate(self._order)}
-        self._ins = [feature for feature in self._order if feature.is_data_source]
+        self._ins = [
+            feature
+            for feature in self._order
+            if feature.is_data_source or feature in self._external
+        ]
         self._out_slot = {feature: i for i, feature in enumerate(self._outs)}
         self._nodes = [self._build_node(feature) for feature in self._order]
         self._schedule = {source: self._reachable(source) for source in self._ins}
@@ -358,10 +379,10 @@ class FeatureStreamGraph:
         return outputs
 
     def _build_node(self, feature: Feature) -> _Node:
+        if feature.is_data_source or feature in self._external:
+            return _Node(feature=feature, index=self._index[feature], upstreams=[])
         upstreams = [self._index[child] for child in feature.children.values()]
         node = _Node(feature=feature, index=self._index[feature], upstreams=upstreams)
-        if feature.is_data_source:
-            return node
         definition = feature.definition
         if not issubclass(definition, FeatureDefinition):
             raise FeaturizerError(

@@ -169,3 +169,35 @@ def test_get_stream_get_ins_get_outs_and_input_callback() -> None:
     graph.get_stream(MID_A).map(lambda e: e["mid"] * 10).sink(seen.append)
     graph.input_callback(TICKER_A)(ticker_event(1.0, 1.0, 3.0))
     assert seen == [20.0]
+
+
+def test_external_inputs_cut_the_dag_and_accept_upstream_events() -> None:
+    graph = FeatureStreamGraph([MAX_A], external_inputs=[MID_A])
+    assert graph.get_ins() == [MID_A] and graph.nodes() == [MID_A, MAX_A]
+    out: list[float] = []
+    graph.set_callback(MAX_A, lambda f, e: out.append(e["max"]))
+    graph.emit_named_data_event((MID_A, {"timestamp": 1.0, "receipt_timestamp": 1.0, "mid": 4.0}))
+    assert out == [4.0]
+
+
+@given(events=_ticks())
+def test_fused_and_unfused_graphs_give_identical_outputs(
+    events: list[tuple[Feature, dict[str, float]]],
+) -> None:
+    outputs = [MID_A, MAX_A, SPREAD, MID_B]
+    fused = run_graph(outputs, events)
+    plain = CollectingSinkGraph(outputs, events)
+    assert fused.combined == plain.combined and fused.events == plain.events
+
+
+def CollectingSinkGraph(outputs: list[Feature], events: list[tuple[Feature, dict[str, float]]]):  # noqa: N802
+    from featurizer.testing import CollectingSink
+
+    sink = CollectingSink()
+    graph = FeatureStreamGraph(outputs, True, sink.on_combined, fuse=False)
+    assert not any(graph.is_fused(f) for f in graph.nodes())
+    for feature in graph.nodes():
+        graph.set_callback(feature, sink.on_event)
+    for named in events:
+        graph.emit_named_data_event(named)
+    return sink
