@@ -14,8 +14,8 @@ a profile of where the framework's time goes.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import collections
+import cProfile
 import gc
 import io
 import math
@@ -25,16 +25,36 @@ import statistics
 import time
 from typing import Any
 
-from featurizer import Feature, FeatureStreamGraph, FeaturizerConfig, construct_features_from_configs
+from featurizer import (
+    Feature,
+    FeatureStreamGraph,
+    FeaturizerConfig,
+    construct_features_from_configs,
+)
 
 CONFIG = {
     "feature_configs": [
-        {"name": "mid", "feature_definition": "mid_price",
-         "params": {"data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"}}},
-        {"name": "vol", "feature_definition": "volatility",
-         "params": {"window": "60s", "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"}}},
-        {"name": "tvi", "feature_definition": "trade_volume_imbalance",
-         "params": {"window": "60s", "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"}}},
+        {
+            "name": "mid",
+            "feature_definition": "mid_price",
+            "params": {"data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"}},
+        },
+        {
+            "name": "vol",
+            "feature_definition": "volatility",
+            "params": {
+                "window": "60s",
+                "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
+            },
+        },
+        {
+            "name": "tvi",
+            "feature_definition": "trade_volume_imbalance",
+            "params": {
+                "window": "60s",
+                "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
+            },
+        },
     ]
 }
 
@@ -50,20 +70,39 @@ def make_events(count: int, seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
         if rng.random() < 0.65:
             mid += rng.choice((-0.5, 0.0, 0.5))
             spread = 0.5 * rng.randint(1, 3)
-            events.append(("ticker", {"timestamp": ts, "receipt_timestamp": ts + 0.001,
-                                      "bid": mid - spread / 2, "ask": mid + spread / 2,
-                                      "bid_size": 1.0, "ask_size": 2.0}))
+            events.append(
+                (
+                    "ticker",
+                    {
+                        "timestamp": ts,
+                        "receipt_timestamp": ts + 0.001,
+                        "bid": mid - spread / 2,
+                        "ask": mid + spread / 2,
+                        "bid_size": 1.0,
+                        "ask_size": 2.0,
+                    },
+                )
+            )
         else:
-            events.append(("trades", {"timestamp": ts, "receipt_timestamp": ts + 0.001,
-                                      "price": mid, "amount": round(rng.expovariate(5.0), 6) + 1e-6,
-                                      "side": "buy" if rng.random() < 0.5 else "sell",
-                                      "trade_id": str(i)}))
+            events.append(
+                (
+                    "trades",
+                    {
+                        "timestamp": ts,
+                        "receipt_timestamp": ts + 0.001,
+                        "price": mid,
+                        "amount": round(rng.expovariate(5.0), 6) + 1e-6,
+                        "side": "buy" if rng.random() < 0.5 else "sell",
+                        "trade_id": str(i),
+                    },
+                )
+            )
     return events
 
 
-
-
-def plain_loop(events: list[tuple[str, dict[str, Any]]]) -> tuple[int, tuple[float, float, float] | None]:
+def plain_loop(
+    events: list[tuple[str, dict[str, Any]]],
+) -> tuple[int, tuple[float, float, float] | None]:
     """What a user would write by hand: one loop, exact windowed sums, combined tuple per update."""
     window = 60.0
     vol_items: collections.deque[tuple[float, int]] = collections.deque()
@@ -90,7 +129,7 @@ def plain_loop(events: list[tuple[str, dict[str, Any]]]) -> tuple[int, tuple[flo
                 s1 <<= grow
                 s2 <<= 2 * grow
                 vol_bits += grow
-                vol_factor = 2.0 ** vol_bits
+                vol_factor = 2.0**vol_bits
                 value = numerator
             vol_items.append((ts, value))
             s1 += value
@@ -113,7 +152,7 @@ def plain_loop(events: list[tuple[str, dict[str, Any]]]) -> tuple[int, tuple[flo
                 buy <<= grow
                 sell <<= grow
                 tvi_bits += grow
-                tvi_factor = 2.0 ** tvi_bits
+                tvi_factor = 2.0**tvi_bits
                 value = numerator
             is_buy = e["side"] == "buy"
             tvi_items.append((ts, value, is_buy))
@@ -149,7 +188,9 @@ def build_graph() -> tuple[FeatureStreamGraph, dict[str, Feature], list[Any]]:
     return graph, sources, sink
 
 
-def framework(events: list[tuple[str, dict[str, Any]]]) -> tuple[int, tuple[float, float, float] | None]:
+def framework(
+    events: list[tuple[str, dict[str, Any]]],
+) -> tuple[int, tuple[float, float, float] | None]:
     graph, sources, sink = build_graph()
     named = [(sources[kind], event) for kind, event in events]
     emit = graph.emit_named_data_event
@@ -158,8 +199,10 @@ def framework(events: list[tuple[str, dict[str, Any]]]) -> tuple[int, tuple[floa
         emit(item)
     framework.elapsed = time.perf_counter() - started  # type: ignore[attr-defined]
     grouped = sink[1]
-    values = None if grouped is None else (
-        grouped[0][1]["mid_price"], grouped[1][1]["volatility"], grouped[2][1]["tvi"]
+    values = (
+        None
+        if grouped is None
+        else (grouped[0][1]["mid_price"], grouped[1][1]["volatility"], grouped[2][1]["tvi"])
     )
     return sink[0], values
 
@@ -210,14 +253,19 @@ def main() -> None:
         raise SystemExit(f"values differ: plain {plain_out} vs framework {framework_out}")
     plain_rate = args.events / min(plain_times)
     framework_rate = args.events / min(framework_times)
-    print(f"events: {args.events:,} (best of {args.repeats}); outputs: {framework_out[0]:,}; values identical")
+    print(
+        f"events: {args.events:,} (best of {args.repeats}); "
+        f"outputs: {framework_out[0]:,}; values identical"
+    )
     print(f"plain loop: {plain_rate:,.0f} events/s")
     print(f"framework:  {framework_rate:,.0f} events/s")
     print(f"ratio framework/plain: {framework_rate / plain_rate:.3f}")
     samples = latencies(events, min(args.events, 200_000))
     quantiles = statistics.quantiles(samples, n=100)
-    print(f"emit-to-output latency: p50 {quantiles[49] / 1000:.2f} us, p99 {quantiles[98] / 1000:.2f} us, "
-          f"max {max(samples) / 1000:.1f} us (200k events, includes timer cost)")
+    print(
+        f"emit-to-output latency: p50 {quantiles[49] / 1000:.2f} us, "
+        f"p99 {quantiles[98] / 1000:.2f} us, max {max(samples) / 1000:.1f} us (200k events, includes timer cost)"
+    )
     if not args.no_profile:
         print(profile(events, min(args.events, 200_000)))
 

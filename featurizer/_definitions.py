@@ -87,7 +87,9 @@ class FeatureDefinition(DataDefinition):
     """
 
     @classmethod
-    def dep_upstream_schema(cls, dep_schema: str | None = None) -> Mapping[str, type[DataDefinition]]:
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
         """The dependencies of this feature: dependency name to its default definition.
 
         :param dep_schema: an optional family of data sources to resolve the dependencies

@@ -26,9 +26,7 @@ def _canonical(value: Any) -> Any:
     raise TypeError(f"feature params must be plain data, received {type(value).__name__} {value!r}")
 
 
-def feature_key(
-    definition: str, params: Mapping[str, Any], children: Mapping[str, Feature]
-) -> str:
+def feature_key(definition: str, params: Mapping[str, Any], children: Mapping[str, Feature]) -> str:
     """Compute a feature's stable key.
 
     The key is the SHA-256 of a canonical JSON document holding the definition's name, the
@@ -50,7 +48,9 @@ def feature_key(
     return hashlib.sha256(encoded.encode("ascii")).hexdigest()
 
 
-def _default_name(definition: str, params: Mapping[str, Any], children: Mapping[str, Feature]) -> str:
+def _default_name(
+    definition: str, params: Mapping[str, Any], children: Mapping[str, Feature]
+) -> str:
     if not children:
         identity = ".".join(str(params[k]) for k in ("exchange", "symbol") if k in params)
         return f"{definition}.{identity}" if identity else definition

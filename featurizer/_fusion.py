@@ -98,7 +98,9 @@ def fuse(sources: Mapping[str, Stream], output: Stream) -> FusedChain | None:
     return FusedChain(steps=tuple(steps))
 
 
-def call_with(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Callable[[Any], Any]:
+def call_with(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> Callable[[Any], Any]:
     """Bind a streamz operator's extra ``args``/``kwargs`` so the generated code calls ``f(x)``.
 
     :returns: ``func`` itself when there is nothing to bind (the fast path).

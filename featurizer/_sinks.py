@@ -58,9 +58,13 @@ def _temporary_path(path: Path) -> Path:
 def _check_writable(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise FeaturizerError(f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist")
+        raise FeaturizerError(
+            f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist"
+        )
     if not os.access(parent, os.W_OK):
-        raise FeaturizerError(f"cannot write {str(path)!r}: directory {str(parent)!r} is not writable")
+        raise FeaturizerError(
+            f"cannot write {str(path)!r}: directory {str(parent)!r} is not writable"
+        )
 
 
 def _json_default(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from featurizer._definitions import DataSourceDefinition, FeatureDefinition
     from featurizer._errors import FeatureComputationError
     from featurizer._plugin_types import (
         EmitterSpec,
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
         SinkSpec,
         TransportSpec,
     )
-    from featurizer._definitions import DataSourceDefinition, FeatureDefinition
     from featurizer._runner import RunContext, RunSummary
 
 PROJECT_NAME = "featurizer"

@@ -32,9 +32,7 @@ def handle(args: argparse.Namespace) -> int:
             write(f"    {name:28} {source.description}")
         write("feature definitions:")
         for name, definition in sorted(plugins.feature_definitions().items()):
-            params = ", ".join(
-                f"{p}={spec.default!r}" for p, spec in definition.params.items()
-            )
+            params = ", ".join(f"{p}={spec.default!r}" for p, spec in definition.params.items())
             deps = ", ".join(
                 f"{dep}:{definition_name(d)}" for dep, d in definition.dep_upstream_schema().items()
             )

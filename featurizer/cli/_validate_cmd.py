@@ -34,7 +34,9 @@ def handle(args: argparse.Namespace) -> int:
     for feature in graph.nodes():
         kind = "source" if feature.is_data_source else "feature"
         params = ", ".join(f"{k}={v!r}" for k, v in feature.params.items())
-        write(f"  {kind:7} {feature.short_key}  {feature.name}  [{feature.definition_name}] {params}")
+        write(
+            f"  {kind:7} {feature.short_key}  {feature.name}  [{feature.definition_name}] {params}"
+        )
     for emitter, sources in plan.items():
         write(f"  emitter {emitter}: {', '.join(source.name for source in sources)}")
     return 0

@@ -41,7 +41,9 @@ class ExampleMid(FeatureDefinition):
         return {"mid": float}
 
     @classmethod
-    def dep_upstream_schema(cls, dep_schema: str | None = None) -> Mapping[str, type[DataDefinition]]:
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
         """One dependency, ``ticker``."""
         return {"ticker": ExampleTicker}
 

@@ -32,7 +32,9 @@ class CountingMid(FeatureDefinition):
         return {"mid": float}
 
     @classmethod
-    def dep_upstream_schema(cls, dep_schema: str | None = None) -> Mapping[str, type[DataDefinition]]:
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
         return {"ticker": ExampleTicker}
 
     @classmethod
@@ -59,7 +61,9 @@ class RunningMax(FeatureDefinition):
         return {"max": float}
 
     @classmethod
-    def dep_upstream_schema(cls, dep_schema: str | None = None) -> Mapping[str, type[DataDefinition]]:
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
         return {"mid": ExampleMid}
 
     @classmethod
@@ -88,7 +92,9 @@ class Spread(FeatureDefinition):
         return {"spread": float}
 
     @classmethod
-    def dep_upstream_schema(cls, dep_schema: str | None = None) -> Mapping[str, type[DataDefinition]]:
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
         return {"left": ExampleMid, "right": ExampleMid}
 
     @classmethod
@@ -111,7 +117,9 @@ class Boom(FeatureDefinition):
         return {"ok": float}
 
     @classmethod
-    def dep_upstream_schema(cls, dep_schema: str | None = None) -> Mapping[str, type[DataDefinition]]:
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
         return {"ticker": ExampleTicker}
 
     @classmethod

@@ -49,12 +49,28 @@ def test_features_share_equal_sub_features_and_take_names(tmp_path: Path) -> Non
 
 def test_duration_spellings_give_the_same_key(tmp_path: Path) -> None:
     one = FeaturizerConfig.from_dict(
-        {"feature_configs": [{"feature_definition": "volatility", "params": {"window": "1m", "data_source": {"exchange": "e", "symbol": "s"}}}]}
+        {
+            "feature_configs": [
+                {
+                    "feature_definition": "volatility",
+                    "params": {"window": "1m", "data_source": {"exchange": "e", "symbol": "s"}},
+                }
+            ]
+        }
     )
     two = FeaturizerConfig.from_dict(
-        {"feature_configs": [{"feature_definition": "volatility", "params": {"window": 60, "data_source": {"exchange": "e", "symbol": "s"}}}]}
+        {
+            "feature_configs": [
+                {
+                    "feature_definition": "volatility",
+                    "params": {"window": 60, "data_source": {"exchange": "e", "symbol": "s"}},
+                }
+            ]
+        }
     )
-    assert construct_features_from_configs(one)[0].key == construct_features_from_configs(two)[0].key
+    assert (
+        construct_features_from_configs(one)[0].key == construct_features_from_configs(two)[0].key
+    )
 
 
 def test_per_dependency_params_and_class_references() -> None:
@@ -115,13 +131,24 @@ def test_per_dependency_params_and_class_references() -> None:
             r"deps.mid: entry 'a' \(trade_volume_imbalance\) does not provide field 'mid_price' of type float",
         ),
         ("feature_configs: []\n", r"feature_configs: expected a non-empty list"),
-        ("feature_config: []\n", r"unknown top-level field 'feature_config' \(valid: feature_configs"),
-        ("feature_configs:\n  - feature_definition: mid_price\n    paramz: {}\n", r"feature_configs\[0\]: paramz: unknown field"),
-        ("start_date: yesterday\nfeature_configs:\n  - {feature_definition: mid_price}\n", r"start_date: expected an ISO date"),
+        (
+            "feature_config: []\n",
+            r"unknown top-level field 'feature_config' \(valid: feature_configs",
+        ),
+        (
+            "feature_configs:\n  - feature_definition: mid_price\n    paramz: {}\n",
+            r"feature_configs\[0\]: paramz: unknown field",
+        ),
+        (
+            "start_date: yesterday\nfeature_configs:\n  - {feature_definition: mid_price}\n",
+            r"start_date: expected an ISO date",
+        ),
         ("feature_configs: [\n", r"config.yaml: invalid YAML"),
     ],
 )
-def test_config_errors_name_file_entry_field_and_choices(tmp_path: Path, text: str, expected: str) -> None:
+def test_config_errors_name_file_entry_field_and_choices(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError, match=expected) as info:
         construct_features_from_configs(FeaturizerConfig.from_yaml(path))

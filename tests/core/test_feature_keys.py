@@ -63,4 +63,6 @@ def test_repr_and_name_are_readable() -> None:
     ticker = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"})
     mid = Feature.create(ExampleMid, {}, {"ticker": ticker})
     assert mid.name == "example_mid(example_ticker.x.S)"
-    assert repr(mid).startswith("Feature(name='example_mid(example_ticker.x.S)', definition='example_mid'")
+    assert repr(mid).startswith(
+        "Feature(name='example_mid(example_ticker.x.S)', definition='example_mid'"
+    )

@@ -23,7 +23,9 @@ SELF_SPREAD = Feature.create(Spread, {}, {"left": MID_A, "right": MID_A})
 def test_shared_sub_features_are_one_node_computed_once_per_event() -> None:
     CountingMid.calls.clear()
     mid = Feature.create(CountingMid, {}, {"ticker": TICKER_A})
-    mid_again = Feature.create(CountingMid, {}, {"ticker": Feature.create(ExampleTicker, {"symbol": "A", "exchange": "x"})})
+    mid_again = Feature.create(
+        CountingMid, {}, {"ticker": Feature.create(ExampleTicker, {"symbol": "A", "exchange": "x"})}
+    )
     assert mid == mid_again and hash(mid) == hash(mid_again)
     graph = FeatureStreamGraph([mid, mid_again])
     assert graph.nodes() == [TICKER_A, mid]
@@ -190,7 +192,7 @@ def test_fused_and_unfused_graphs_give_identical_outputs(
     assert fused.combined == plain.combined and fused.events == plain.events
 
 
-def CollectingSinkGraph(outputs: list[Feature], events: list[tuple[Feature, dict[str, float]]]):  # noqa: N802
+def CollectingSinkGraph(outputs: list[Feature], events: list[tuple[Feature, dict[str, float]]]):
     from featurizer.testing import CollectingSink
 
     sink = CollectingSink()

@@ -23,7 +23,7 @@ from featurizer._plugins import AUTOLOAD_ENV, DISABLE_ENV, reset_plugins
 from featurizer.testing import write_distribution
 
 PLUGIN_SOURCE = textwrap.dedent(
-    '''
+    """
     from __future__ import annotations
     from streamz import Stream
     import featurizer
@@ -52,7 +52,7 @@ PLUGIN_SOURCE = textwrap.dedent(
     @featurizer.hookimpl
     def featurizer_register_feature_definitions():
         return [DoubleMid]
-    '''
+    """
 )
 
 
@@ -80,7 +80,10 @@ def test_third_party_distribution_is_discovered_and_used_without_core_change(sit
     config = FeaturizerConfig.from_dict(
         {
             "feature_configs": [
-                {"feature_definition": "double_mid", "params": {"data_source": {"exchange": "synthetic", "symbol": "X"}}}
+                {
+                    "feature_definition": "double_mid",
+                    "params": {"data_source": {"exchange": "synthetic", "symbol": "X"}},
+                }
             ]
         }
     )
@@ -90,7 +93,17 @@ def test_third_party_distribution_is_discovered_and_used_without_core_change(sit
     graph.set_callback(feature, lambda f, e: out.append(e["double_mid"]))
     (ticker,) = graph.get_ins()
     graph.emit_named_data_event(
-        (ticker, {"timestamp": 1.0, "receipt_timestamp": 1.0, "bid": 1.0, "ask": 2.0, "bid_size": 1.0, "ask_size": 1.0})
+        (
+            ticker,
+            {
+                "timestamp": 1.0,
+                "receipt_timestamp": 1.0,
+                "bid": 1.0,
+                "ask": 2.0,
+                "bid_size": 1.0,
+                "ask_size": 1.0,
+            },
+        )
     )
     assert out == [3.0]
 
@@ -135,7 +148,9 @@ def test_bundled_plugins_come_from_their_own_distributions() -> None:
     assert [(ep.group, ep.name, ep.value) for ep in entry_points] == [
         ("featurizer", "features", "featurizer_features")
     ]
-    assert {"mid_price", "volatility", "trade_volume_imbalance"} <= set(plugins.feature_definitions())
+    assert {"mid_price", "volatility", "trade_volume_imbalance"} <= set(
+        plugins.feature_definitions()
+    )
     assert {"ticker", "trades", "l2_book"} <= set(plugins.data_source_definitions())
 
 
