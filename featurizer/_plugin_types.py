@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 __all__ = ["EmitterSpec", "ScalingStrategySpec", "SinkSpec", "TransportSpec"]
 
 _name = attrs.validators.matches_re(r"^[a-z][a-z0-9_]*$")
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
 
 
 @attrs.frozen(kw_only=True)
@@ -29,8 +33,8 @@ class EmitterSpec:
 
     name: str = attrs.field(validator=_name)
     emitter_class: type[DataSourceEventEmitter]
-    data_sources: tuple[str, ...] = attrs.field(converter=tuple)
-    exchanges: tuple[str, ...] = attrs.field(converter=tuple, default=())
+    data_sources: tuple[str, ...] = attrs.field(converter=_strings)
+    exchanges: tuple[str, ...] = attrs.field(converter=_strings, default=())
     description: str = ""
 
     def serves(self, definition_name: str) -> bool:
@@ -55,7 +59,7 @@ class SinkSpec:
     """
 
     name: str = attrs.field(validator=_name)
-    suffixes: tuple[str, ...] = attrs.field(converter=tuple)
+    suffixes: tuple[str, ...] = attrs.field(converter=_strings)
     factory: Callable[..., Any]
     description: str = ""
 
