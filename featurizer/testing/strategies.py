@@ -25,7 +25,7 @@ Hypothesis must be installed (it is a development dependency, not a runtime one)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from hypothesis import strategies as st
@@ -49,7 +49,9 @@ STEP = 0.25
 _EPOCH = 1_600_000_000.0
 
 
-def positive_floats(*, min_value: float = 1e-30, max_value: float = 1e30) -> st.SearchStrategy[float]:
+def positive_floats(
+    *, min_value: float = 1e-100, max_value: float = 1e100
+) -> st.SearchStrategy[float]:
     """Finite positive floats across many magnitudes, with simple values mixed in.
 
     :param min_value: the smallest value (inclusive).
@@ -64,7 +66,9 @@ def positive_floats(*, min_value: float = 1e-30, max_value: float = 1e30) -> st.
 
 
 @st.composite
-def pooled(draw: st.DrawFn, base: st.SearchStrategy[Any], *, max_pool: int = 3) -> st.SearchStrategy[Any]:
+def pooled(
+    draw: st.DrawFn, base: st.SearchStrategy[Any], *, max_pool: int = 3
+) -> st.SearchStrategy[Any]:
     """A strategy drawing from a small pool of ``base`` values, or from ``base`` directly.
 
     Draw it once per stream and use the result for each element: values repeat often.
@@ -178,7 +182,7 @@ def ticker_streams(
     :param max_gap: the longest step between two timestamps, in seconds.
     :param prices: the bid prices (default :func:`positive_floats`).
     """
-    bid = draw(pooled(prices or positive_floats()))
+    bid = draw(pooled(positive_floats() if prices is None else prices))
     spread = draw(pooled(st.just(0.0) | positive_floats()))
     size = draw(pooled(positive_floats()))
     events = draw(
@@ -220,8 +224,8 @@ def trade_streams(
         event_streams(
             {"price": float, "amount": float, "side": str},
             fields={
-                "price": draw(pooled(prices or positive_floats())),
-                "amount": draw(pooled(amounts or positive_floats())),
+                "price": draw(pooled(positive_floats() if prices is None else prices)),
+                "amount": draw(pooled(positive_floats() if amounts is None else amounts)),
                 "side": st.sampled_from(["buy", "sell"]),
             },
             min_size=min_size,
@@ -266,32 +270,28 @@ def l2_book_streams(
     bid_prices = [scale * (100.0 - k * tick) for k in range(price_levels)]
     ask_prices = [scale * (100.0 + tick + k * tick) for k in range(price_levels)]
     size = draw(pooled(positive_floats(min_value=1e-12, max_value=1e12)))
-    delta_size = st.just(0.0) | size
+    sizes = {"snapshot": size, "delta": st.just(0.0) | size}
+    levels = {
+        (kind, side): st.lists(
+            st.tuples(st.sampled_from(prices), sizes[kind]), max_size=max_levels
+        ).map(tuple)
+        for kind in sizes
+        for side, prices in (("bids", bid_prices), ("asks", ask_prices))
+    }
+    kinds = st.sampled_from(_KINDS)
     events = []
     for sequence, ts in enumerate(times):
-        kind = draw(st.sampled_from(_KINDS))
-        level_size = size if kind == "snapshot" else delta_size
-        bids: tuple[tuple[float, float], ...] = ()
-        asks: tuple[tuple[float, float], ...] = ()
-        if kind != "gap":
-            bids = _levels(draw, bid_prices, level_size, max_levels)
-            asks = _levels(draw, ask_prices, level_size, max_levels)
+        kind = draw(kinds)
+        gap = kind == "gap"
         events.append(
             {
                 "timestamp": ts,
                 "receipt_timestamp": ts,
-                "bids": bids,
-                "asks": asks,
+                "bids": () if gap else draw(levels[kind, "bids"]),
+                "asks": () if gap else draw(levels[kind, "asks"]),
                 "sequence": sequence,
                 "is_snapshot": kind == "snapshot",
-                "gap": kind == "gap",
+                "gap": gap,
             }
         )
     return events
-
-
-def _levels(
-    draw: st.DrawFn, prices: Sequence[float], size: st.SearchStrategy[float], max_levels: int
-) -> tuple[tuple[float, float], ...]:
-    levels = draw(st.lists(st.tuples(st.sampled_from(prices), size), max_size=max_levels))
-    return tuple(levels)

@@ -34,7 +34,9 @@ class MidPrice(FeatureDefinition):
         return {"mid_price": float}
 
     @classmethod
-    def dep_upstream_schema(cls, dep_schema: str | None = None) -> Mapping[str, type[DataDefinition]]:
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
         """``ticker``."""
         return {"ticker": TickerSource}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from streamz import Stream
 
@@ -81,7 +81,9 @@ class TradeVolumeImbalance(FeatureDefinition):
 
     name = "trade_volume_imbalance"
     description = "(buy - sell) / (buy + sell) traded amount over a trailing window"
-    params = {"window": Param(kind="duration", default=60.0, doc="trailing window, e.g. 60 or '1m'")}
+    params: ClassVar[Mapping[str, Param]] = {
+        "window": Param(kind="duration", default=60.0, doc="trailing window, e.g. 60 or '1m'")
+    }
 
     @classmethod
     def event_schema(cls) -> Schema:
@@ -89,7 +91,9 @@ class TradeVolumeImbalance(FeatureDefinition):
         return {"tvi": float}
 
     @classmethod
-    def dep_upstream_schema(cls, dep_schema: str | None = None) -> Mapping[str, type[DataDefinition]]:
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
         """``trades``."""
         return {"trades": TradesSource}
 

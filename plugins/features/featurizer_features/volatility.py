@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from streamz import Stream
 
@@ -85,7 +85,9 @@ class Volatility(FeatureDefinition):
 
     name = "volatility"
     description = "population stddev of mid price over a trailing window"
-    params = {"window": Param(kind="duration", default=60.0, doc="trailing window, e.g. 60 or '1m'")}
+    params: ClassVar[Mapping[str, Param]] = {
+        "window": Param(kind="duration", default=60.0, doc="trailing window, e.g. 60 or '1m'")
+    }
 
     @classmethod
     def event_schema(cls) -> Schema:
@@ -93,7 +95,9 @@ class Volatility(FeatureDefinition):
         return {"volatility": float}
 
     @classmethod
-    def dep_upstream_schema(cls, dep_schema: str | None = None) -> Mapping[str, type[DataDefinition]]:
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
         """``mid``: any feature providing a ``mid_price`` float."""
         return {"mid": MidPrice}
 
