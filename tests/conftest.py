@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -18,3 +19,13 @@ def _fresh_plugins() -> Iterator[None]:
     reset_plugins()
     yield
     reset_plugins()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``slow`` soak tests unless selected with ``-m`` or ``FEATURIZER_SLOW=1``."""
+    if config.getoption("markexpr") or os.environ.get("FEATURIZER_SLOW"):
+        return
+    skip = pytest.mark.skip(reason="slow soak test: run with -m slow or FEATURIZER_SLOW=1")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
