@@ -164,6 +164,11 @@ class ParquetSink:
         self._closed = True
         if ok:
             self._flush()
+            if self._writer is None:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self._tmp, pa.schema([]))
         if self._writer is not None:
             self._writer.close()
         if ok and self._writer is not None:

@@ -58,15 +58,25 @@ def test_readme_main_job_command_runs_and_writes_combined_vectors(tmp_path: Path
 def test_run_is_deterministic_and_writes_parquet(tmp_path: Path) -> None:
     config = str(ROOT / "examples" / "quickstart.yaml")
     for name in ("a.jsonl", "b.jsonl"):
-        assert main(["run", config, "--max-events", "3000", "--out", str(tmp_path / name)]) == 0
+        assert main(["run", config, "--max-events", "20000", "--out", str(tmp_path / name)]) == 0
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
-    assert main(["run", config, "--max-events", "3000", "--out", str(tmp_path / "c.parquet")]) == 0
+    assert main(["run", config, "--max-events", "20000", "--out", str(tmp_path / "c.parquet")]) == 0
     import pyarrow.parquet as pq
 
     table = pq.read_table(tmp_path / "c.parquet")
     jsonl_rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
-    assert table.num_rows == len(jsonl_rows)
+    assert table.num_rows == len(jsonl_rows) > 0
     assert table.column("vol_btc.volatility").to_pylist() == [r["vol_btc.volatility"] for r in jsonl_rows]
+
+
+def test_run_with_no_output_rows_still_publishes_an_empty_file(tmp_path: Path) -> None:
+    config = str(ROOT / "examples" / "quickstart.yaml")
+    for name in ("empty.parquet", "empty.jsonl"):
+        assert main(["run", config, "--max-events", "5", "--out", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).exists()
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "empty.parquet").num_rows == 0
 
 
 def test_validate_and_plugins_commands(capsys: pytest.CaptureFixture[str]) -> None:
