@@ -1,0 +1,265 @@
+"""cryptofeed feed classes with the hooks the emitter observes them through.
+
+This module imports cryptofeed at the top: it is imported only from inside the emitter's
+methods, never at plugin discovery, so ``featurizer plugins`` works without cryptofeed.
+
+cryptofeed 2.4.1 gives no callback for connection events, book resets or parse failures, so
+:func:`make_feed_class` derives a class from the exchange's feed that reports them to a
+:class:`FeedMonitor`:
+
+* ``subscribe`` runs on every (re)connection: it reports the connection.
+* the connection handler's per-connection read loop ends when a connection drops: it reports
+  the drop (only while running, so stopping is not a drop).
+* ``_reset`` clears every book of the feed; outside ``subscribe`` it means cryptofeed found a
+  sequence gap (or the emitter asked for it): it reports a book reset.
+* its HTTP connection resolves names without aiodns (see :class:`ThreadedResolverHTTPConn`).
+* ``message_handler`` raising would make cryptofeed drop the connection; parse and conversion
+  failures are reported instead and the message is dropped. Network errors still propagate,
+  so cryptofeed's reconnection and back-off apply to them.
+
+Endpoints are class attributes in cryptofeed (its constructor already loads the exchange's
+instruments from them), so address overrides are class attributes of the derived class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import ssl
+from typing import Any, Protocol
+
+import aiohttp
+import requests
+from cryptofeed.connection import (
+    AsyncConnection,
+    HTTPAsyncConn,
+    HTTPSync,
+    RestEndpoint,
+    WSAsyncConn,
+)
+from cryptofeed.connection_handler import ConnectionHandler
+from cryptofeed.exceptions import ExhaustedRetries
+from websockets.exceptions import ConnectionClosed
+
+__all__ = ["FeedMonitor", "make_feed_class"]
+
+logger = logging.getLogger(__name__)
+
+_NETWORK_ERRORS = (OSError, aiohttp.ClientError, ConnectionClosed)
+"""Raised by message handling because the network failed, not the message: they propagate."""
+
+_CLOSE_TIMEOUT = 1.0
+"""Seconds a closing websocket waits for the server's close frame (websockets' default: 10)."""
+
+
+class FeedMonitor(Protocol):
+    """Receives what a monitored feed reports, on the feed's event loop thread."""
+
+    def connected(self, feed: Any, connection: AsyncConnection) -> None:
+        """A websocket connection was established and is being subscribed."""
+
+    def disconnected(self, feed: Any, connection: AsyncConnection) -> None:
+        """An established websocket connection ended while running."""
+
+    def books_reset(self, feed: Any, reason: str) -> None:
+        """Every book of ``feed`` was dropped; cryptofeed will fetch new snapshots."""
+
+    def malformed(
+        self, feed: Any, connection: AsyncConnection, message: Any, error: Exception
+    ) -> None:
+        """A message could not be handled and was dropped."""
+
+    def gave_up(self, feed: Any, connection: AsyncConnection, error: Exception) -> None:
+        """A connection failed more often than the retries allowed; it is not reopened."""
+
+
+class BoundedHTTPSync(HTTPSync):
+    """cryptofeed's synchronous HTTP reader with a timeout (it has none by default).
+
+    :param timeout: seconds allowed per request.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    def read(
+        self,
+        address: str,
+        params: Any = None,
+        headers: Any = None,
+        json: bool = False,
+        text: bool = True,
+        uuid: Any = None,
+    ) -> Any:
+        """GET ``address`` (as cryptofeed's ``HTTPSync.read``, bounded by the timeout)."""
+        response = requests.get(address, headers=headers, params=params, timeout=self.timeout)
+        return self.process_response(response, address, json=json, text=text, uuid=uuid)
+
+
+class ThreadedResolverHTTPConn(HTTPAsyncConn):
+    """cryptofeed's async HTTP connection, resolving names with the loop's executor.
+
+    aiohttp resolves through aiodns when it is installed (a cryptofeed dependency), and
+    pycares then starts a process-wide thread that never ends. The loop's default executor is
+    joined when the emitter's loop closes, so no thread outlives the emitter.
+    """
+
+    async def _open(self) -> None:
+        if self.is_open:
+            logger.warning("%s: HTTP session already created", self.id)
+            return
+        connector = aiohttp.TCPConnector(resolver=aiohttp.ThreadedResolver())
+        self.conn = aiohttp.ClientSession(connector=connector)
+        self.sent = 0
+        self.received = 0
+        self.last_message = None
+
+
+class _MonitoredConnectionHandler(ConnectionHandler):
+    """Reports the end of an established connection, and giving up after too many retries."""
+
+    def __init__(self, feed: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.feed = feed
+
+    async def _handler(self, connection: AsyncConnection, handler: Any) -> None:
+        try:
+            await super()._handler(connection, handler)
+        finally:
+            monitor = self.feed._featurizer_monitor
+            if self.running and monitor is not None:
+                monitor.disconnected(self.feed, connection)
+
+    async def _create_connection(self) -> None:
+        try:
+            await super()._create_connection()
+        except ExhaustedRetries as error:
+            monitor = self.feed._featurizer_monitor
+            if monitor is not None:
+                monitor.gave_up(self.feed, self.conn, error)
+
+
+class _MonitoredFeed:
+    """Mixed in before a cryptofeed feed class (the Binance family) to report to a monitor."""
+
+    _featurizer_monitor: FeedMonitor | None = None
+    _featurizer_subscribing = False
+    _featurizer_reset_reason = "book_reset"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        feed: Any = self
+        feed.http_conn = ThreadedResolverHTTPConn(feed.id, feed.http_proxy)
+
+    def attach(self, monitor: FeedMonitor) -> None:
+        """Report to ``monitor`` from now on."""
+        self._featurizer_monitor = monitor
+
+    def _reset(self) -> None:
+        super()._reset()  # type: ignore[misc]
+        monitor = self._featurizer_monitor
+        if monitor is not None and not self._featurizer_subscribing:
+            monitor.books_reset(self, self._featurizer_reset_reason)
+
+    def reset_books(self, reason: str) -> None:
+        """Drop every book (cryptofeed fetches new snapshots), reporting ``reason``."""
+        self._featurizer_reset_reason = reason
+        try:
+            self._reset()
+        finally:
+            self._featurizer_reset_reason = "book_reset"
+
+    def resync_book(self, symbol: str) -> None:
+        """Drop the book of ``symbol`` only: its next update fetches a new snapshot."""
+        self._l2_book.pop(symbol, None)  # type: ignore[attr-defined]
+        self.last_update_id.pop(symbol, None)  # type: ignore[attr-defined]
+
+    async def subscribe(self, connection: AsyncConnection) -> None:
+        monitor = self._featurizer_monitor
+        if monitor is not None and isinstance(connection, WSAsyncConn):
+            monitor.connected(self, connection)
+        self._featurizer_subscribing = True
+        try:
+            await super().subscribe(connection)  # type: ignore[misc]
+        finally:
+            self._featurizer_subscribing = False
+
+    async def message_handler(
+        self, message: Any, connection: AsyncConnection, timestamp: float
+    ) -> None:
+        try:
+            await super().message_handler(message, connection, timestamp)  # type: ignore[misc]
+        except _NETWORK_ERRORS:
+            raise
+        except Exception as error:
+            monitor = self._featurizer_monitor
+            if monitor is None:
+                raise
+            monitor.malformed(self, connection, message, error)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """cryptofeed's ``Feed.start`` with monitored connection handlers (no backends)."""
+        feed: Any = self
+        for connection, subscribe, handler, authenticate in feed.connect():
+            monitored = _MonitoredConnectionHandler(
+                self,
+                connection,
+                subscribe,
+                handler,
+                authenticate,
+                feed.retries,
+                timeout=feed.timeout,
+                timeout_interval=feed.timeout_interval,
+                exceptions=feed.exceptions,
+                log_on_error=feed.log_on_error,
+                start_delay=feed.start_delay,
+            )
+            feed.connection_handlers.append(monitored)
+            monitored.start(loop)
+
+
+def make_feed_class(
+    base: type,
+    *,
+    websocket: str | None,
+    rest: str | None,
+    ssl_context: ssl.SSLContext | None,
+    http_timeout: float,
+) -> type:
+    """Derive a monitored feed class from the cryptofeed feed ``base``.
+
+    :param base: e.g. ``cryptofeed.exchanges.binance.Binance``.
+    :param websocket: replaces the address of its (single) websocket endpoint.
+    :param rest: replaces the address of its (single) REST endpoint, keeping the routes.
+    :param ssl_context: used for its ``wss://`` connections (``None``: websockets' default).
+    :param http_timeout: seconds allowed per synchronous REST request (instrument loading).
+    :returns: the class; instances need :meth:`attach` before they start.
+    :raises ValueError: when an address is overridden on an exchange with several endpoints.
+    """
+    namespace: dict[str, Any] = {
+        "http_sync": BoundedHTTPSync(http_timeout),
+        "__module__": __name__,
+    }
+    endpoints = list(base.websocket_endpoints)  # type: ignore[attr-defined]
+    if websocket is not None and len(endpoints) != 1:
+        raise ValueError(f"{base.__name__} has {len(endpoints)} websocket endpoints, expected 1")
+    replaced = []
+    for endpoint in endpoints:
+        options = dict(endpoint.options or {})
+        options["close_timeout"] = _CLOSE_TIMEOUT
+        if ssl_context is not None:
+            options["ssl"] = ssl_context
+        replaced.append(
+            dataclasses.replace(endpoint, address=websocket or endpoint.address, options=options)
+        )
+    namespace["websocket_endpoints"] = replaced
+    if rest is not None:
+        rest_endpoints = list(base.rest_endpoints)  # type: ignore[attr-defined]
+        if len(rest_endpoints) != 1:
+            raise ValueError(
+                f"{base.__name__} has {len(rest_endpoints)} REST endpoints, expected 1"
+            )
+        (endpoint,) = rest_endpoints
+        namespace["rest_endpoints"] = [RestEndpoint(rest, routes=endpoint.routes)]
+    return type(f"Monitored{base.__name__}", (_MonitoredFeed, base), namespace)
