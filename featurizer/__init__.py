@@ -37,7 +37,14 @@ from featurizer._feature import Feature
 from featurizer._graph import ERROR_POLICIES, FeatureStreamGraph
 from featurizer._params import Param, parse_duration
 from featurizer._plugin_types import EmitterSpec, ScalingStrategySpec, SinkSpec, TransportSpec
-from featurizer._plugins import PluginInfo, Plugins, get_plugins, make_plugin_manager
+from featurizer._plugins import (
+    PluginInfo,
+    Plugins,
+    get_plugins,
+    make_plugin_manager,
+    reset_plugins,
+)
+from featurizer._runner import RunContext, RunOptions, RunSummary, run
 from featurizer.hookspecs import hookimpl
 
 __all__ = [
@@ -67,6 +74,9 @@ __all__ = [
     "PluginLoadError",
     "Plugins",
     "RegistryError",
+    "RunContext",
+    "RunOptions",
+    "RunSummary",
     "ScalingStrategySpec",
     "Schema",
     "SinkSpec",
@@ -78,5 +88,7 @@ __all__ = [
     "load_config",
     "make_plugin_manager",
     "parse_duration",
+    "reset_plugins",
+    "run",
     "validate_event",
 ]

@@ -14,12 +14,20 @@ import yaml
 from featurizer._definitions import DataDefinition, FeatureDefinition, definition_name
 from featurizer._errors import ConfigError
 from featurizer._feature import Feature
-from featurizer._params import resolve_params
+from featurizer._params import parse_duration, resolve_params
 from featurizer._plugins import Plugins, get_plugins
+from featurizer.storage._settings import StorageSettings
 
 __all__ = ["FeatureConfig", "FeaturizerConfig", "construct_features_from_configs", "load_config"]
 
-_TOP_LEVEL = ("feature_configs", "start_date", "end_date")
+_TOP_LEVEL = (
+    "feature_configs",
+    "start_date",
+    "end_date",
+    "features_to_store",
+    "storage",
+    "warmup",
+)
 _ENTRY_FIELDS = ("feature_definition", "params", "name", "deps")
 _RESERVED_PARAMS = ("data_source", "feature")
 
@@ -74,7 +82,7 @@ def _parse_date(value: Any, path: str | None, field: str) -> dt.datetime | None:
             path=path,
             field=field,
         )
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 @attrs.frozen(kw_only=True)
@@ -85,12 +93,21 @@ class FeaturizerConfig:
     :param start_date: start of the offline range (UTC), if any.
     :param end_date: end of the offline range (UTC), if any.
     :param path: the file it was loaded from, for error messages.
+    :param features_to_store: what ``featurizer record`` stores: entry names, node names,
+        feature keys (or unique prefixes), ``data_sources`` or ``outputs``; ``None`` stores
+        every data source and every output (see ``docs/storage.md``).
+    :param storage: the storage root and how blocks are cut (``docs/storage.md``).
+    :param warmup: seconds of data an offline replay reads before ``start_date`` to warm
+        windowed features up; ``None`` derives it from the features' duration params.
     """
 
     feature_configs: tuple[FeatureConfig, ...]
     start_date: dt.datetime | None = None
     end_date: dt.datetime | None = None
     path: str | None = None
+    features_to_store: tuple[str, ...] | None = None
+    storage: StorageSettings | None = None
+    warmup: float | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FeaturizerConfig:
@@ -155,7 +172,53 @@ class FeaturizerConfig:
                 path=path,
                 field="end_date",
             )
-        return cls(feature_configs=entries, start_date=start, end_date=end, path=path)
+        return cls(
+            feature_configs=entries,
+            start_date=start,
+            end_date=end,
+            path=path,
+            features_to_store=_parse_features_to_store(data.get("features_to_store"), path),
+            storage=(
+                StorageSettings.from_config_value(data["storage"], path=path)
+                if data.get("storage") is not None
+                else None
+            ),
+            warmup=_parse_warmup(data.get("warmup"), path),
+        )
+
+
+def _parse_features_to_store(value: Any, path: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            "expected a non-empty list of entry names, node names, feature keys, "
+            f"'data_sources' or 'outputs'; received {value!r}",
+            path=path,
+            field="features_to_store",
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise ConfigError(
+                f"expected an entry name, a node name, a feature key, 'data_sources' or "
+                f"'outputs'; received {item!r}",
+                path=path,
+                field=f"features_to_store[{i}]",
+            )
+    return tuple(value)
+
+
+def _parse_warmup(value: Any, path: str | None) -> float | None:
+    if value is None:
+        return None
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise ConfigError(f"{error} (or 0 for none)", path=path, field="warmup") from None
 
 
 def _parse_entry(raw: Any, index: int, path: str | None) -> FeatureConfig:
@@ -236,7 +299,8 @@ class _Builder:
                 entry,
                 "feature_definition",
                 f"unknown definition {reference!r}; registered definitions: "
-                f"{', '.join(sorted(self.registry))} (or write 'package.module:Class')",
+                f"{', '.join(sorted(self.registry)) or 'none (is a plugin disabled?)'} "
+                f"(or write 'package.module:Class')",
             )
         module_name, _, attr = reference.partition(":")
         try:
@@ -316,6 +380,13 @@ class _Builder:
             raise self.error(
                 entry, f"{field}.feature", f"expected a mapping keyed by dependency name ({', '.join(upstream)})"
             )
+        for dep in sorted(set(dep_params) & set(deps)):
+            raise self.error(
+                entry,
+                f"deps.{dep}",
+                f"dependency {dep!r} is given both by deps.{dep} and by {field}.feature.{dep}; "
+                f"keep one (deps reuses another entry's feature, params configure a new one)",
+            )
         for dep in list(dep_params) + list(deps):
             if dep not in upstream:
                 where = f"{field}.feature.{dep}" if dep in dep_params else f"deps.{dep}"
@@ -392,4 +463,16 @@ def construct_features_from_configs(
     :raises ConfigError: naming the file, the entry and the field.
     """
     builder = _Builder(config, plugins or get_plugins())
-    return [builder.entry_feature(entry) for entry in config.feature_configs]
+    features = [builder.entry_feature(entry) for entry in config.feature_configs]
+    first_entry: dict[Feature, FeatureConfig] = {}
+    for entry, feature in zip(config.feature_configs, features, strict=True):
+        earlier = first_entry.setdefault(feature, entry)
+        if earlier is not entry:
+            raise ConfigError(
+                f"defines the same feature as entry {earlier.label} (definition "
+                f"{feature.definition_name!r}, same params and sources, key {feature.short_key}); "
+                f"remove one of them",
+                path=config.path,
+                entry=entry.label,
+            )
+    return features

@@ -56,10 +56,11 @@ class StreamzKernel:
 
     def __call__(self, slot: int, event: Any) -> list[Any]:
         """Push ``event`` into upstream ``slot``; return the non-``None`` outputs it caused."""
-        self._sources[slot].emit(event)
-        out = [item for item in self._collected if item is not None]
-        self._collected.clear()
-        return out
+        try:
+            self._sources[slot].emit(event)
+            return [item for item in self._collected if item is not None]
+        finally:
+            self._collected.clear()
 
 
 def _single_downstream(node: Stream) -> Stream | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,14 @@ import attrs
 __all__ = ["Param", "parse_duration", "resolve_params"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_UNIT_SECONDS = {
+    "ms": Fraction(1, 1000),
+    "s": Fraction(1),
+    "m": Fraction(60),
+    "h": Fraction(3600),
+    "d": Fraction(86400),
+    None: Fraction(1),
+}
 _KINDS = ("float", "int", "str", "bool", "duration")
 
 
@@ -25,6 +33,8 @@ def parse_duration(value: Any) -> float:
 
     >>> parse_duration("1m"), parse_duration(2.5), parse_duration("250ms")
     (60.0, 2.5, 0.25)
+    >>> parse_duration("700ms") == parse_duration("0.7s") == 0.7
+    True
     """
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 60, '30s' or '1m', received {value!r}")
@@ -37,7 +47,7 @@ def parse_duration(value: Any) -> float:
                 f"expected a duration such as 60, '500ms', '30s', '1m', '2h' or '1d', "
                 f"received {value!r}"
             )
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        seconds = float(Fraction(match.group(1)) * _UNIT_SECONDS[match.group(2)])
     if not seconds > 0:
         raise ValueError(f"expected a positive duration, received {value!r}")
     return seconds

@@ -12,7 +12,12 @@ import importlib_metadata
 import pluggy
 
 from featurizer import hookspecs
-from featurizer._definitions import DataDefinition, DataSourceDefinition, FeatureDefinition, definition_name
+from featurizer._definitions import (
+    DataDefinition,
+    DataSourceDefinition,
+    FeatureDefinition,
+    definition_name,
+)
 from featurizer._errors import PluginLoadError, RegistryError
 from featurizer._plugin_types import EmitterSpec, ScalingStrategySpec, SinkSpec, TransportSpec
 
@@ -35,7 +40,7 @@ DISABLE_ENV = "FEATURIZER_DISABLE_PLUGINS"
 AUTOLOAD_ENV = "FEATURIZER_DISABLE_PLUGIN_AUTOLOAD"
 """When set to a non-empty value, no entry point is loaded (only the core defaults)."""
 
-DEFAULT_PLUGINS = ("featurizer._default_plugin",)
+DEFAULT_PLUGINS = ("featurizer._default_plugin", "featurizer.scaling._default_plugin")
 
 
 @attrs.frozen(kw_only=True)
@@ -115,7 +120,17 @@ def make_plugin_manager(
         module = __import__(module_name, fromlist=["_"])
         pm.register(module, name=module_name)
         origins[module_name] = ("featurizer", core_version)
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as error:
+        name = pm.get_name(error.plugin) or repr(error.plugin)
+        dist_name = origins.get(name, ("<registered in code>", ""))[0]
+        raise PluginLoadError(
+            f'featurizer failed to load plugin "{dist_name}[{name}]": {error}. Known hooks: '
+            f"{', '.join(sorted(h for h in dir(hookspecs) if h.startswith('featurizer_')))}",
+            distribution=dist_name,
+            entry_point=name,
+        ) from error
     pm.featurizer_origins = origins  # type: ignore[attr-defined]
     return pm
 
@@ -207,6 +222,10 @@ class Plugins:
         return self._registry(
             "featurizer_register_scaling_strategies", "scaling strategy", lambda spec: spec.name
         )
+
+    def scalers(self) -> dict[str, Any]:
+        """Registered scalers (:class:`~featurizer.scaling.ScalerSpec`) by name."""
+        return self._registry("featurizer_register_scalers", "scaler", lambda spec: spec.name)
 
     def make_emitter(self, name: str, options: dict[str, Any]) -> Any:
         """Ask plugins to build emitter ``name``; ``None`` when none overrides the default."""

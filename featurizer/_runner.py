@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -19,6 +19,9 @@ from featurizer._graph import ERROR_POLICIES, FeatureStreamGraph
 from featurizer._plugin_types import EmitterSpec
 from featurizer._plugins import Plugins, get_plugins
 from featurizer._sinks import Sink, flatten_grouped
+
+if TYPE_CHECKING:
+    from featurizer.metrics import RunMetrics
 
 __all__ = ["RunContext", "RunOptions", "RunSummary", "assign_emitters", "run"]
 
@@ -203,6 +206,7 @@ def run(
     *,
     plugins: Plugins | None = None,
     on_combined: Callable[[GroupedNamedDataEvent], None] | None = None,
+    metrics: RunMetrics | None = None,
 ) -> RunSummary:
     """Run ``config`` until its emitters finish, ``max_events``, ``duration`` or Ctrl-C.
 
@@ -212,6 +216,8 @@ def run(
         when it fails.
     :param plugins: the plugins to use (installed ones by default).
     :param on_combined: also called with every combined output (tests, dashboards).
+    :param metrics: instrument the graph with ``metrics.nodes`` and attach the graph and its
+        emitters to it (see :mod:`featurizer.metrics`); ``None`` runs uninstrumented.
     :returns: the summary.
     :raises FeaturizerError: for config or emitter problems (before anything starts) and for
         feature errors under the ``raise`` policy.
@@ -232,12 +238,15 @@ def run(
         combined_out_callback=write_combined,
         error_policy=options.error_policy,
         error_callback=plugins.on_feature_error,
+        metrics=metrics.nodes if metrics is not None else None,
     )
     if not options.combine_outputs:
         for feature in graph.get_outs():
             graph.set_callback(feature, _per_feature_writer(sink, outputs))
     plan = assign_emitters(graph.get_ins(), plugins.emitters(), options.emitter)
     emitters = _build_emitters(plan, plugins, options)
+    if metrics is not None:
+        metrics.attach(graph, emitters, plan)
     limit_reached = threading.Event()
     counter = _InputCounter(options.max_events, limit_reached)
     lock = threading.Lock() if len(emitters) > 1 else None

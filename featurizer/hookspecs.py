@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         TransportSpec,
     )
     from featurizer._runner import RunContext, RunSummary
+    from featurizer.scaling._specs import ScalerSpec
 
 PROJECT_NAME = "featurizer"
 
@@ -88,6 +89,18 @@ def featurizer_register_scaling_strategies() -> list[ScalingStrategySpec]:
     Called by ``featurizer plan`` and scaled-out runs.
 
     :returns: one :class:`~featurizer.ScalingStrategySpec` per strategy (name, planner).
+    """
+
+
+@hookspec
+def featurizer_register_scalers() -> list[ScalerSpec]:
+    """Contribute scalers: the backends that run the workers of a scaled-out plan.
+
+    Called when ``featurizer run --scaler NAME`` (or :func:`featurizer.scaling.run_scaled`)
+    looks up its scaler. The core contributes ``local`` (worker threads in the driver process);
+    ``featurizer-ray`` contributes ``ray``.
+
+    :returns: one :class:`~featurizer.scaling.ScalerSpec` per scaler (name, factory).
     """
 
 

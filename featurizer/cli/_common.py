@@ -12,7 +12,36 @@ from featurizer._errors import FeaturizerError
 from featurizer._plugins import Plugins
 from featurizer._sinks import Sink
 
-__all__ = ["add_config_argument", "make_sink", "write"]
+__all__ = [
+    "add_config_argument",
+    "load",
+    "make_sink",
+    "positive_float",
+    "positive_int",
+    "write",
+]
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,16 +15,43 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    from featurizer.cli import _plugins_cmd, _run_cmd, _validate_cmd
+    from featurizer.cli import (
+        _graph_cmd,
+        _plan_cmd,
+        _plot_cmd,
+        _plugins_cmd,
+        _record_cmd,
+        _replay_cmd,
+        _run_cmd,
+        _storage_cmd,
+        _validate_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="featurizer", description="Define market-data features once; run them anywhere."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (_run_cmd, _validate_cmd, _plugins_cmd):
+    for module in (
+        _run_cmd,
+        _validate_cmd,
+        _plugins_cmd,
+        _record_cmd,
+        _replay_cmd,
+        _storage_cmd,
+        _plan_cmd,
+        _graph_cmd,
+        _plot_cmd,
+    ):
         module.register(commands)
     return parser
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``featurizer run ... | head``): exit quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,8 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except FeaturizerError as error:
+        if isinstance(error.__cause__, BrokenPipeError):
+            return _closed_pipe()
         sys.stderr.write(f"featurizer: error: {error}\n")
         return 1
+    except BrokenPipeError:
+        return _closed_pipe()
     except KeyboardInterrupt:
         sys.stderr.write("featurizer: interrupted\n")
         return 130

@@ -9,7 +9,16 @@ from typing import Any
 from featurizer._graph import ERROR_POLICIES
 from featurizer._plugins import get_plugins
 from featurizer._runner import RunOptions, run
-from featurizer.cli._common import add_config_argument, load, make_sink, write
+from featurizer.cli._common import (
+    add_config_argument,
+    load,
+    make_sink,
+    positive_float,
+    positive_int,
+    write,
+)
+from featurizer.cli._plan_cmd import add_scaling_arguments, run_scaled_from_args
+from featurizer.metrics._cli import add_metrics_arguments, observing
 
 
 def _pace(value: str) -> str | float:
@@ -34,10 +43,15 @@ def register(commands: Any) -> None:
     )
     add_config_argument(parser)
     parser.add_argument("--emitter", help="use this emitter for every data source (e.g. synthetic)")
-    parser.add_argument("--max-events", type=int, help="stop after N input events")
-    parser.add_argument("--duration", type=float, help="stop after S wall-clock seconds")
+    parser.add_argument("--max-events", type=positive_int, help="stop after N input events")
+    parser.add_argument(
+        "--duration", type=positive_float, help="stop after S wall-clock seconds"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for generating emitters")
     parser.add_argument("--pace", type=_pace, default="max", help="'max' or a replay speed factor")
+    parser.add_argument(
+        "--storage", metavar="ROOT", help="storage root replayed by --emitter offline"
+    )
     parser.add_argument("--out", help="output file (.jsonl or .parquet); stdout when omitted")
     parser.add_argument("--format", dest="format_name", help="output format (jsonl, parquet)")
     parser.add_argument(
@@ -51,6 +65,8 @@ def register(commands: Any) -> None:
         default="raise",
         help="when a feature raises: stop (raise) or count and continue (skip)",
     )
+    add_scaling_arguments(parser)
+    add_metrics_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -66,9 +82,18 @@ def handle(args: argparse.Namespace) -> int:
         pace=args.pace,
         combine_outputs=not args.no_combine,
         error_policy=args.on_error,
+        emitter_options={"storage": args.storage} if args.storage else {},
     )
-    sink = make_sink(plugins, args.out, args.format_name)
-    summary = run(config, options, sink, plugins=plugins)
+    with observing(args) as metrics:  # a metrics port in use fails before anything starts
+        sink = make_sink(plugins, args.out, args.format_name)
+        try:
+            if args.scaler:
+                summary = run_scaled_from_args(args, config, options, sink, plugins)
+            else:
+                summary = run(config, options, sink, plugins=plugins, metrics=metrics)
+        except BaseException:
+            sink.close(ok=False)
+            raise
     write(summary.describe(), stream=sys.stderr)
     if args.out:
         write(f"wrote {summary.outputs_out:,} rows to {args.out}", stream=sys.stderr)

@@ -132,6 +132,14 @@ def test_per_dependency_params_and_class_references() -> None:
         ),
         ("feature_configs: []\n", r"feature_configs: expected a non-empty list"),
         (
+            "feature_configs:\n  - {name: a, feature_definition: mid_price, params: {data_source: {exchange: e, symbol: s}}}\n  - {name: b, feature_definition: mid_price, params: {data_source: {symbol: s, exchange: e}}}\n",
+            r"feature_configs\[1 \(name 'b'\)\]: defines the same feature as entry 0 \(name 'a'\)",
+        ),
+        (
+            "feature_configs:\n  - {name: a, feature_definition: mid_price, params: {data_source: {exchange: e, symbol: s}}}\n  - {name: b, feature_definition: volatility, deps: {mid: a}, params: {feature: {mid: {}}}}\n",
+            r"deps.mid: dependency 'mid' is given both by deps.mid and by params.feature.mid",
+        ),
+        (
             "feature_config: []\n",
             r"unknown top-level field 'feature_config' \(valid: feature_configs",
         ),

@@ -135,8 +135,10 @@ def test_misspelled_hook_is_an_error(site: Path) -> None:
             "featurizer_thirdparty_typo.py": "import featurizer\n@featurizer.hookimpl\ndef featurizer_register_featur_definitions():\n    return []\n"
         },
     )
-    with pytest.raises(Exception, match="featurizer_register_featur_definitions"):
+    with pytest.raises(PluginLoadError, match="featurizer_register_featur_definitions") as info:
         make_plugin_manager(environ={})
+    assert 'plugin "featurizer-thirdparty-typo[typo]"' in str(info.value)
+    assert "featurizer_register_feature_definitions" in str(info.value)
 
 
 def test_bundled_plugins_come_from_their_own_distributions() -> None:

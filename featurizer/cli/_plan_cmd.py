@@ -1,0 +1,168 @@
+"""``featurizer plan CONFIG --workers N``: print how a config is spread over workers.
+
+Also the scale-out options of ``featurizer run`` (``--scaler``, ``--workers``, ...), kept here
+so that the ``run`` command only adds them and dispatches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from featurizer._config import construct_features_from_configs
+from featurizer._plugins import Plugins, get_plugins
+from featurizer._runner import RunOptions
+from featurizer._sinks import Sink
+from featurizer.cli._common import add_config_argument, load, write
+
+__all__ = ["add_scaling_arguments", "register", "run_scaled_from_args"]
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds such as 0.5, got {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value!r}")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _positive_int(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {value!r}")
+    return number
+
+
+def register(commands: Any) -> None:
+    """Add the ``plan`` subcommand."""
+    parser = commands.add_parser(
+        "plan",
+        help="print how a config is spread over N workers (which worker computes what)",
+        description="Plan CONFIG with a scaling strategy and print, per worker, the data "
+        "sources it ingests, the features it receives, computes, outputs and ships.",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--workers", type=_positive_int, default=1, help="number of workers")
+    parser.add_argument(
+        "--strategy",
+        help="single, by_source or split (default: single for 1 worker, else by_source)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Print the plan."""
+    from featurizer.scaling import build_plan
+
+    config = load(args)
+    plugins = get_plugins()
+    features = construct_features_from_configs(config, plugins)
+    strategy = args.strategy or ("single" if args.workers == 1 else "by_source")
+    plan = build_plan(features, strategy, args.workers, plugins)
+    if args.json:
+        write(json.dumps(_as_json(plan), indent=2))
+    else:
+        write(plan.describe())
+    return 0
+
+
+def _as_json(plan: Any) -> dict[str, Any]:
+    def names(features: Any) -> list[dict[str, str]]:
+        return [{"name": f.name, "key": f.key} for f in features]
+
+    return {
+        "strategy": plan.strategy,
+        "fingerprint": plan.fingerprint,
+        "groups": [
+            {"rank": g.rank, "worker": g.worker, "sources": names(g.sources)} for g in plan.groups
+        ],
+        "workers": [
+            {
+                "index": w.index,
+                "groups": list(w.groups),
+                "sources": names(w.sources),
+                "inputs": names(w.inputs),
+                "computes": names(w.computes),
+                "outputs": names(w.outputs),
+                "ships": names(w.ships),
+            }
+            for w in plan.workers
+        ],
+        "edges": [
+            {"feature": e.feature.name, "key": e.feature.key, "from": e.source, "to": e.target}
+            for e in plan.edges
+        ],
+    }
+
+
+def add_scaling_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--scaler``, ``--workers``, ``--strategy``, ``--address`` and friends to ``run``."""
+    group = parser.add_argument_group("scale out (see docs/scaling.md)")
+    group.add_argument("--scaler", help="run scaled out with this scaler: ray, local")
+    group.add_argument("--workers", type=_positive_int, default=1, help="number of workers")
+    group.add_argument("--strategy", help="single, by_source or split")
+    group.add_argument("--address", help="address of a running Ray cluster (default: start one)")
+    group.add_argument("--transport", help="zmq or inproc (default: the scaler's)")
+    group.add_argument("--port", type=_port, help="port of the driver's inbox (default: any)")
+    group.add_argument(
+        "--watermark-delay",
+        type=_seconds,
+        help="live input: hold events S seconds for event-time order; later ones are late",
+    )
+    group.add_argument("--late-out", help="JSON Lines file receiving late input events")
+
+
+def run_scaled_from_args(
+    args: argparse.Namespace, config: Any, options: RunOptions, sink: Sink, plugins: Plugins
+) -> Any:
+    """Dispatch ``featurizer run --scaler ...`` to :func:`featurizer.scaling.run_scaled`."""
+    from featurizer.scaling import run_scaled
+
+    late_file = open(args.late_out, "w", encoding="utf-8") if args.late_out else None  # noqa: SIM115
+
+    def on_late(feature: Any, event: Any) -> None:
+        if late_file is not None:
+            late_file.write(json.dumps({"source": feature.name, **event}, default=str) + "\n")
+
+    scaler_options: dict[str, Any] = {}
+    if args.address:
+        scaler_options["address"] = args.address
+    transport_options: dict[str, Any] = {}
+    if args.port:
+        transport_options["port"] = args.port
+    try:
+        summary = run_scaled(
+            config,
+            options,
+            sink,
+            scaler=args.scaler,
+            workers=args.workers,
+            strategy=args.strategy,
+            transport=args.transport,
+            transport_options=transport_options,
+            scaler_options=scaler_options,
+            watermark_delay=args.watermark_delay,
+            plugins=plugins,
+            on_late=on_late,
+        )
+    finally:
+        if late_file is not None:
+            late_file.close()
+    if summary.late_events:
+        write(f"late input events: {summary.late_events:,}", stream=sys.stderr)
+    return summary

@@ -1,0 +1,82 @@
+"""Scaling out: plan a feature DAG over workers, run it, merge the outputs in event-time order.
+
+* Strategies (``single``, ``by_source``, ``split``, or a plugin's) plan a
+  :class:`FeatureStreamWorkerGraph`: which worker ingests, computes, outputs and ships what.
+* A transport (``inproc`` here, ``zmq`` from ``featurizer-zmq``) carries batches of events
+  between workers, FIFO, lossless and with backpressure.
+* A scaler (``local`` here, ``ray`` from ``featurizer-ray``) starts the workers.
+* :func:`run_scaled` drives a run and merges the outputs, with watermarks, into exactly the
+  rows a single-process run produces for the same (replayed) input.
+
+See ``docs/scaling.md``.
+"""
+
+from __future__ import annotations
+
+from featurizer.scaling._driver import (
+    LocalScaler,
+    ScaledRun,
+    ScaledRunRequest,
+    ScaledRunSummary,
+    Scaler,
+    build_plan,
+    make_transport,
+    plan_for_request,
+    registered_scalers,
+    run_scaled,
+)
+from featurizer.scaling._errors import PlanError, ScalingError, TransportError, WorkerError
+from featurizer.scaling._ordering import GroupMerge, OutputCollector
+from featurizer.scaling._plan import Edge, FeatureStreamWorkerGraph, SourceGroup, WorkerPlan
+from featurizer.scaling._specs import ScalerSpec
+from featurizer.scaling._strategies import STRATEGIES, plan_by_source, plan_single, plan_split
+from featurizer.scaling._transport import (
+    END_WATERMARK,
+    Batch,
+    Inbox,
+    InProcessTransport,
+    Outbox,
+    Transport,
+    decode_batch,
+    encode_batch,
+)
+from featurizer.scaling._worker import DRIVER, EmitterFactory, WorkerRuntime
+
+__all__ = [
+    "DRIVER",
+    "END_WATERMARK",
+    "STRATEGIES",
+    "Batch",
+    "Edge",
+    "EmitterFactory",
+    "FeatureStreamWorkerGraph",
+    "GroupMerge",
+    "InProcessTransport",
+    "Inbox",
+    "LocalScaler",
+    "Outbox",
+    "OutputCollector",
+    "PlanError",
+    "ScaledRun",
+    "ScaledRunRequest",
+    "ScaledRunSummary",
+    "Scaler",
+    "ScalerSpec",
+    "ScalingError",
+    "SourceGroup",
+    "Transport",
+    "TransportError",
+    "WorkerError",
+    "WorkerPlan",
+    "WorkerRuntime",
+    "build_plan",
+    "decode_batch",
+    "encode_batch",
+    "make_transport",
+    "plan_by_source",
+    "plan_for_request",
+    "plan_single",
+    "plan_split",
+    "registered_scalers",
+    "run_scaled",
+]

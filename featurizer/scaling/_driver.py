@@ -1,0 +1,510 @@
+"""The driver of a scaled-out run: plan, launch through a scaler, collect in order, stop."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from featurizer._config import FeaturizerConfig, construct_features_from_configs
+from featurizer._events import Event, GroupedNamedDataEvent
+from featurizer._feature import Feature
+from featurizer._graph import FeatureStreamGraph
+from featurizer._plugin_types import ScalingStrategySpec, TransportSpec
+from featurizer._plugins import Plugins, get_plugins
+from featurizer._runner import RunContext, RunOptions
+from featurizer._sinks import Sink, flatten_grouped
+from featurizer.scaling._errors import PlanError, WorkerError
+from featurizer.scaling._ordering import OutputCollector
+from featurizer.scaling._plan import FeatureStreamWorkerGraph
+from featurizer.scaling._specs import ScalerSpec
+from featurizer.scaling._transport import Inbox, Transport
+from featurizer.scaling._worker import EmitterFactory, WorkerRuntime
+
+__all__ = [
+    "ScaledRun",
+    "ScaledRunRequest",
+    "ScaledRunSummary",
+    "Scaler",
+    "build_plan",
+    "make_transport",
+    "plan_for_request",
+    "registered_scalers",
+    "run_scaled",
+]
+
+logger = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.2
+
+
+def registered_scalers(plugins: Plugins) -> dict[str, ScalerSpec]:
+    """Registered scalers by name.
+
+    :raises RegistryError: when two plugins register the same name.
+    """
+    return plugins.scalers()
+
+
+def _lookup(kind: str, name: str, registry: Mapping[str, Any], flag: str) -> Any:
+    if name not in registry:
+        raise PlanError(
+            f"unknown {kind} {name!r} ({flag}); registered: {', '.join(sorted(registry)) or 'none'}"
+            + (
+                " (install featurizer-ray for 'ray', featurizer-zmq for 'zmq')"
+                if name in ("ray", "zmq")
+                else ""
+            )
+        )
+    return registry[name]
+
+
+def build_plan(
+    features: Sequence[Feature], strategy: str, workers: int, plugins: Plugins
+) -> FeatureStreamWorkerGraph:
+    """Plan ``features`` with the registered strategy ``strategy`` over ``workers`` workers.
+
+    :raises PlanError: for an unknown strategy or a worker count it cannot use.
+
+    >>> from featurizer.testing import ExampleMid, ExampleTicker
+    >>> a = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "A"})
+    >>> b = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "B"})
+    >>> mids = [Feature.create(ExampleMid, {}, {"ticker": t}) for t in (a, b)]
+    >>> plan = build_plan(mids, "by_source", 2, get_plugins())
+    >>> [[f.name for f in w.outputs] for w in plan.workers]
+    [['example_mid(example_ticker.x.A)'], ['example_mid(example_ticker.x.B)']]
+    """
+    spec: ScalingStrategySpec = _lookup(
+        "scaling strategy", strategy, plugins.scaling_strategies(), "--strategy"
+    )
+    plan = spec.planner(list(features), workers)
+    if not isinstance(plan, FeatureStreamWorkerGraph):
+        raise PlanError(
+            f"scaling strategy {strategy!r} returned {type(plan).__name__}, expected a "
+            f"FeatureStreamWorkerGraph",
+            strategy=strategy,
+        )
+    return plan
+
+
+def make_transport(name: str, options: Mapping[str, Any], plugins: Plugins) -> Transport:
+    """Build the registered transport ``name`` with ``options``.
+
+    :raises PlanError: for an unknown transport.
+    """
+    spec: TransportSpec = _lookup("transport", name, plugins.transports(), "--transport")
+    transport: Transport = spec.factory(dict(options))
+    return transport
+
+
+@attrs.frozen(kw_only=True)
+class ScaledRunRequest:
+    """Everything a scaler needs to start the workers of a run (picklable with a config).
+
+    :param config: the config (workers rebuild features and plan from it), or ``None`` when
+        ``features`` are given (in-process scalers only).
+    :param features: the output features, for in-process scalers.
+    :param strategy: the scaling strategy's name.
+    :param workers: the worker count.
+    :param fingerprint: the driver's plan fingerprint; workers check theirs matches.
+    :param transport: the transport's name.
+    :param transport_options: the transport's options.
+    :param driver_address: the driver's inbox, where workers send outputs.
+    :param options: run options (emitters, bounds, error policy).
+    :param watermark_delay: ``None`` (exact order) or the live watermark delay in seconds.
+    :param flush_interval: seconds between flushes of partial batches.
+    :param make_emitters: replaces registered emitters (tests with in-memory data).
+    """
+
+    config: FeaturizerConfig | None
+    features: tuple[Feature, ...] | None = None
+    strategy: str
+    workers: int
+    fingerprint: str
+    transport: str
+    transport_options: Mapping[str, Any] = attrs.field(factory=dict)
+    driver_address: str
+    options: RunOptions
+    watermark_delay: float | None = None
+    flush_interval: float = 0.005
+    make_emitters: EmitterFactory | None = None
+
+
+def plan_for_request(request: ScaledRunRequest, plugins: Plugins) -> FeatureStreamWorkerGraph:
+    """Rebuild the plan in a worker process and check it is the driver's.
+
+    :raises PlanError: when the fingerprints differ (different plugins or versions).
+    """
+    features = (
+        list(request.features)
+        if request.features is not None
+        else construct_features_from_configs(request.config, plugins)  # type: ignore[arg-type]
+    )
+    plan = build_plan(features, request.strategy, request.workers, plugins)
+    if plan.fingerprint != request.fingerprint:
+        raise PlanError(
+            f"this process planned {plan.fingerprint[:12]} but the driver planned "
+            f"{request.fingerprint[:12]} for the same config: the processes have different "
+            f"plugins or versions installed",
+            strategy=request.strategy,
+        )
+    return plan
+
+
+class ScaledRun(abc.ABC):
+    """A launched run, as its scaler controls it."""
+
+    @abc.abstractmethod
+    def poll(self) -> None:
+        """Check the workers.
+
+        :raises WorkerError: when a worker failed or died.
+        """
+
+    @abc.abstractmethod
+    def stop(self) -> dict[int, dict[str, Any]]:
+        """Stop every worker and release everything; safe to call twice.
+
+        :returns: per-worker metrics.
+        """
+
+
+class Scaler(abc.ABC):
+    """Starts the workers of a plan somewhere (threads here, Ray actors, ...)."""
+
+    @abc.abstractmethod
+    def launch(
+        self, request: ScaledRunRequest, plan: FeatureStreamWorkerGraph, plugins: Plugins
+    ) -> ScaledRun:
+        """Start, wire and run every worker; return once emitters are running.
+
+        Must leave nothing running when it raises.
+
+        :raises ScalingError: when the workers cannot be started.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what the scaler itself holds (cluster connections it opened)."""
+
+
+class LocalScaler(Scaler):
+    """Every worker as threads of the driver process, over an in-process transport.
+
+    It runs the same worker code as distributed scalers, so it tests plans and ordering
+    without a cluster; it does not use more than one core.
+
+    :param options: unused.
+    """
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+
+    def launch(
+        self, request: ScaledRunRequest, plan: FeatureStreamWorkerGraph, plugins: Plugins
+    ) -> ScaledRun:
+        """Build, wire and start one :class:`WorkerRuntime` per worker."""
+        transport = make_transport(request.transport, request.transport_options, plugins)
+        runtimes: list[WorkerRuntime] = []
+        try:
+            for index in range(plan.size):
+                runtimes.append(
+                    WorkerRuntime(
+                        plan,
+                        index,
+                        transport,
+                        options=request.options,
+                        plugins=plugins,
+                        make_emitters=request.make_emitters,
+                        watermark_delay=request.watermark_delay,
+                        flush_interval=request.flush_interval,
+                    )
+                )
+            addresses = {rt.index: rt.address for rt in runtimes if rt.address is not None}
+            for runtime in runtimes:
+                runtime.connect(addresses, request.driver_address)
+            for runtime in runtimes:
+                runtime.build_emitters()
+            for runtime in reversed(runtimes):
+                runtime.start()
+        except BaseException:
+            for runtime in runtimes:
+                runtime.stop()
+            transport.close()
+            raise
+        return _LocalRun(runtimes, transport)
+
+
+class _LocalRun(ScaledRun):
+    def __init__(self, runtimes: list[WorkerRuntime], transport: Transport) -> None:
+        self.runtimes = runtimes
+        self.transport = transport
+        self._metrics: dict[int, dict[str, Any]] | None = None
+
+    def poll(self) -> None:
+        for runtime in self.runtimes:
+            failure = runtime.failure()
+            if failure is not None:
+                raise WorkerError(failure, worker=runtime.index, detail=failure)
+
+    def stop(self) -> dict[int, dict[str, Any]]:
+        if self._metrics is None:
+            self._metrics = {rt.index: rt.stop() for rt in self.runtimes}
+            self.transport.close()
+        return self._metrics
+
+
+@attrs.frozen(kw_only=True)
+class ScaledRunSummary:
+    """What a scaled-out run did (the fields of :class:`~featurizer._runner.RunSummary` and more).
+
+    :param events_in: input events ingested by all workers.
+    :param outputs_out: rows written.
+    :param errors: feature errors counted under the ``skip`` policy.
+    :param elapsed_seconds: from the first emitter's start to the last output.
+    :param stopped_by: ``"completed"``, ``"duration"``, ``"max_events"`` or ``"interrupted"``.
+    :param late_events: input events behind the watermark, sent to the side output.
+    :param workers: per-worker metrics, by worker index.
+    :param strategy: the strategy used.
+    :param scaler: the scaler used.
+    :param fingerprint: the plan's fingerprint.
+    """
+
+    events_in: int
+    outputs_out: int
+    errors: int
+    elapsed_seconds: float
+    stopped_by: str
+    late_events: int = 0
+    workers: Mapping[int, Mapping[str, Any]] = attrs.field(factory=dict)
+    strategy: str = ""
+    scaler: str = ""
+    fingerprint: str = ""
+
+    @property
+    def events_per_second(self) -> float:
+        """Input events per wall-clock second."""
+        return self.events_in / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        """Human-readable lines: totals, then one line per worker."""
+        lines = [
+            f"events in: {self.events_in:,}  outputs out: {self.outputs_out:,}  errors: "
+            f"{self.errors:,}  late: {self.late_events:,}  elapsed: {self.elapsed_seconds:.2f} s  "
+            f"events/s: {self.events_per_second:,.0f}  stopped by: {self.stopped_by}  "
+            f"(scaler {self.scaler}, strategy {self.strategy}, {len(self.workers)} workers, plan "
+            f"{self.fingerprint[:12]})"
+        ]
+        for index, metrics in sorted(self.workers.items()):
+            lines.append(
+                f"  worker {index}: events in {metrics.get('events_in', 0):,}, records out "
+                f"{metrics.get('records_out', 0):,} in {metrics.get('batches_out', 0):,} batches, "
+                f"late {metrics.get('late_events', 0):,}, errors {metrics.get('errors', 0):,}"
+            )
+        return "\n".join(lines)
+
+
+def run_scaled(
+    config: FeaturizerConfig | Sequence[Feature],
+    options: RunOptions,
+    sink: Sink,
+    *,
+    scaler: str = "local",
+    workers: int = 1,
+    strategy: str | None = None,
+    transport: str | None = None,
+    transport_options: Mapping[str, Any] | None = None,
+    scaler_options: Mapping[str, Any] | None = None,
+    watermark_delay: float | None = None,
+    flush_interval: float = 0.005,
+    plugins: Plugins | None = None,
+    on_combined: Callable[[GroupedNamedDataEvent], None] | None = None,
+    on_late: Callable[[Feature, Event], None] | None = None,
+    make_emitters: EmitterFactory | None = None,
+) -> ScaledRunSummary:
+    """Run a config scaled out: plan it, start the workers, merge their outputs, stop cleanly.
+
+    For replayed input (``watermark_delay=None``) the rows are those a single-process run
+    produces for the same input events ordered by event time (ties between independent
+    sub-DAGs broken by their rank in the plan): same rows, same order, same floats.
+
+    Every check happens before anything starts (strategy, transport and scaler names, the
+    worker count, binding the driver's inbox); on any failure every worker, actor and socket
+    is stopped before the error propagates.
+
+    :param config: the config, or the output features (in-process scalers only).
+    :param options: emitter choice, bounds (``max_events`` bounds each worker's input),
+        output shape and error policy.
+    :param sink: receives rows; closed with ``ok=True`` only when the run ends cleanly.
+    :param scaler: a registered scaler (``local``, ``ray``).
+    :param workers: the number of workers.
+    :param strategy: a registered strategy; default ``single`` for one worker, else
+        ``by_source``.
+    :param transport: a registered transport; default: the scaler's.
+    :param transport_options: e.g. ``{"port": 5555, "hwm": 64, "batch_size": 1024}``.
+    :param scaler_options: e.g. ``{"address": "127.0.0.1:6379"}`` for Ray.
+    :param watermark_delay: ``None`` for exact event-time order; seconds for live input.
+    :param flush_interval: seconds between flushes of partial batches (latency bound).
+    :param plugins: the plugins (installed ones by default).
+    :param on_combined: also called with every combined output.
+    :param on_late: called with ``(data source, event)`` for every late input event.
+    :param make_emitters: replaces registered emitters (in-process tests).
+    :returns: the summary.
+    :raises ScalingError: for planning, transport or worker failures (a worker's error is
+        a :class:`WorkerError` naming the worker and its original error).
+
+    >>> from featurizer.testing import ExampleMid, ExampleTicker, InMemoryEmitter
+    >>> from featurizer.testing import CollectingSink
+    >>> t = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "A"})
+    >>> mid = Feature.create(ExampleMid, {}, {"ticker": t})
+    >>> events = [(t, {"timestamp": float(i), "receipt_timestamp": float(i), "bid": 1.0,
+    ...                "ask": 3.0 + i}) for i in range(3)]
+    >>> emitters = lambda plan, w: {"memory": (InMemoryEmitter(events), [t])}
+    >>> sink = CollectingSink()
+    >>> summary = run_scaled([mid], RunOptions(), sink, make_emitters=emitters)
+    >>> [row["example_mid(example_ticker.x.A).mid"] for row in sink.rows]
+    [2.0, 2.5, 3.0]
+    """
+    plugins = plugins or get_plugins()
+    if isinstance(config, FeaturizerConfig):
+        features = construct_features_from_configs(config, plugins)
+        request_config: FeaturizerConfig | None = config
+    else:
+        features = list(config)
+        request_config = None
+    strategy = strategy or ("single" if workers == 1 else "by_source")
+    scalers = registered_scalers(plugins)
+    scaler_spec: ScalerSpec = _lookup("scaler", scaler, scalers, "--scaler")
+    transport_name = transport or scaler_spec.default_transport
+    transports = plugins.transports()
+    _lookup("transport", transport_name, transports, "--transport")
+    plan = build_plan(features, strategy, workers, plugins)
+    graph = FeatureStreamGraph(features)
+    transport_obj = make_transport(transport_name, transport_options or {}, plugins)
+    inbox: Inbox | None = None
+    scaler_obj: Scaler | None = None
+    launched: ScaledRun | None = None
+    context = RunContext(config=request_config, options=options, graph=graph, emitters={})  # type: ignore[arg-type]
+    rows = [0]
+
+    def write_combined(grouped: GroupedNamedDataEvent) -> None:
+        rows[0] += 1
+        sink.write_row(flatten_grouped(grouped))
+        if on_combined is not None:
+            on_combined(grouped)
+
+    def write_event(feature: Feature, event: Event) -> None:
+        rows[0] += 1
+        sink.write_row({"feature": feature.name, **event})
+
+    collector = OutputCollector(
+        plan,
+        on_combined=write_combined if options.combine_outputs else None,
+        on_event=None if options.combine_outputs else write_event,
+        on_late=on_late,
+        combine=options.combine_outputs,
+    )
+    stopped_by = "completed"
+    started = time.perf_counter()
+    metrics: dict[int, dict[str, Any]] = {}
+    try:
+        inbox = transport_obj.open_inbox("driver", port=(transport_options or {}).get("port"))
+        scaler_obj = scaler_spec.factory(dict(scaler_options or {}))
+        request = ScaledRunRequest(
+            config=request_config,
+            features=None if request_config is not None else tuple(features),
+            strategy=strategy,
+            workers=workers,
+            fingerprint=plan.fingerprint,
+            transport=transport_name,
+            transport_options=dict(transport_options or {}),
+            driver_address=inbox.address,
+            options=options,
+            watermark_delay=watermark_delay,
+            flush_interval=flush_interval,
+            make_emitters=make_emitters,
+        )
+        plugins.before_run(context)
+        launched = scaler_obj.launch(request, plan, plugins)
+        started = time.perf_counter()
+        stopped_by = _collect(inbox, collector, launched, options, started)
+        elapsed = time.perf_counter() - started
+        metrics = launched.stop()
+    except KeyboardInterrupt:
+        stopped_by = "interrupted"
+        elapsed = time.perf_counter() - started
+        metrics = _cleanup(launched, inbox, transport_obj, scaler_obj)
+    except BaseException as error:
+        _cleanup(launched, inbox, transport_obj, scaler_obj)
+        sink.close(ok=False)
+        plugins.on_run_error(context, error)
+        raise
+    _cleanup(launched, inbox, transport_obj, scaler_obj)
+    sink.close(ok=True)
+    if (
+        stopped_by == "completed"
+        and options.max_events is not None
+        and any(m.get("events_in", 0) >= options.max_events for m in metrics.values())
+    ):
+        stopped_by = "max_events"
+    summary = ScaledRunSummary(
+        events_in=sum(int(m.get("events_in", 0)) for m in metrics.values()),
+        outputs_out=rows[0],
+        errors=sum(int(m.get("errors", 0)) for m in metrics.values()),
+        elapsed_seconds=elapsed,
+        stopped_by=stopped_by,
+        late_events=sum(collector.late.values()),
+        workers=metrics,
+        strategy=strategy,
+        scaler=scaler,
+        fingerprint=plan.fingerprint,
+    )
+    plugins.after_run(context, summary)
+    return summary
+
+
+def _collect(
+    inbox: Inbox,
+    collector: OutputCollector,
+    launched: ScaledRun,
+    options: RunOptions,
+    started: float,
+) -> str:
+    last_poll = time.monotonic()
+    deadline = None if options.duration is None else time.monotonic() + options.duration
+    while not collector.finished:
+        batch = inbox.recv(0.05)
+        if batch is not None:
+            if batch.error is not None:
+                raise WorkerError(batch.error, worker=batch.sender, detail=batch.error)
+            collector.handle(batch)
+        now = time.monotonic()
+        if now - last_poll >= _POLL_SECONDS:
+            launched.poll()
+            last_poll = now
+        if deadline is not None and now >= deadline:
+            return "duration"
+    return "completed"
+
+
+def _cleanup(
+    launched: ScaledRun | None,
+    inbox: Inbox | None,
+    transport: Transport,
+    scaler: Scaler | None,
+) -> dict[int, dict[str, Any]]:
+    metrics: dict[int, dict[str, Any]] = {}
+    if launched is not None:
+        try:
+            metrics = launched.stop()
+        except Exception:
+            logger.exception("stopping the workers failed")
+    if inbox is not None:
+        inbox.close()
+    transport.close()
+    if scaler is not None:
+        scaler.close()
+    return metrics

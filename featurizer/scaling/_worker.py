@@ -1,0 +1,470 @@
+"""One worker of a scaled-out run, independent of where it runs (thread, Ray actor, ...)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from featurizer._emitter import DataSourceEventEmitter
+from featurizer._errors import FeaturizerError
+from featurizer._events import Event
+from featurizer._feature import Feature
+from featurizer._plugins import Plugins
+from featurizer._runner import RunOptions, assign_emitters
+from featurizer.scaling._errors import ScalingError, TransportError
+from featurizer.scaling._ordering import GroupMerge, _Channel
+from featurizer.scaling._plan import FeatureStreamWorkerGraph
+from featurizer.scaling._transport import END_WATERMARK, Batch, Outbox, Transport, Watermark
+
+__all__ = ["DRIVER", "EmitterFactory", "WorkerRuntime", "format_error"]
+
+logger = logging.getLogger(__name__)
+
+DRIVER = -1
+"""The destination index of the driver's collector."""
+
+EmitterFactory = Callable[
+    [FeatureStreamWorkerGraph, int], Mapping[str, tuple[DataSourceEventEmitter, list[Feature]]]
+]
+"""``factory(plan, worker) -> {name: (emitter, sources)}``: replaces the registered emitters."""
+
+_SEND_TIMEOUT = 0.25
+
+
+def format_error(index: int, error: BaseException) -> str:
+    """The one-paragraph error a worker reports to the driver."""
+    where = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=-3))
+    return f"worker {index} failed: {type(error).__name__}: {error}\n{where.rstrip()}"
+
+
+class _Destination:
+    def __init__(self, index: int, groups: tuple[int, ...]) -> None:
+        self.index = index
+        self.groups = groups
+        self.buffer: list[tuple[Any, ...]] = []
+        self.outbox: Outbox | None = None
+        self.number = 0
+        self.total = 0
+        self.sent_marks: dict[int, Watermark] = {}
+
+
+class WorkerRuntime:
+    """Runs worker ``index`` of ``plan``: its graph, emitters, inbox and outboxes.
+
+    Lifecycle: construct (builds the graph, binds the inbox when the worker receives events),
+    :meth:`connect` (outboxes to the other workers and to the driver), :meth:`start` (emitters
+    and threads), then :meth:`finished`/:meth:`failure` until done, and :meth:`stop`.
+
+    :param plan: the plan.
+    :param index: this worker.
+    :param transport: the transport of this process.
+    :param options: the run options (emitter choice, bounds, error policy).
+    :param plugins: where emitters come from.
+    :param make_emitters: replaces the registered emitters (tests with in-memory data).
+    :param watermark_delay: ``None`` for exact event-time order (replays); seconds for live
+        input: watermarks follow the wall clock minus this delay and events behind them are
+        late.
+    :param flush_interval: seconds between flushes of partly filled batches and watermarks.
+    """
+
+    def __init__(
+        self,
+        plan: FeatureStreamWorkerGraph,
+        index: int,
+        transport: Transport,
+        *,
+        options: RunOptions,
+        plugins: Plugins,
+        make_emitters: EmitterFactory | None = None,
+        watermark_delay: float | None = None,
+        flush_interval: float = 0.005,
+    ) -> None:
+        self.plan = plan
+        self.index = index
+        self.worker = plan.workers[index]
+        self.transport = transport
+        self.options = options
+        self.plugins = plugins
+        self.watermark_delay = watermark_delay
+        self.flush_interval = flush_interval
+        self.batch_size = max(1, int(getattr(transport, "batch_size", 1024)))
+        self.lock = threading.RLock()
+        self.graph = plan.worker_graph(
+            index, error_policy=options.error_policy, error_callback=self._feature_error
+        )
+        self.errors = 0
+        self.events_in = 0
+        self.late: list[tuple[Any, ...]] = []
+        self.late_count = 0
+        self._current: list[tuple[float, int, int]] = [(0.0, 0, 0)]
+        self._failure: str | None = None
+        self._stopping = threading.Event()
+        self._stop_requested = False
+        self._finished = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._emitters: dict[str, DataSourceEventEmitter] = {}
+        self._emitter_sources: dict[str, list[Feature]] = {}
+        self._make_emitters = make_emitters
+        self._table = list(self.worker.roots)
+        self._keys = tuple(f.key for f in self._table)
+        self._destinations = self._plan_destinations()
+        self._install_callbacks()
+        self._groups: dict[int, list[float]] = {}
+        for group in self.worker.groups:
+            # [running max time, last sequence, done time, done sequence, announced time]
+            self._groups[group] = [float("-inf"), -1, float("-inf"), -1, float("-inf")]
+        self._inputs_done = not self.worker.sources
+        self._merges: dict[int, GroupMerge] = {}
+        self._frontiers: dict[int, Watermark] = {}
+        senders: dict[int, set[int]] = {}
+        for edge in plan.edges:
+            if edge.target == index:
+                senders.setdefault(plan.group_of(edge.feature), set()).add(edge.source)
+        for group, from_workers in senders.items():
+            self._merges[group] = GroupMerge(sorted(from_workers))
+            self._frontiers[group] = (float("-inf"), -1)
+        self._channels = {s: _Channel(s) for s in plan.upstream_workers(index)}
+        self._by_key = plan.feature_by_key()
+        self._dispatch = {f: self.graph.input_callback(f) for f in self.worker.inputs}
+        self.inbox = transport.open_inbox(f"worker-{index}") if self._channels else None
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _plan_destinations(self) -> dict[int, _Destination]:
+        plan, worker = self.plan, self.worker
+        destinations: dict[int, _Destination] = {}
+        groups_to: dict[int, set[int]] = {}
+        for feature in worker.outputs:
+            groups_to.setdefault(DRIVER, set()).add(plan.group_of(feature))
+        for feature, targets in plan.targets(self.index).items():
+            for target in targets:
+                groups_to.setdefault(target, set()).add(plan.group_of(feature))
+        destinations[DRIVER] = _Destination(DRIVER, tuple(sorted(groups_to.get(DRIVER, ()))))
+        for target, groups in sorted(groups_to.items()):
+            if target != DRIVER:
+                destinations[target] = _Destination(target, tuple(sorted(groups)))
+        return destinations
+
+    def _install_callbacks(self) -> None:
+        targets = self.plan.targets(self.index)
+        for position, feature in enumerate(self._table):
+            wanted = [DRIVER] if feature in self.worker.outputs else []
+            wanted += list(targets.get(feature, ()))
+            self.graph.set_callback(feature, self._recorder(position, wanted))
+
+    def _recorder(self, position: int, wanted: list[int]) -> Callable[[Feature, Event], None]:
+        destinations = [self._destinations[d] for d in wanted]
+        current = self._current
+        limit = self.batch_size
+        flush = self._flush
+
+        def record(_feature: Feature, event: Event) -> None:
+            item = (current[0], position, event)
+            for destination in destinations:
+                buffer = destination.buffer
+                buffer.append(item)
+                if len(buffer) >= limit:
+                    flush(destination)
+
+        return record
+
+    def _feature_error(self, error: Any) -> None:
+        self.errors += 1
+        self.plugins.on_feature_error(error)
+
+    @property
+    def address(self) -> str | None:
+        """The inbox address (``None`` when the worker receives nothing)."""
+        return self.inbox.address if self.inbox is not None else None
+
+    def connect(self, addresses: Mapping[int, str], driver: str) -> None:
+        """Connect outboxes: ``addresses`` of the workers' inboxes, and the driver's."""
+        for target, destination in self._destinations.items():
+            address = driver if target == DRIVER else addresses.get(target)
+            if address is None:
+                raise TransportError(
+                    f"worker {self.index}: no inbox address for worker {target}, which it ships to"
+                )
+            where = "driver" if target == DRIVER else f"worker-{target}"
+            destination.outbox = self.transport.connect(address, f"worker-{self.index} -> {where}")
+
+    def build_emitters(self) -> None:
+        """Build this worker's emitters (before :meth:`start`, so errors come early)."""
+        sources = list(self.worker.sources)
+        if not sources:
+            return
+        if self._make_emitters is not None:
+            built = dict(self._make_emitters(self.plan, self.index))
+            for name, (emitter, served) in built.items():
+                self._emitters[name] = emitter
+                self._emitter_sources[name] = list(served)
+        else:
+            assignment = assign_emitters(sources, self.plugins.emitters(), self.options.emitter)
+            specs = self.plugins.emitters()
+            for name, served in assignment.items():
+                option_dict = self.options.emitter_option_dict()
+                emitter = self.plugins.make_emitter(name, option_dict)
+                if emitter is None:
+                    emitter = specs[name].emitter_class.from_options(option_dict)
+                self._emitters[name] = emitter
+                self._emitter_sources[name] = served
+        for name, served in self._emitter_sources.items():
+            for source in served:
+                self._emitters[name].register_callback(source, self._ingest(source))
+
+    def _ingest(self, source: Feature) -> Callable[[Event], None]:
+        group = self.plan.group_of(source)
+        state = self._groups[group]
+        dispatch = self.graph.input_callback(source)
+        current = self._current
+        lock = self.lock
+        limit = self.options.max_events
+        source_key = source.key
+
+        def ingest(event: Event) -> None:
+            with lock:
+                if self._stopping.is_set():
+                    return
+                if limit is not None and self.events_in >= limit:
+                    return
+                ts = event["timestamp"]
+                if ts < state[4]:
+                    self.late_count += 1
+                    self.late.append((group, source_key, event))
+                    return
+                state[0] = max(state[0], ts)
+                state[1] += 1
+                current[0] = (state[0], group, state[1])
+                self.events_in += 1
+                dispatch(event)
+                state[2] = state[0]
+                state[3] = state[1]
+
+        return ingest
+
+    # -- running -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the inbox and supervisor threads, then the emitters."""
+        if self.inbox is not None:
+            self._spawn(self._receive_loop, "inbox")
+        self._spawn(self._supervise, "supervisor")
+        for emitter in self._emitters.values():
+            emitter.start()
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(
+            target=self._guard(target), name=f"featurizer-worker-{self.index}-{name}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as error:
+                self._fail(error)
+
+        return run
+
+    def _fail(self, error: BaseException) -> None:
+        if self._stop_requested:
+            logger.debug("worker %d: %r while stopping", self.index, error)
+            return
+        with self.lock:
+            if self._failure is not None:
+                return
+            self._failure = format_error(self.index, error)
+            logger.error("%s", self._failure)
+        self._stopping.set()
+        destination = self._destinations[DRIVER]
+        if destination.outbox is not None:
+            try:
+                destination.outbox.send(
+                    Batch(sender=self.index, number=destination.number, error=self._failure),
+                    timeout=2.0,
+                )
+            except Exception:
+                logger.exception("worker %d could not report its failure", self.index)
+        self._finished.set()
+
+    def _receive_loop(self) -> None:
+        assert self.inbox is not None
+        while not self._stopping.is_set():
+            batch = self.inbox.recv(0.05)
+            if batch is None:
+                continue
+            self._handle(batch)
+            if all(c.ended for c in self._channels.values()):
+                return
+
+    def _handle(self, batch: Batch) -> None:
+        channel = self._channels.get(batch.sender)
+        if channel is None:
+            raise TransportError(
+                f"worker {self.index}: batch from unexpected worker {batch.sender}"
+            )
+        with self.lock:
+            channel.accept(batch, self._by_key, f"worker {self.index}")
+            features = channel.features
+            touched = set()
+            for record in batch.records:
+                group = record[0][1]
+                self._merges[group].push(batch.sender, (record[0], features[record[1]], record[2]))
+                touched.add(group)
+            for group, mark in batch.watermarks.items():
+                merge = self._merges.get(group)
+                if merge is not None and batch.sender in merge.marks:
+                    merge.advance(batch.sender, tuple(mark))  # type: ignore[arg-type]
+                    touched.add(group)
+            if batch.end:
+                for group, merge in self._merges.items():
+                    if batch.sender in merge.marks:
+                        merge.advance(batch.sender, END_WATERMARK)
+                        touched.add(group)
+            current = self._current
+            dispatch = self._dispatch
+            frontiers = self._frontiers
+            for group in sorted(touched):
+                merge = self._merges[group]
+                for key, feature, event in merge.release():
+                    if self._stopping.is_set():
+                        return
+                    current[0] = key
+                    dispatch[feature](event)
+                    frontiers[group] = (key[0], key[2])
+                frontiers[group] = merge.frontier()
+
+    def _supervise(self) -> None:
+        interval = self.flush_interval
+        while not self._stopping.wait(interval):
+            for name, emitter in self._emitters.items():
+                failure = emitter.failure()
+                if failure is not None:
+                    raise (
+                        failure
+                        if isinstance(failure, FeaturizerError)
+                        else ScalingError(
+                            f"emitter {name!r} failed: {type(failure).__name__}: {failure}"
+                        )
+                    ) from failure
+            with self.lock:
+                if not self._inputs_done and self._local_inputs_finished():
+                    self._inputs_done = True
+                    for state in self._groups.values():
+                        state[2], state[3] = END_WATERMARK
+                if self.watermark_delay is not None:
+                    horizon = time.time() - self.watermark_delay
+                    for state in self._groups.values():
+                        if horizon > state[4] and state[3] != END_WATERMARK[1]:
+                            state[4] = horizon
+                for destination in self._destinations.values():
+                    self._flush(destination, heartbeat=True)
+                if self._inputs_done and all(c.ended for c in self._channels.values()):
+                    self._finish()
+                    return
+
+    def _local_inputs_finished(self) -> bool:
+        if self.options.max_events is not None and self.events_in >= self.options.max_events:
+            return True
+        return all(emitter.wait(0) for emitter in self._emitters.values())
+
+    def _watermark(self, group: int) -> Watermark:
+        state = self._groups.get(group)
+        if state is not None:
+            return (max(state[2], state[4]), int(state[3]))
+        return self._frontiers.get(group, (float("-inf"), -1))
+
+    def _flush(
+        self, destination: _Destination, *, heartbeat: bool = False, end: bool = False
+    ) -> None:
+        marks = {g: self._watermark(g) for g in destination.groups}
+        idle = not destination.buffer and marks == destination.sent_marks
+        if heartbeat and idle and not (destination.index == DRIVER and self.late):
+            return
+        if destination.outbox is None:
+            return
+        records = destination.buffer
+        destination.buffer = []
+        destination.total += len(records)
+        late: list[tuple[Any, ...]] = []
+        if destination.index == DRIVER and self.late:
+            late, self.late = self.late, []
+        batch = Batch(
+            sender=self.index,
+            number=destination.number,
+            keys=self._keys,
+            records=records,
+            watermarks=marks,
+            end=end,
+            total=destination.total,
+            late=late,
+            metrics=self.metrics() if end else {},
+        )
+        destination.number += 1
+        destination.sent_marks = marks
+        outbox = destination.outbox
+        while True:
+            try:
+                outbox.send(batch, timeout=_SEND_TIMEOUT)
+                return
+            except TransportError:
+                if self._stopping.is_set():
+                    raise
+                # the receiver is slow: keep waiting (backpressure), unless stopping
+
+    def _finish(self) -> None:
+        for state in self._groups.values():
+            state[2], state[3] = END_WATERMARK
+        for group in self._frontiers:
+            self._frontiers[group] = END_WATERMARK
+        for destination in self._destinations.values():
+            self._flush(destination, end=True)
+        self._finished.set()
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters: events in, records and batches sent, late events, feature errors."""
+        return {
+            "worker": self.index,
+            "events_in": self.events_in,
+            "records_out": sum(d.total for d in self._destinations.values()),
+            "batches_out": sum(d.number for d in self._destinations.values()),
+            "late_events": self.late_count,
+            "errors": self.errors,
+        }
+
+    def finished(self) -> bool:
+        """Whether the worker sent its last batches (or failed)."""
+        return self._finished.is_set()
+
+    def failure(self) -> str | None:
+        """The worker's formatted error, if it failed."""
+        return self._failure
+
+    def stop(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Stop emitters and threads, close sockets; safe to call twice.
+
+        :returns: the worker's metrics.
+        """
+        self._stop_requested = True
+        self._stopping.set()
+        for name, emitter in self._emitters.items():
+            try:
+                emitter.stop()
+            except Exception:
+                logger.exception("worker %d: emitter %r failed to stop cleanly", self.index, name)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        for destination in self._destinations.values():
+            if destination.outbox is not None:
+                destination.outbox.close(linger=1.0)
+                destination.outbox = None
+        if self.inbox is not None:
+            self.inbox.close()
+        return self.metrics()

@@ -1,0 +1,152 @@
+"""The manager and worker actors (plain classes; :func:`ray.remote` is applied at launch)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from featurizer import get_plugins
+from featurizer.scaling import (
+    ScaledRunRequest,
+    WorkerRuntime,
+    make_transport,
+    plan_for_request,
+)
+
+__all__ = ["FeaturizerStreamManagerActor", "FeaturizerStreamWorkerActor"]
+
+logger = logging.getLogger(__name__)
+
+
+class FeaturizerStreamWorkerActor:
+    """One worker: rebuilds the plan from the config, runs its part of the graph.
+
+    The constructor binds the worker's inbox (when it receives events) so that its address is
+    known before anything starts.
+
+    :param request: the run request (config, strategy, worker count, plan fingerprint, ...).
+    :param index: this worker's index in the plan.
+    """
+
+    def __init__(self, request: ScaledRunRequest, index: int) -> None:
+        plugins = get_plugins()
+        self.index = index
+        plan = plan_for_request(request, plugins)
+        options = {k: v for k, v in request.transport_options.items() if k != "port"}
+        self.transport = make_transport(request.transport, options, plugins)
+        self.runtime = WorkerRuntime(
+            plan,
+            index,
+            self.transport,
+            options=request.options,
+            plugins=plugins,
+            make_emitters=request.make_emitters,
+            watermark_delay=request.watermark_delay,
+            flush_interval=request.flush_interval,
+        )
+        self._stopped: dict[str, Any] | None = None
+
+    def address(self) -> str | None:
+        """The worker's inbox address, or ``None`` when it receives nothing."""
+        return self.runtime.address
+
+    def connect(self, addresses: dict[int, str], driver: str) -> None:
+        """Connect outboxes to the other workers and the driver, then build the emitters."""
+        self.runtime.connect(addresses, driver)
+        self.runtime.build_emitters()
+
+    def start(self) -> None:
+        """Start the emitters and the worker's threads."""
+        self.runtime.start()
+
+    def status(self) -> tuple[bool, str | None, dict[str, Any]]:
+        """``(finished, failure, metrics)``."""
+        return self.runtime.finished(), self.runtime.failure(), self.runtime.metrics()
+
+    def stop(self) -> dict[str, Any]:
+        """Stop everything and close sockets; returns the metrics (idempotent)."""
+        if self._stopped is None:
+            self._stopped = self.runtime.stop()
+            self.transport.close()
+        return self._stopped
+
+
+class FeaturizerStreamManagerActor:
+    """Creates the plan, starts and wires the worker actors, watches and stops them.
+
+    :param request: the run request.
+    :param worker_options: Ray options of each worker actor (``num_cpus``, ...).
+    :param timeout: seconds to wait for any one step of the workers.
+    """
+
+    def __init__(
+        self, request: ScaledRunRequest, worker_options: dict[str, Any], timeout: float = 60.0
+    ) -> None:
+        self.request = request
+        self.plan = plan_for_request(request, get_plugins())
+        self.worker_options = worker_options
+        self.timeout = timeout
+        self.workers: list[Any] = []
+        self.metrics: dict[int, dict[str, Any]] = {}
+
+    def describe_plan(self) -> str:
+        """The plan as ``featurizer plan`` prints it."""
+        return self.plan.describe()
+
+    def start(self) -> None:
+        """Start one actor per worker, wire them, start the emitters; all or nothing."""
+        import ray
+
+        from featurizer_ray.scaler import remote_worker_class
+
+        worker_class = remote_worker_class()
+        try:
+            self.workers = [
+                worker_class.options(**self.worker_options).remote(self.request, index)
+                for index in range(self.plan.size)
+            ]
+            addresses = ray.get([w.address.remote() for w in self.workers], timeout=self.timeout)
+            known = {i: a for i, a in enumerate(addresses) if a is not None}
+            ray.get(
+                [w.connect.remote(known, self.request.driver_address) for w in self.workers],
+                timeout=self.timeout,
+            )
+            ray.get([w.start.remote() for w in reversed(self.workers)], timeout=self.timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def poll(self) -> list[tuple[int, str]]:
+        """The failures of workers: ``(index, error)`` for each failed or dead worker."""
+        import ray
+
+        failures = []
+        for index, worker in enumerate(self.workers):
+            try:
+                _, failure, metrics = ray.get(worker.status.remote(), timeout=self.timeout)
+            except ray.exceptions.RayActorError as error:
+                failures.append((index, f"worker {index} died: {type(error).__name__}: {error}"))
+                continue
+            except ray.exceptions.GetTimeoutError:
+                failures.append((index, f"worker {index} did not answer within {self.timeout} s"))
+                continue
+            self.metrics[index] = metrics
+            if failure is not None:
+                failures.append((index, failure))
+        return failures
+
+    def stop(self) -> dict[int, dict[str, Any]]:
+        """Stop every worker (gathering metrics) and kill the actors."""
+        import ray
+
+        for index, worker in enumerate(self.workers):
+            try:
+                self.metrics[index] = ray.get(worker.stop.remote(), timeout=self.timeout)
+            except Exception as error:
+                logger.warning("worker %d did not stop cleanly: %s", index, error)
+            try:
+                ray.kill(worker)
+            except Exception as error:
+                logger.warning("cannot kill worker %d: %s", index, error)
+        self.workers = []
+        return dict(self.metrics)

@@ -1,0 +1,230 @@
+"""Real Ray actors and ZeroMQ sockets on loopback (a local Ray of 2 CPUs, started once here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from featurizer import (
+    FeatureStreamGraph,
+    FeaturizerConfig,
+    construct_features_from_configs,
+    get_plugins,
+)
+from featurizer._runner import RunOptions
+from featurizer.scaling import ScalingError, WorkerError, build_plan, run_scaled
+from featurizer.testing import CollectingSink
+
+CONFIG = {
+    "feature_configs": [
+        {
+            "name": "mid_btc",
+            "feature_definition": "mid_price",
+            "params": {"data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"}},
+        },
+        {
+            "name": "vol_btc",
+            "feature_definition": "volatility",
+            "params": {
+                "window": "10s",
+                "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
+            },
+        },
+        {
+            "name": "tvi_btc",
+            "feature_definition": "trade_volume_imbalance",
+            "params": {
+                "window": "10s",
+                "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
+            },
+        },
+        {
+            "name": "mid_eth",
+            "feature_definition": "mid_price",
+            "params": {"data_source": {"exchange": "synthetic", "symbol": "ETH-USDT"}},
+        },
+        {
+            "name": "vol_eth",
+            "feature_definition": "volatility",
+            "params": {
+                "window": "5s",
+                "data_source": {"exchange": "synthetic", "symbol": "ETH-USDT"},
+            },
+        },
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        object_store_memory=120 * 1024 * 1024,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _all_cpus_free(ray: Any) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU") == 2.0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _reference(
+    config: FeaturizerConfig, strategy: str, workers: int, seed: int, max_events: int
+) -> list[Any]:
+    """Single-process output for the input the workers' synthetic emitters produce."""
+    from featurizer_synthetic import SyntheticEventEmitter
+
+    plugins = get_plugins()
+    features = construct_features_from_configs(config, plugins)
+    plan = build_plan(features, strategy, workers, plugins)
+    events = []
+    for worker in plan.workers:
+        if not worker.sources:
+            continue
+        emitter = SyntheticEventEmitter.from_options({"seed": seed, "max_events": max_events})
+        for source in worker.sources:
+            emitter.register_callback(source, lambda e, s=source: events.append((s, e)))
+        emitter.run()
+    events.sort(key=lambda named: (named[1]["timestamp"], plan.group_of(named[0])))
+    got: list[Any] = []
+    graph = FeatureStreamGraph(features, combine_outputs=True, combined_out_callback=got.append)
+    for named in events:
+        graph.emit_named_data_event(named)
+    return got
+
+
+@pytest.mark.parametrize(
+    ("strategy", "workers", "seed"), [("by_source", 2, 3), ("split", 2, 5), ("single", 1, 7)]
+)
+def test_ray_output_equals_single_process_output(
+    ray_cluster: Any, strategy: str, workers: int, seed: int
+) -> None:
+    config = FeaturizerConfig.from_dict(CONFIG)
+    got: list[Any] = []
+    summary = run_scaled(
+        config,
+        RunOptions(max_events=3000, seed=seed),
+        CollectingSink(),
+        scaler="ray",
+        workers=workers,
+        strategy=strategy,
+        transport_options={"batch_size": 256},
+        on_combined=got.append,
+    )
+    expected = _reference(config, strategy, workers, seed, 3000)
+    assert len(expected) > 100
+    assert got == expected
+    assert summary.outputs_out == len(expected)
+    assert set(summary.workers) == set(range(workers))
+    assert _all_cpus_free(ray_cluster)  # every worker actor is gone
+
+
+def test_ray_worker_that_raises_is_a_clear_error(ray_cluster: Any) -> None:
+    config = FeaturizerConfig.from_dict(
+        {
+            "feature_configs": [
+                {
+                    "name": "mid_btc",
+                    "feature_definition": "mid_price",
+                    "params": {"data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"}},
+                },
+                {
+                    "name": "boom",
+                    "feature_definition": "tests.scaling.scaling_support:RaiseAfter",
+                    "params": {
+                        "after": 500,
+                        "data_source": {"exchange": "synthetic", "symbol": "ETH-USDT"},
+                    },
+                },
+            ]
+        }
+    )
+    started = time.monotonic()
+    with pytest.raises(
+        WorkerError,
+        match=r"worker \d failed: FeatureComputationError: feature 'boom'.*planned failure at event 500",
+    ):
+        run_scaled(
+            config,
+            RunOptions(max_events=100_000),
+            CollectingSink(),
+            scaler="ray",
+            workers=2,
+            strategy="by_source",
+        )
+    assert time.monotonic() - started < 60
+    assert _all_cpus_free(ray_cluster)
+
+
+def test_ray_bad_emitter_option_fails_at_start_and_cleans_up(ray_cluster: Any) -> None:
+    config = FeaturizerConfig.from_dict(CONFIG)
+    with pytest.raises(ScalingError, match="book_depth"):
+        run_scaled(
+            config,
+            RunOptions(max_events=1000, emitter_options={"book_depth": 0}),
+            CollectingSink(),
+            scaler="ray",
+            workers=2,
+            strategy="by_source",
+        )
+    assert _all_cpus_free(ray_cluster)
+
+
+def test_ray_too_many_workers_fails_before_starting(ray_cluster: Any) -> None:
+    config = FeaturizerConfig.from_dict(CONFIG)
+    with pytest.raises(ScalingError, match=r"3 workers need 3 CPUs .* the cluster has 2"):
+        run_scaled(
+            config,
+            RunOptions(max_events=10),
+            CollectingSink(),
+            scaler="ray",
+            workers=3,
+            strategy="split",
+        )
+    assert _all_cpus_free(ray_cluster)
+
+
+def test_ray_unreachable_address_is_a_clear_error() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "featurizer",
+            "run",
+            "examples/quickstart.yaml",
+            "--scaler",
+            "ray",
+            "--address",
+            "127.0.0.1:1",
+            "--max-events",
+            "10",
+            "--workers",
+            "2",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+    )
+    assert result.returncode == 1
+    assert "cannot reach the Ray cluster at '127.0.0.1:1'" in result.stderr
