@@ -22,6 +22,18 @@ def _ints(values: Iterable[int]) -> tuple[int, ...]:
     return tuple(values)
 
 
+def _groups(values: Iterable[SourceGroup]) -> tuple[SourceGroup, ...]:
+    return tuple(values)
+
+
+def _workers(values: Iterable[WorkerPlan]) -> tuple[WorkerPlan, ...]:
+    return tuple(values)
+
+
+def _edges(values: Iterable[Edge]) -> tuple[Edge, ...]:
+    return tuple(values)
+
+
 @attrs.frozen(kw_only=True)
 class SourceGroup:
     """Data sources sequenced together: the sources of one independent sub-DAG.
@@ -107,9 +119,9 @@ class FeatureStreamWorkerGraph:
     strategy: str
     outputs: tuple[Feature, ...] = attrs.field(converter=_features)
     nodes: tuple[Feature, ...] = attrs.field(converter=_features)
-    groups: tuple[SourceGroup, ...] = attrs.field(converter=tuple)
-    workers: tuple[WorkerPlan, ...] = attrs.field(converter=tuple)
-    edges: tuple[Edge, ...] = attrs.field(converter=tuple, default=())
+    groups: tuple[SourceGroup, ...] = attrs.field(converter=_groups)
+    workers: tuple[WorkerPlan, ...] = attrs.field(converter=_workers)
+    edges: tuple[Edge, ...] = attrs.field(converter=_edges, default=())
     _rank: Mapping[Feature, int] = attrs.field(init=False, repr=False, eq=False)
     _group_of: Mapping[Feature, int] = attrs.field(init=False, repr=False, eq=False)
 

@@ -118,8 +118,8 @@ def decode_batch(data: bytes | memoryview) -> Batch:
     """
     try:
         fields = _PlainDataUnpickler(io.BytesIO(data)).load()
-    except Exception as error:
-        raise TransportError(f"cannot decode a transport batch: {error}") from error
+    except Exception as exc:
+        raise TransportError(f"cannot decode a transport batch: {exc}") from exc
     if not (isinstance(fields, tuple) and len(fields) == 11 and fields[0] == WIRE_VERSION):
         raise TransportError(
             f"expected a featurizer transport batch of wire version {WIRE_VERSION}, received "

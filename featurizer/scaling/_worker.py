@@ -52,6 +52,24 @@ class _Destination:
         self.sent_marks: dict[int, Watermark] = {}
 
 
+class _GroupState:
+    """Sequencing state of one source group this worker ingests (mutated under the lock)."""
+
+    __slots__ = ("announced", "done_sequence", "done_time", "max_time", "sequence")
+
+    def __init__(self) -> None:
+        self.max_time = float("-inf")
+        """The running maximum event time: the time part of every key of the group."""
+        self.sequence = -1
+        """The last sequence number given to an event of the group."""
+        self.done_time = float("-inf")
+        """The time of the last event fully dispatched (the watermark's time)."""
+        self.done_sequence = -1
+        """The sequence of the last event fully dispatched (the watermark's sequence)."""
+        self.announced = float("-inf")
+        """The wall-clock watermark (live input): events before it are late."""
+
+
 class WorkerRuntime:
     """Runs worker ``index`` of ``plan``: its graph, emitters, inbox and outboxes.
 
@@ -113,10 +131,7 @@ class WorkerRuntime:
         self._keys = tuple(f.key for f in self._table)
         self._destinations = self._plan_destinations()
         self._install_callbacks()
-        self._groups: dict[int, list[float]] = {}
-        for group in self.worker.groups:
-            # [running max time, last sequence, done time, done sequence, announced time]
-            self._groups[group] = [float("-inf"), -1, float("-inf"), -1, float("-inf")]
+        self._groups = {group: _GroupState() for group in self.worker.groups}
         self._inputs_done = not self.worker.sources
         self._merges: dict[int, GroupMerge] = {}
         self._frontiers: dict[int, Watermark] = {}
@@ -232,17 +247,17 @@ class WorkerRuntime:
                 if limit is not None and self.events_in >= limit:
                     return
                 ts = event["timestamp"]
-                if ts < state[4]:
+                if ts < state.announced:
                     self.late_count += 1
                     self.late.append((group, source_key, event))
                     return
-                state[0] = max(state[0], ts)
-                state[1] += 1
-                current[0] = (state[0], group, state[1])
+                state.max_time = max(state.max_time, ts)
+                state.sequence += 1
+                current[0] = (state.max_time, group, state.sequence)
                 self.events_in += 1
                 dispatch(event)
-                state[2] = state[0]
-                state[3] = state[1]
+                state.done_time = state.max_time
+                state.done_sequence = state.sequence
 
         return ingest
 
@@ -357,12 +372,12 @@ class WorkerRuntime:
                 if not self._inputs_done and self._local_inputs_finished():
                     self._inputs_done = True
                     for state in self._groups.values():
-                        state[2], state[3] = END_WATERMARK
+                        state.done_time, state.done_sequence = END_WATERMARK
                 if self.watermark_delay is not None:
                     horizon = time.time() - self.watermark_delay
                     for state in self._groups.values():
-                        if horizon > state[4] and state[3] != END_WATERMARK[1]:
-                            state[4] = horizon
+                        if horizon > state.announced and state.done_sequence != END_WATERMARK[1]:
+                            state.announced = horizon
                 for destination in self._destinations.values():
                     self._flush(destination, heartbeat=True)
                 if self._inputs_done and all(c.ended for c in self._channels.values()):
@@ -377,7 +392,7 @@ class WorkerRuntime:
     def _watermark(self, group: int) -> Watermark:
         state = self._groups.get(group)
         if state is not None:
-            return (max(state[2], state[4]), int(state[3]))
+            return (max(state.done_time, state.announced), state.done_sequence)
         return self._frontiers.get(group, (float("-inf"), -1))
 
     def _flush(
@@ -420,7 +435,7 @@ class WorkerRuntime:
 
     def _finish(self) -> None:
         for state in self._groups.values():
-            state[2], state[3] = END_WATERMARK
+            state.done_time, state.done_sequence = END_WATERMARK
         for group in self._frontiers:
             self._frontiers[group] = END_WATERMARK
         for destination in self._destinations.values():
