@@ -5,8 +5,9 @@ from __future__ import annotations
 import collections
 import logging
 import re
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from streamz import Stream
@@ -17,6 +18,9 @@ from featurizer._errors import FeatureComputationError, FeaturizerError
 from featurizer._events import Event, GroupedNamedDataEvent, NamedDataEvent
 from featurizer._feature import Feature
 from featurizer._fusion import FusedChain, StreamzKernel, call_with, fuse
+
+if TYPE_CHECKING:
+    from featurizer.metrics import NodeMetrics
 
 __all__ = ["ERROR_POLICIES", "FeatureStreamGraph", "topological_order"]
 
@@ -77,6 +81,11 @@ class _Node:
     multi: bool = False
 
 
+def graph_schedule(graph: FeatureStreamGraph) -> dict[int, list[int]]:
+    """Input index to the indexes of the nodes its dispatch computes."""
+    return {graph._index[source]: list(graph._schedule[source]) for source in graph._ins}
+
+
 class _Codegen:
     """Writes the per-source dispatch functions of a graph as Python source.
 
@@ -84,6 +93,12 @@ class _Codegen:
     combined output is held back while counting the outputs still missing) and *ready* (every
     output has a value: no counting). The graph swaps to the ready variant once, when the last
     output receives its first value.
+
+    With metrics (``FeatureStreamGraph(metrics=NodeMetrics(...))``) both variants also count
+    input events, list-valued nodes' events and single-valued nodes' empty visits, and remember
+    each input's latest event; one input event in ``sample_every`` goes to a third, *timed*
+    variant that measures every node with ``perf_counter_ns``. Without metrics none of that
+    code is generated: the dispatch functions are exactly the uninstrumented ones.
     """
 
     def __init__(self, graph: FeatureStreamGraph) -> None:
@@ -93,6 +108,21 @@ class _Codegen:
         self.multi: dict[int, bool] = {}
         self.maybe_none: dict[int, bool] = {}
         self.warming = True
+        self.metrics = graph._metrics
+        self.metrics_modes: dict[int, str] = {}
+        self.fail_extra = ""
+        self.timed = False
+        if self.metrics is not None:
+            self.namespace.update(
+                _o=self.metrics.out_counts,
+                _cd=self.metrics.countdowns,
+                _tc=self.metrics.rounds,
+                _z=self.metrics.empty_visits,
+                _last=self.metrics.last_events,
+                _clock=time.perf_counter_ns,
+                _sn=self.metrics.sample_counts,
+                _ss=self.metrics.sample_sums,
+            )
 
     def const(self, name: str, value: Any) -> str:
         self.namespace[name] = value
@@ -104,32 +134,19 @@ class _Codegen:
     def build(self) -> tuple[dict[Feature, Callable[[Event], None]], dict[Feature, Callable[[Event], None]]]:
         graph = self.graph
         names: dict[bool, dict[Feature, str]] = {True: {}, False: {}}
+        if self.metrics is not None:
+            self.timed = self.warming = True
+            for source in graph._ins:
+                self.source_function(source, f"_on_{graph._index[source]}_timed")
+            self.timed = False
         for warming in (True, False):
             self.warming = warming
             for source in graph._ins:
-                idx = graph._index[source]
-                fn = f"_on_{idx}_{'warming' if warming else 'ready'}"
+                fn = f"_on_{graph._index[source]}_{'warming' if warming else 'ready'}"
                 names[warming][source] = fn
-                self.multi = {idx: False}
-                self.maybe_none = {idx: False}
-                header = len(self.lines)
-                self.emit(0, f"def {fn}(v{idx}):")
-                if graph._combine_outputs:
-                    self.emit(1, "dirty = False")
-                self.finish_node(idx, 1)
-                for node_idx in graph._schedule[source]:
-                    self.compute(graph._nodes[node_idx], 1)
-                if graph._combine_outputs:
-                    if warming:
-                        self.emit(1, "if dirty and _missing[0] == 0:")
-                        self.emit(2, "_become_ready()")
-                        self.emit(2, "_combined(tuple(_latest))")
-                    else:
-                        self.emit(1, "if dirty:")
-                        self.emit(2, "_combined(tuple(_latest))")
-                self.emit(1, "return None")
-                self.emit(0, "")
-                self.bind_globals_as_locals(header)
+                self.source_function(source, fn)
+        if self.metrics is not None:
+            self.metrics.set_counting(self.metrics_modes, graph_schedule(graph))
         source_text = "\n".join(self.lines)
         code = compile(source_text, f"<featurizer graph {id(graph):x}>", "exec")
         exec(code, self.namespace)
@@ -137,6 +154,54 @@ class _Codegen:
         warming_fns = {f: self.namespace[fn] for f, fn in names[True].items()}
         ready_fns = {f: self.namespace[fn] for f, fn in names[False].items()}
         return warming_fns, ready_fns
+
+    def source_function(self, source: Feature, fn: str) -> None:
+        """Emit the dispatch function ``fn`` of one input, in the current variant."""
+        graph = self.graph
+        idx = graph._index[source]
+        # With metrics, errors name the input whose dispatch they interrupt.
+        self.fail_extra = f", {idx}" if self.metrics is not None else ""
+        self.multi = {idx: False}
+        self.maybe_none = {idx: False}
+        header = len(self.lines)
+        self.emit(0, f"def {fn}(v{idx}):")
+        if self.metrics is not None:
+            # Inputs count down from sample_every (small ints: no allocation per event); the
+            # timed variant restarts the countdown and counts the rounds. NodeMetrics derives
+            # the input's events from both.
+            if self.timed:
+                self.emit(1, f"_cd[{idx}] = {self.metrics.sample_every}")
+                self.emit(1, f"_tc[{idx}] += 1")
+                self.emit(1, f"_last[{idx}] = v{idx}")
+                self.emit(1, "t0 = _clock()")
+            else:
+                self.emit(1, f"c = _cd[{idx}] - 1")
+                self.emit(1, "if not c:")
+                self.emit(2, f"return _on_{idx}_timed(v{idx})")
+                self.emit(1, f"_cd[{idx}] = c")
+                self.emit(1, f"_last[{idx}] = v{idx}")
+        if graph._combine_outputs:
+            self.emit(1, "dirty = False")
+        self.finish_node(idx, 1)
+        for node_idx in graph._schedule[source]:
+            self.compute(graph._nodes[node_idx], 1)
+        if graph._combine_outputs:
+            if self.timed:
+                # Never swaps variants: the next warming call sees every output set and does.
+                self.emit(1, "if dirty and _missing[0] == 0:")
+                self.emit(2, "_combined(tuple(_latest))")
+            elif self.warming:
+                self.emit(1, "if dirty and _missing[0] == 0:")
+                self.emit(2, "_become_ready()")
+                self.emit(2, "_combined(tuple(_latest))")
+            else:
+                self.emit(1, "if dirty:")
+                self.emit(2, "_combined(tuple(_latest))")
+        if self.timed:
+            self.record_time(idx, 1, "t0")
+        self.emit(1, "return None")
+        self.emit(0, "")
+        self.bind_globals_as_locals(header)
 
     def bind_globals_as_locals(self, header: int) -> None:
         """Pass the names a function uses as keyword defaults: locals are faster than globals."""
@@ -161,7 +226,18 @@ class _Codegen:
         feature = graph._nodes[idx].feature
         callbacks = graph._callbacks.get(feature, [])
         out_slot = graph._out_slot.get(feature) if graph._combine_outputs else None
+        # Metrics: a list-valued node counts its events; a single-valued one counts the visits
+        # that produced nothing (in the ``else`` of a branch that exists anyway), from which
+        # NodeMetrics derives its events exactly, at no cost on the common path.
+        metered = self.metrics is not None and feature not in graph._ins
+        if metered:
+            self.metrics_modes[idx] = "list" if self.multi[idx] else "visits"
+            if self.multi[idx]:
+                self.emit(indent, f"_o[{idx}] += len(v{idx})")
         if not callbacks and out_slot is None:
+            if metered and not self.multi[idx]:
+                self.emit(indent, f"if v{idx} is None:")
+                self.emit(indent + 1, f"_z[{idx}] += 1")
             return
         fname = self.const(f"F{idx}", feature)
         if self.multi[idx]:
@@ -176,6 +252,9 @@ class _Codegen:
             self.emit(body, f"{self.const(f'cb{idx}_{j}', callback)}({fname}, {value})")
         if out_slot is not None:
             self.record_output(out_slot, fname, value, body)
+        if metered and not self.multi[idx]:
+            self.emit(indent, "else:")
+            self.emit(indent + 1, f"_z[{idx}] += 1")
 
     def compute(self, node: _Node, indent: int) -> None:
         idx = node.index
@@ -186,39 +265,74 @@ class _Codegen:
             if self.multi[up]:
                 self.multi[idx] = True
                 self.emit(indent, f"v{idx} = []")
+                self.start_timer(indent)
                 self.emit(indent, f"for x0 in v{up}:")
                 self.emit(indent + 1, "try:")
                 self.inline_chain(node, indent + 2, "x0", f"v{idx}.append")
                 self.emit(indent + 1, "except Exception as exc:")
-                self.emit(indent + 2, f"{fail}({idx}, exc, x0)")
+                self.emit(indent + 2, f"{fail}({idx}, exc, x0{self.fail_extra})")
+                self.stop_timer(idx, indent, f"v{up}")
             else:
                 self.multi[idx] = False
                 self.emit(indent, f"v{idx} = None")
+                inner = indent
                 if self.maybe_none[up]:
                     self.emit(indent, f"if v{up} is not None:")
-                    indent += 1
-                self.emit(indent, "try:")
-                self.inline_chain(node, indent + 1, f"v{up}", f"v{idx} = ")
-                self.emit(indent, "except Exception as exc:")
-                self.emit(indent + 1, f"v{idx} = None")
-                self.emit(indent + 1, f"{fail}({idx}, exc, v{up})")
-                if self.maybe_none[up]:
-                    indent -= 1
+                    inner = indent + 1
+                self.start_timer(inner)
+                self.emit(inner, "try:")
+                self.inline_chain(node, inner + 1, f"v{up}", f"v{idx} = ")
+                self.emit(inner, "except Exception as exc:")
+                self.emit(inner + 1, f"v{idx} = None")
+                self.emit(inner + 1, f"{fail}({idx}, exc, v{up}{self.fail_extra})")
+                self.stop_timer(idx, inner, "True")
         else:
             self.multi[idx] = True
             self.maybe_none[idx] = False
             kernel = self.const(f"k{idx}", node.kernel)
             self.emit(indent, f"v{idx} = []")
+            self.start_timer(indent)
+            received = []
             for slot, up in enumerate(node.upstreams):
                 if up not in self.multi:
                     continue
                 items = f"v{up}" if self.multi[up] else f"(() if v{up} is None else (v{up},))"
+                if self.multi[up]:
+                    received.append(f"v{up}")
+                else:
+                    received.append(f"v{up} is not None" if self.maybe_none[up] else "True")
                 self.emit(indent, f"for x0 in {items}:")
                 self.emit(indent + 1, "try:")
                 self.emit(indent + 2, f"v{idx}.extend({kernel}({slot}, x0))")
                 self.emit(indent + 1, "except Exception as exc:")
-                self.emit(indent + 2, f"{fail}({idx}, exc, x0)")
+                self.emit(indent + 2, f"{fail}({idx}, exc, x0{self.fail_extra})")
+            unique = list(dict.fromkeys(received))
+            self.stop_timer(idx, indent, "True" if "True" in unique else " or ".join(unique))
         self.finish_node(idx, indent)
+
+    def start_timer(self, indent: int) -> None:
+        """In the timed variant: note the time before a node computes."""
+        if self.timed:
+            self.emit(indent, "t = _clock()")
+
+    def stop_timer(self, idx: int, indent: int, received: str) -> None:
+        """In the timed variant: record node ``idx``'s time if it received anything."""
+        if not self.timed:
+            return
+        if received == "True":
+            self.record_time(idx, indent, "t")
+        else:
+            self.emit(indent, f"if {received}:")
+            self.record_time(idx, indent + 1, "t")
+
+    def record_time(self, idx: int, indent: int, start: str) -> None:
+        """Store the time since ``start`` as a sample of node ``idx`` (timed variant)."""
+        assert self.metrics is not None
+        append = self.const(f"_q{idx}", self.metrics.sample_appenders[idx])
+        self.emit(indent, f"d = _clock() - {start}")
+        self.emit(indent, f"{append}(d)")
+        self.emit(indent, f"_sn[{idx}] += 1")
+        self.emit(indent, f"_ss[{idx}] += d")
 
     def inline_chain(self, node: _Node, indent: int, source: str, store: str) -> None:
         """Emit the fused steps reading ``source``; ``store`` receives the final value.
@@ -298,6 +412,9 @@ class FeatureStreamGraph:
         are emitted into this graph like data sources: their sub-DAGs are not built here.
     :param fuse: compile fusable operator chains into direct calls (``False`` runs every
         feature through streamz itself; results are identical, only slower).
+    :param metrics: a :class:`featurizer.metrics.NodeMetrics` to count events, errors and
+        sampled processing times per node (see :mod:`featurizer.metrics`). ``None`` (the
+        default) compiles no instrumentation at all.
 
     >>> from featurizer.testing import ExampleTicker, ExampleMid
     >>> ticker = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"})
@@ -321,6 +438,7 @@ class FeatureStreamGraph:
         error_callback: ErrorCallback | None = None,
         fuse: bool = True,
         external_inputs: Iterable[Feature] = (),
+        metrics: NodeMetrics | None = None,
     ) -> None:
         if error_policy not in ERROR_POLICIES:
             raise FeaturizerError(
@@ -348,6 +466,15 @@ class FeatureStreamGraph:
         self._out_slot = {feature: i for i, feature in enumerate(self._outs)}
         self._nodes = [self._build_node(feature) for feature in self._order]
         self._schedule = {source: self._reachable(source) for source in self._ins}
+        self._metrics = metrics
+        if metrics is not None:
+            metrics.bind(
+                self,
+                self._order,
+                [node.upstreams for node in self._nodes],
+                [self._index[feature] for feature in self._ins],
+                [self._index[feature] for feature in self._outs],
+            )
         self._callbacks: dict[Feature, list[FeatureCallback]] = {}
         self._taps: dict[Feature, Stream] = {}
         self._generated_source = ""
@@ -438,9 +565,15 @@ class FeatureStreamGraph:
     def _become_ready(self) -> None:
         self._install(self._ready)
 
-    def _fail(self, node_index: int, cause: Exception, event: Event) -> None:
+    def _fail(
+        self, node_index: int, cause: Exception, event: Event, input_index: int | None = None
+    ) -> None:
         feature = self._nodes[node_index].feature
         error = FeatureComputationError(feature, event, cause)
+        if self._metrics is not None:
+            self._metrics.count_error(node_index)
+            if self._error_policy == "raise" and input_index is not None:
+                self._metrics.abandon(input_index, node_index)
         if self._error_policy == "raise":
             raise error from cause
         self.error_counts[feature] += 1
@@ -540,6 +673,11 @@ class FeatureStreamGraph:
         """The nodes feeding ``feature``, in dependency order."""
         self._require_node(feature)
         return [self._order[i] for i in self._nodes[self._index[feature]].upstreams]
+
+    @property
+    def metrics(self) -> NodeMetrics | None:
+        """The :class:`~featurizer.metrics.NodeMetrics` instrumenting this graph, if any."""
+        return self._metrics
 
     @property
     def generated_source(self) -> str:

@@ -1,0 +1,287 @@
+"""Prometheus exposition of :class:`~featurizer.metrics.RunMetrics` (needs ``prometheus-client``).
+
+The collector reads one :meth:`~featurizer.metrics.RunMetrics.snapshot` per scrape; nothing is
+registered in ``prometheus_client``'s global registry. Metric names follow the Prometheus
+conventions: a ``featurizer_`` prefix, base units (seconds, bytes), ``_total`` on counters.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from featurizer._errors import FeaturizerError
+
+if TYPE_CHECKING:
+    from featurizer.metrics._run import RunMetrics
+
+__all__ = ["METRIC_NAMES", "MetricsError", "MetricsServer", "exposition", "serve_metrics"]
+
+METRIC_NAMES = (
+    "featurizer_node_events_in_total",
+    "featurizer_node_events_out_total",
+    "featurizer_node_errors_total",
+    "featurizer_node_processing_seconds",
+    "featurizer_source_events_total",
+    "featurizer_source_events_per_second",
+    "featurizer_source_lag_seconds",
+    "featurizer_source_gaps_total",
+    "featurizer_source_reconnects_total",
+    "featurizer_emitter_gaps_total",
+    "featurizer_emitter_reconnects_total",
+    "featurizer_transport_queue_depth",
+    "featurizer_transport_batches_total",
+    "featurizer_transport_bytes_total",
+    "featurizer_uptime_seconds",
+)
+"""Every metric name exposed (as it appears in the exposition; summaries add ``_count`` and
+``_sum`` samples)."""
+
+_NODE_LABELS = ("node", "key", "definition", "kind")
+_SOURCE_LABELS = ("source", "key", "definition", "emitter")
+
+
+class MetricsError(FeaturizerError):
+    """Metrics cannot be served (``prometheus-client`` missing, port in use, ...)."""
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError as error:
+        raise MetricsError(
+            "serving Prometheus metrics needs prometheus-client: "
+            "pip install 'featurizer[metrics]' (or pip install prometheus-client)"
+        ) from error
+    return prometheus_client
+
+
+class _Collector:
+    """A ``prometheus_client`` collector reading one snapshot per scrape."""
+
+    def __init__(self, run_metrics: RunMetrics) -> None:
+        self.run_metrics = run_metrics
+
+    def describe(self) -> list[Any]:
+        """Nothing to describe up front (the families depend on the graph)."""
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families of the current snapshot."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+        snapshot = self.run_metrics.snapshot()
+        uptime = GaugeMetricFamily(
+            "featurizer_uptime_seconds", "Seconds since the run's metrics were created."
+        )
+        uptime.add_metric([], snapshot.uptime_seconds)
+        yield uptime
+
+        events_in = CounterMetricFamily(
+            "featurizer_node_events_in", "Events received by a graph node.", labels=_NODE_LABELS
+        )
+        events_out = CounterMetricFamily(
+            "featurizer_node_events_out", "Events produced by a graph node.", labels=_NODE_LABELS
+        )
+        errors = CounterMetricFamily(
+            "featurizer_node_errors", "Errors raised by a graph node.", labels=_NODE_LABELS
+        )
+        processing = Metric(
+            "featurizer_node_processing_seconds",
+            "Processing time of a graph node per sampled input event (for a data source: the "
+            "whole dispatch of the event); quantiles over the latest samples.",
+            "summary",
+        )
+        for node in snapshot.nodes:
+            labels = [node.name, node.key, node.definition, node.kind]
+            events_in.add_metric(labels, node.events_in)
+            events_out.add_metric(labels, node.events_out)
+            errors.add_metric(labels, node.errors)
+            label_map = dict(zip(_NODE_LABELS, labels, strict=True))
+            for quantile, value in (("0.5", node.p50_seconds), ("0.99", node.p99_seconds)):
+                if value is not None:
+                    processing.add_sample(
+                        "featurizer_node_processing_seconds",
+                        {**label_map, "quantile": quantile},
+                        value,
+                    )
+            processing.add_sample(
+                "featurizer_node_processing_seconds_count", label_map, node.samples
+            )
+            processing.add_sample(
+                "featurizer_node_processing_seconds_sum", label_map, node.sampled_seconds
+            )
+        yield from (events_in, events_out, errors, processing)
+
+        source_events = CounterMetricFamily(
+            "featurizer_source_events",
+            "Events emitted into the graph by a data source.",
+            labels=_SOURCE_LABELS,
+        )
+        source_rate = GaugeMetricFamily(
+            "featurizer_source_events_per_second",
+            "Recent events per second of a data source (prefer rate() of "
+            "featurizer_source_events_total).",
+            labels=_SOURCE_LABELS,
+        )
+        lag = GaugeMetricFamily(
+            "featurizer_source_lag_seconds",
+            "Now minus the event timestamp of the data source's latest event.",
+            labels=_SOURCE_LABELS,
+        )
+        gaps = CounterMetricFamily(
+            "featurizer_source_gaps",
+            "Gaps the emitter reported for a data source.",
+            labels=_SOURCE_LABELS,
+        )
+        reconnects = CounterMetricFamily(
+            "featurizer_source_reconnects",
+            "Reconnections of the connection serving a data source (as its emitter reports).",
+            labels=_SOURCE_LABELS,
+        )
+        for source in snapshot.sources:
+            labels = [source.name, source.key, source.definition, source.emitter or ""]
+            source_events.add_metric(labels, source.events)
+            source_rate.add_metric(labels, source.events_per_second)
+            if source.lag_seconds is not None:
+                lag.add_metric(labels, source.lag_seconds)
+            if source.gaps is not None:
+                gaps.add_metric(labels, source.gaps)
+            if source.reconnects is not None:
+                reconnects.add_metric(labels, source.reconnects)
+        yield from (source_events, source_rate, lag, gaps, reconnects)
+
+        emitter_gaps = CounterMetricFamily(
+            "featurizer_emitter_gaps", "Gaps an emitter reported, all streams.", labels=["emitter"]
+        )
+        emitter_reconnects = CounterMetricFamily(
+            "featurizer_emitter_reconnects",
+            "Reconnections an emitter reported.",
+            labels=["emitter"],
+        )
+        for emitter in snapshot.emitters:
+            if emitter.gaps is not None:
+                emitter_gaps.add_metric([emitter.name], emitter.gaps)
+            if emitter.reconnects is not None:
+                emitter_reconnects.add_metric([emitter.name], emitter.reconnects)
+        yield from (emitter_gaps, emitter_reconnects)
+
+        depth = GaugeMetricFamily(
+            "featurizer_transport_queue_depth",
+            "Items waiting on a transport edge.",
+            labels=["edge", "transport"],
+        )
+        batches = CounterMetricFamily(
+            "featurizer_transport_batches",
+            "Batches sent over a transport edge.",
+            labels=["edge", "transport"],
+        )
+        sent = CounterMetricFamily(
+            "featurizer_transport_bytes",
+            "Bytes sent over a transport edge.",
+            labels=["edge", "transport"],
+        )
+        for edge in snapshot.edges:
+            labels = [edge.name, edge.transport]
+            if edge.queue_depth is not None:
+                depth.add_metric(labels, edge.queue_depth)
+            if edge.batches is not None:
+                batches.add_metric(labels, edge.batches)
+            if edge.bytes is not None:
+                sent.add_metric(labels, edge.bytes)
+        yield from (depth, batches, sent)
+
+
+def _registry(run_metrics: RunMetrics) -> Any:
+    prometheus_client = _prometheus()
+    registry = prometheus_client.CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(run_metrics))
+    return registry
+
+
+def exposition(run_metrics: RunMetrics) -> bytes:
+    """The Prometheus text exposition of a run's metrics now (what a scrape returns).
+
+    :param run_metrics: the run's metrics.
+    :raises MetricsError: if ``prometheus-client`` is not installed.
+    """
+    prometheus_client = _prometheus()
+    data: bytes = prometheus_client.generate_latest(_registry(run_metrics))
+    return data
+
+
+class MetricsServer:
+    """An HTTP endpoint serving a run's metrics at ``/metrics``, on its own daemon thread.
+
+    Use :func:`serve_metrics`; :meth:`close` (or leaving the ``with`` block) stops it.
+
+    :param server: the running WSGI server.
+    :param thread: its thread.
+    """
+
+    def __init__(self, server: Any, thread: Any) -> None:
+        self._server = server
+        self._thread = thread
+        self._closed = False
+
+    @property
+    def host(self) -> str:
+        """The address the server listens on."""
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the chosen one when port 0 was asked)."""
+        return int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        """``http://host:port/metrics``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        """Stop serving and release the port; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def serve_metrics(run_metrics: RunMetrics, port: int, host: str = "127.0.0.1") -> MetricsServer:
+    """Serve a run's metrics for Prometheus at ``http://host:port/metrics``.
+
+    The port is bound before this returns, so a port in use is reported at once.
+
+    :param run_metrics: the run's metrics.
+    :param port: the TCP port (0: any free port; see :attr:`MetricsServer.port`).
+    :param host: the address to listen on (loopback by default; ``0.0.0.0`` for every
+        interface).
+    :returns: the running server.
+    :raises MetricsError: if ``prometheus-client`` is missing or the address cannot be bound.
+    """
+    if not 0 <= port <= 65535:
+        raise MetricsError(f"the metrics port must be between 0 and 65535, received {port!r}")
+    prometheus_client = _prometheus()
+    registry = _registry(run_metrics)
+    try:
+        server, thread = prometheus_client.start_http_server(port, addr=host, registry=registry)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            reason = "the port is already in use"
+        else:
+            reason = error.strerror or str(error)
+        raise MetricsError(
+            f"cannot serve metrics on {host}:{port}: {reason}; choose another --metrics-port "
+            f"(0 picks a free one)"
+        ) from error
+    return MetricsServer(server, thread)
