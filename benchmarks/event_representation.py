@@ -55,7 +55,9 @@ def main() -> None:
         "attrs frozen slots": "AttrsEvent(t, r, m)",
         "dataclass frozen slots": "DataclassEvent(t, r, m)",
         "NamedTuple": "TupleEvent(t, r, m)",
-        "MappingProxyType(dict)": "MappingProxyType({'timestamp': t, 'receipt_timestamp': r, 'mid_price': m})",
+        "MappingProxyType(dict)": (
+            "MappingProxyType({'timestamp': t, 'receipt_timestamp': r, 'mid_price': m})"
+        ),
     }
     reads = {
         "dict": (

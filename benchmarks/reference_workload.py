@@ -264,7 +264,8 @@ def main() -> None:
     quantiles = statistics.quantiles(samples, n=100)
     print(
         f"emit-to-output latency: p50 {quantiles[49] / 1000:.2f} us, "
-        f"p99 {quantiles[98] / 1000:.2f} us, max {max(samples) / 1000:.1f} us (200k events, includes timer cost)"
+        f"p99 {quantiles[98] / 1000:.2f} us, max {max(samples) / 1000:.1f} us "
+        "(200k events, includes timer cost)"
     )
     if not args.no_profile:
         print(profile(events, min(args.events, 200_000)))

@@ -131,7 +131,9 @@ class _Codegen:
     def emit(self, indent: int, text: str) -> None:
         self.lines.append("    " * indent + text)
 
-    def build(self) -> tuple[dict[Feature, Callable[[Event], None]], dict[Feature, Callable[[Event], None]]]:
+    def build(
+        self,
+    ) -> tuple[dict[Feature, Callable[[Event], None]], dict[Feature, Callable[[Event], None]]]:
         graph = self.graph
         names: dict[bool, dict[Feature, str]] = {True: {}, False: {}}
         if self.metrics is not None:
@@ -206,9 +208,7 @@ class _Codegen:
     def bind_globals_as_locals(self, header: int) -> None:
         """Pass the names a function uses as keyword defaults: locals are faster than globals."""
         body = "\n".join(self.lines[header + 1 :])
-        used = sorted(
-            name for name in self.namespace if re.search(rf"\b{re.escape(name)}\b", body)
-        )
+        used = sorted(name for name in self.namespace if re.search(rf"\b{re.escape(name)}\b", body))
         signature = self.lines[header][: -len("):")]
         bound = "".join(f", {name}={name}" for name in used)
         self.lines[header] = f"{signature}{bound}):"
@@ -365,11 +365,15 @@ class _Codegen:
             else:
                 acc = self.const(f"a{idx}_{n}", op)
                 kwargs = dict(op.kwargs)
-                func = op.func if not kwargs else (lambda s, x, _f=op.func, _k=kwargs: _f(s, x, **_k))
+                func = (
+                    op.func if not kwargs else (lambda s, x, _f=op.func, _k=kwargs: _f(s, x, **_k))
+                )
                 f = self.const(f"af{idx}_{n}", func)
                 self.emit(indent, f"if {acc}.state is _NO_DEFAULT:")
                 self.emit(indent + 1, f"{acc}.state = {current}")
-                self.emit(indent + 1, f"x = ({current}, {current})" if op.with_state else f"x = {current}")
+                self.emit(
+                    indent + 1, f"x = ({current}, {current})" if op.with_state else f"x = {current}"
+                )
                 self.emit(indent, "else:")
                 if op.returns_state:
                     self.emit(indent + 1, f"{acc}.state, x = {f}({acc}.state, {current})")
@@ -516,15 +520,14 @@ class FeatureStreamGraph:
                 f"feature {feature.name!r} has children but its definition "
                 f"{feature.definition_name!r} is not a FeatureDefinition"
             )
-        sources = {
-            dep: Stream(stream_name=f"{feature.name}<-{dep}") for dep in feature.children
-        }
+        sources = {dep: Stream(stream_name=f"{feature.name}<-{dep}") for dep in feature.children}
         built = definition.stream(sources, feature.params)
         output, state = built if isinstance(built, tuple) else (built, None)
         if not isinstance(output, Stream):
             raise FeaturizerError(
                 f"{feature.definition_name}.stream() must return a streamz Stream (or a "
-                f"(Stream, state) pair), returned {type(output).__name__} for feature {feature.name!r}"
+                f"(Stream, state) pair), returned {type(output).__name__} for feature "
+                f"{feature.name!r}"
             )
         node.state = state
         node.output = output
@@ -613,7 +616,11 @@ class FeatureStreamGraph:
                 f"{', '.join(repr(f.name) for f in self._ins)})"
             )
         dispatch = self._dispatch
-        return lambda event: dispatch[feature](event)
+
+        def callback(event: Event) -> None:
+            dispatch[feature](event)
+
+        return callback
 
     def set_callback(self, feature: Feature, callback: FeatureCallback) -> None:
         """Call ``callback(feature, event)`` for every event ``feature`` produces.

@@ -121,12 +121,16 @@ def assign_emitters(
     :returns: emitter name to its sources, in registration order.
     :raises EmitterError: listing the emitters and what they serve, before anything starts.
     """
+
     def served() -> str:
-        return "; ".join(
-            f"{spec.name}: {', '.join(spec.data_sources)} on "
-            f"{', '.join(spec.exchanges) or 'explicit --emitter only'}"
-            for spec in emitters.values()
-        ) or "no emitter is installed"
+        return (
+            "; ".join(
+                f"{spec.name}: {', '.join(spec.data_sources)} on "
+                f"{', '.join(spec.exchanges) or 'explicit --emitter only'}"
+                for spec in emitters.values()
+            )
+            or "no emitter is installed"
+        )
 
     if override is not None and override not in emitters:
         raise EmitterError(
@@ -178,7 +182,9 @@ class _InputCounter:
         self._max = max_events
         self._limit_reached = limit_reached
 
-    def wrap(self, dispatch: Callable[[Event], None], lock: threading.Lock | None) -> Callable[[Event], None]:
+    def wrap(
+        self, dispatch: Callable[[Event], None], lock: threading.Lock | None
+    ) -> Callable[[Event], None]:
         limit = self._max
         reached = self._limit_reached
 
@@ -252,7 +258,9 @@ def run(
     lock = threading.Lock() if len(emitters) > 1 else None
     for name, sources in plan.items():
         for source in sources:
-            emitters[name].register_callback(source, counter.wrap(graph.input_callback(source), lock))
+            emitters[name].register_callback(
+                source, counter.wrap(graph.input_callback(source), lock)
+            )
     context = RunContext(config=config, options=options, graph=graph, emitters=emitters)
     plugins.before_run(context)
     started = time.perf_counter()
@@ -278,7 +286,11 @@ def run(
             raise failure
         raise EmitterError(f"an emitter failed: {type(failure).__name__}: {failure}") from failure
     sink.close(ok=True)
-    if stopped_by == "completed" and options.max_events is not None and counter.count >= options.max_events:
+    if (
+        stopped_by == "completed"
+        and options.max_events is not None
+        and counter.count >= options.max_events
+    ):
         stopped_by = "max_events"
     summary = RunSummary(
         events_in=counter.count,

@@ -66,7 +66,9 @@ def test_run_is_deterministic_and_writes_parquet(tmp_path: Path) -> None:
     table = pq.read_table(tmp_path / "c.parquet")
     jsonl_rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert table.num_rows == len(jsonl_rows) > 0
-    assert table.column("vol_btc.volatility").to_pylist() == [r["vol_btc.volatility"] for r in jsonl_rows]
+    assert table.column("vol_btc.volatility").to_pylist() == [
+        r["vol_btc.volatility"] for r in jsonl_rows
+    ]
 
 
 def test_run_with_no_output_rows_still_publishes_an_empty_file(tmp_path: Path) -> None:
@@ -90,25 +92,34 @@ def test_validate_and_plugins_commands(capsys: pytest.CaptureFixture[str]) -> No
     assert "featurizer_register_emitters" in out and "volatility" in out
 
 
-def test_errors_are_reported_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_errors_are_reported_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "feature_configs:\n  - feature_definition: volatilty\n    params: {data_source: {exchange: synthetic, symbol: BTC-USDT}}\n"
     )
     assert main(["validate", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"featurizer: error: {bad}: feature_configs[0]: feature_definition: unknown definition 'volatilty'")
+    assert err.startswith(
+        f"featurizer: error: {bad}: feature_configs[0]: feature_definition: unknown definition 'volatilty'"
+    )
     config = str(ROOT / "examples" / "quickstart.yaml")
     assert main(["run", config, "--emitter", "nope", "--max-events", "10"]) == 1
     assert "unknown emitter 'nope'; registered emitters:" in capsys.readouterr().err
-    assert main(["run", config, "--max-events", "10", "--out", str(tmp_path / "missing" / "x.jsonl")]) == 1
+    assert (
+        main(["run", config, "--max-events", "10", "--out", str(tmp_path / "missing" / "x.jsonl")])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "cannot write" in err and "does not exist" in err
     assert main(["run", config, "--max-events", "10", "--out", str(tmp_path / "x.csv")]) == 1
     assert "cannot tell the output format" in capsys.readouterr().err
 
 
-def test_unserved_exchange_is_an_error_before_anything_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unserved_exchange_is_an_error_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(
         "feature_configs:\n  - feature_definition: mid_price\n    params: {data_source: {exchange: NOWHERE, symbol: BTC-USDT}}\n"
@@ -116,4 +127,18 @@ def test_unserved_exchange_is_an_error_before_anything_starts(tmp_path: Path, ca
     assert main(["run", str(config), "--max-events", "10"]) == 1
     err = capsys.readouterr().err
     assert "no emitter serves data source 'ticker.NOWHERE.BTC-USDT'" in err and "--emitter" in err
-    assert main(["run", str(config), "--emitter", "synthetic", "--max-events", "10", "--out", str(tmp_path / "o.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(config),
+                "--emitter",
+                "synthetic",
+                "--max-events",
+                "10",
+                "--out",
+                str(tmp_path / "o.jsonl"),
+            ]
+        )
+        == 0
+    )

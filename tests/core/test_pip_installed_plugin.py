@@ -14,8 +14,8 @@ from featurizer import (
     FeaturizerConfig,
     Plugins,
     construct_features_from_configs,
+    make_plugin_manager,
 )
-from featurizer import make_plugin_manager
 
 PYPROJECT = textwrap.dedent(
     """

@@ -88,7 +88,8 @@ class Instrument:
         >>> btc == Instrument.from_symbol("BTC-USDT"), btc.tick_size > 0
         (True, True)
         """
-        reference = REFERENCE_PRICES.get(symbol.split("-")[0].split("/")[0].upper())
+        base = symbol.split("-", maxsplit=1)[0].split("/", maxsplit=1)[0]
+        reference = REFERENCE_PRICES.get(base.upper())
         if reference is None:
             price = 10.0 ** (-1.0 + 6.0 * stable_unit(symbol, "price"))
         else:
