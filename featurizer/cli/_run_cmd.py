@@ -88,7 +88,10 @@ def handle(args: argparse.Namespace) -> int:
         sink = make_sink(plugins, args.out, args.format_name)
         try:
             if args.scaler:
-                summary = run_scaled_from_args(args, config, options, sink, plugins)
+                from featurizer.scaling import reporting_metrics
+
+                with reporting_metrics(metrics):
+                    summary = run_scaled_from_args(args, config, options, sink, plugins)
             else:
                 summary = run(config, options, sink, plugins=plugins, metrics=metrics)
         except BaseException:

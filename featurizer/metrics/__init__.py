@@ -4,8 +4,9 @@ transport gauges; exposed to Prometheus and drawn as a terminal dashboard.
 * :class:`NodeMetrics` instruments one :class:`~featurizer.FeatureStreamGraph`
   (``metrics=``): exact events in/out and errors per node, sampled processing times. Without
   it the graph compiles no instrumentation at all.
-* :class:`RunMetrics` adds what emitters (an optional ``stats()`` method) and transports
-  report, computes rates and lags, and gives one frozen :class:`MetricsSnapshot` at a time.
+* :class:`RunMetrics` adds what emitters (an optional ``stats()`` method), transports and the
+  workers of a scaled-out run report, computes rates and lags, and gives one frozen
+  :class:`MetricsSnapshot` at a time.
 * :func:`serve_metrics` serves a Prometheus endpoint, :func:`exposition` gives its text, and
   :class:`Dashboard` / :func:`render_dashboard` draw the live view (``rich``).
 
@@ -19,6 +20,7 @@ from featurizer.metrics._dashboard import Dashboard, render_dashboard
 from featurizer.metrics._nodes import NodeMetrics, NodeReading, quantile
 from featurizer.metrics._prometheus import (
     METRIC_NAMES,
+    SCALED_METRIC_NAMES,
     MetricsError,
     MetricsServer,
     exposition,
@@ -31,10 +33,12 @@ from featurizer.metrics._run import (
     NodeStats,
     RunMetrics,
     SourceStats,
+    WorkerStats,
 )
 
 __all__ = [
     "METRIC_NAMES",
+    "SCALED_METRIC_NAMES",
     "Dashboard",
     "EdgeStats",
     "EmitterReading",
@@ -46,6 +50,7 @@ __all__ = [
     "NodeStats",
     "RunMetrics",
     "SourceStats",
+    "WorkerStats",
     "exposition",
     "quantile",
     "render_dashboard",

@@ -9,8 +9,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from featurizer.metrics._prometheus import MetricsError
-
 __all__ = ["add_metrics_arguments", "observing"]
 
 
@@ -56,20 +54,18 @@ def observing(args: argparse.Namespace, *, stream: Any = None) -> Iterator[Any]:
     The metrics port is bound first, so a port in use is an error before anything else starts;
     the endpoint and the dashboard stop when the block ends, however it ends.
 
+    With ``--scaler``, the metrics are those of the driver: every worker's counters and every
+    channel's transport stats (see :func:`featurizer.scaling.run_scaled`).
+
     :param args: parsed options of ``featurizer run``.
     :param stream: where to say where metrics are served (standard error by default).
-    :raises MetricsError: for a port in use, a missing library, or ``--scaler``.
+    :raises MetricsError: for a port in use or a missing library.
     """
     port = getattr(args, "metrics_port", None)
     dashboard_wanted = bool(getattr(args, "dashboard", False))
     if port is None and not dashboard_wanted:
         yield None
         return
-    if getattr(args, "scaler", None):
-        raise MetricsError(
-            "--metrics-port and --dashboard observe a single-process run; they are not "
-            "available with --scaler yet"
-        )
     from featurizer.cli._common import write
     from featurizer.metrics._dashboard import Dashboard
     from featurizer.metrics._prometheus import serve_metrics
@@ -82,7 +78,13 @@ def observing(args: argparse.Namespace, *, stream: Any = None) -> Iterator[Any]:
             stack.callback(server.close)
             write(f"serving metrics at {server.url}", stream=stream or sys.stderr)
         if dashboard_wanted:
-            dashboard = Dashboard(run_metrics)
+            scaler = getattr(args, "scaler", None)
+            title = (
+                f"featurizer run --scaler {scaler} --workers {getattr(args, 'workers', 1)}"
+                if scaler
+                else "featurizer run"
+            )
+            dashboard = Dashboard(run_metrics, title=title)
             dashboard.start()
             stack.callback(dashboard.stop)
         yield run_metrics

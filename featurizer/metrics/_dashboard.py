@@ -57,7 +57,8 @@ def render_dashboard(snapshot: MetricsSnapshot, *, title: str = "featurizer run"
 
     Nodes in topological order (data sources first in their branch) with events in and out,
     their recent rates, errors and sampled p50/p99 processing times; then the data sources
-    with rate, lag, gaps and reconnects; then transport edges, if any.
+    with rate, lag, gaps and reconnects; then the workers of a scaled-out run and the transport
+    edges (batches in flight, batches and bytes sent and received), if any.
 
     :param snapshot: from :meth:`RunMetrics.snapshot`.
     :param title: the heading.
@@ -91,7 +92,9 @@ def render_dashboard(snapshot: MetricsSnapshot, *, title: str = "featurizer run"
             _duration(node.p50_seconds),
             _duration(node.p99_seconds),
         )
-    parts: list[Any] = [heading, nodes]
+    # A scaled-out run's driver has no graph of its own: its view is the workers and edges.
+    show_nodes = bool(snapshot.nodes) or not snapshot.workers
+    parts: list[Any] = [heading, nodes] if show_nodes else [heading]
     if snapshot.sources:
         sources = Table(
             title="data sources", title_justify="left", pad_edge=False, box=box.SIMPLE_HEAD
@@ -111,24 +114,53 @@ def render_dashboard(snapshot: MetricsSnapshot, *, title: str = "featurizer run"
                 _optional(source.reconnects),
             )
         parts.append(sources)
+    if snapshot.workers:
+        workers = Table(title="workers", title_justify="left", pad_edge=False, box=box.SIMPLE_HEAD)
+        workers.add_column("worker", min_width=6, no_wrap=True, ratio=1)
+        for column in ("events in", "events/s", "records out", "late", "errors", "state"):
+            workers.add_column(column, justify="right", no_wrap=True)
+        for worker in snapshot.workers:
+            state = {None: "-", True: "done", False: "running"}[worker.finished]
+            workers.add_row(
+                worker.name,
+                f"{worker.events_in:,}",
+                _rate(worker.events_per_second),
+                _optional(worker.records_out),
+                _optional(worker.late_events),
+                Text(_optional(worker.errors), style="red" if worker.errors else ""),
+                state,
+            )
+        parts.append(workers)
     if snapshot.edges:
+        transports = sorted({edge.transport for edge in snapshot.edges})
+        single = len(transports) == 1  # then named in the title, not in a column
         edges = Table(
-            title="transport edges", title_justify="left", pad_edge=False, box=box.SIMPLE_HEAD
+            title=f"transport edges ({transports[0]})" if single else "transport edges",
+            title_justify="left",
+            pad_edge=False,
+            box=box.SIMPLE_HEAD,
         )
         edges.add_column("edge", min_width=12, overflow="ellipsis", no_wrap=True, ratio=1)
-        edges.add_column("transport", no_wrap=True)
-        for column in ("queue", "batches", "bytes"):
+        if not single:
+            edges.add_column("transport", no_wrap=True)
+        received = any(edge.batches_received is not None for edge in snapshot.edges)
+        columns = ["queue", "batches", "bytes"]
+        if received:
+            columns += ["recv.", "bytes recv."]
+        for column in columns:
             edges.add_column(column, justify="right", no_wrap=True)
         for edge in snapshot.edges:
-            edges.add_row(
-                edge.name,
-                edge.transport,
+            cells = [
                 _optional(edge.queue_depth),
                 _optional(edge.batches),
                 _optional(edge.bytes),
-            )
+            ]
+            if received:
+                cells += [_optional(edge.batches_received), _optional(edge.bytes_received)]
+            edges.add_row(edge.name, *([] if single else [edge.transport]), *cells)
         parts.append(edges)
-    parts.append(Text("◆ data source  ◇ input from another worker  bold: output", style="dim"))
+    if show_nodes:
+        parts.append(Text("◆ data source  ◇ input from another worker  bold: output", style="dim"))
     return Group(*parts)
 
 

@@ -16,7 +16,14 @@ from featurizer._errors import FeaturizerError
 if TYPE_CHECKING:
     from featurizer.metrics._run import RunMetrics
 
-__all__ = ["METRIC_NAMES", "MetricsError", "MetricsServer", "exposition", "serve_metrics"]
+__all__ = [
+    "METRIC_NAMES",
+    "SCALED_METRIC_NAMES",
+    "MetricsError",
+    "MetricsServer",
+    "exposition",
+    "serve_metrics",
+]
 
 METRIC_NAMES = (
     "featurizer_node_events_in_total",
@@ -36,10 +43,24 @@ METRIC_NAMES = (
     "featurizer_uptime_seconds",
 )
 """Every metric name exposed (as it appears in the exposition; summaries add ``_count`` and
-``_sum`` samples)."""
+``_sum`` samples); the transport ones once an edge is reported. Scaled-out runs add
+:data:`SCALED_METRIC_NAMES`."""
+
+SCALED_METRIC_NAMES = (
+    "featurizer_transport_records_total",
+    "featurizer_transport_batches_received_total",
+    "featurizer_transport_bytes_received_total",
+    "featurizer_transport_records_received_total",
+    "featurizer_worker_events_in_total",
+    "featurizer_worker_late_events_total",
+    "featurizer_worker_errors_total",
+)
+"""The metric names a scaled-out run (``featurizer run --scaler ...``) exposes besides
+:data:`METRIC_NAMES`: what each edge's receiver took, and per-worker counters."""
 
 _NODE_LABELS = ("node", "key", "definition", "kind")
 _SOURCE_LABELS = ("source", "key", "definition", "emitter")
+_EDGE_LABELS = ("edge", "transport", "sender", "receiver")
 
 
 class MetricsError(FeaturizerError):
@@ -169,28 +190,69 @@ class _Collector:
 
         depth = GaugeMetricFamily(
             "featurizer_transport_queue_depth",
-            "Items waiting on a transport edge.",
-            labels=["edge", "transport"],
+            "Batches waiting on a transport edge (scaled-out runs: sent, not yet received).",
+            labels=_EDGE_LABELS,
         )
-        batches = CounterMetricFamily(
-            "featurizer_transport_batches",
-            "Batches sent over a transport edge.",
-            labels=["edge", "transport"],
-        )
-        sent = CounterMetricFamily(
-            "featurizer_transport_bytes",
-            "Bytes sent over a transport edge.",
-            labels=["edge", "transport"],
-        )
+        edge_counters = [
+            (attribute, CounterMetricFamily(name, help_text, labels=_EDGE_LABELS))
+            for attribute, name, help_text in (
+                ("batches", "featurizer_transport_batches", "Batches sent over a transport edge."),
+                ("bytes", "featurizer_transport_bytes", "Bytes sent over a transport edge."),
+                (
+                    "records",
+                    "featurizer_transport_records",
+                    "Records (feature events) sent over a transport edge.",
+                ),
+                (
+                    "batches_received",
+                    "featurizer_transport_batches_received",
+                    "Batches the receiving end of a transport edge took.",
+                ),
+                (
+                    "bytes_received",
+                    "featurizer_transport_bytes_received",
+                    "Bytes the receiving end of a transport edge took.",
+                ),
+                (
+                    "records_received",
+                    "featurizer_transport_records_received",
+                    "Records (feature events) the receiving end of a transport edge took.",
+                ),
+            )
+        ]
         for edge in snapshot.edges:
-            labels = [edge.name, edge.transport]
+            labels = [edge.name, edge.transport, edge.sender or "", edge.receiver or ""]
             if edge.queue_depth is not None:
                 depth.add_metric(labels, edge.queue_depth)
-            if edge.batches is not None:
-                batches.add_metric(labels, edge.batches)
-            if edge.bytes is not None:
-                sent.add_metric(labels, edge.bytes)
-        yield from (depth, batches, sent)
+            for attribute, family in edge_counters:
+                value = getattr(edge, attribute)
+                if value is not None:
+                    family.add_metric(labels, value)
+        yield depth
+        yield from (family for _, family in edge_counters)
+
+        worker_counters = [
+            (attribute, CounterMetricFamily(name, help_text, labels=["worker"]))
+            for attribute, name, help_text in (
+                (
+                    "events_in",
+                    "featurizer_worker_events_in",
+                    "Input events a worker of a scaled-out run ingested.",
+                ),
+                (
+                    "late_events",
+                    "featurizer_worker_late_events",
+                    "Input events a worker found behind the watermark (sent to the side output).",
+                ),
+                ("errors", "featurizer_worker_errors", "Feature errors a worker counted."),
+            )
+        ]
+        for worker in snapshot.workers:
+            for attribute, family in worker_counters:
+                value = getattr(worker, attribute)
+                if value is not None:
+                    family.add_metric([worker.name], value)
+        yield from (family for _, family in worker_counters)
 
 
 def _registry(run_metrics: RunMetrics) -> Any:

@@ -30,6 +30,7 @@ __all__ = [
     "NodeStats",
     "RunMetrics",
     "SourceStats",
+    "WorkerStats",
 ]
 
 logger = logging.getLogger(__name__)
@@ -113,13 +114,22 @@ class EmitterReading:
 
 @attrs.frozen(kw_only=True)
 class EdgeStats:
-    """A transport edge between workers.
+    """A transport edge between workers (a scaled-out run has one per channel: from a worker
+    to another worker or to the driver).
 
-    :param name: the edge (``"worker 0 -> worker 1"`` or a feature's name).
+    :param name: the edge (``"worker 0 -> worker 1"``, ``"worker 1 -> driver"``, or a
+        feature's name).
     :param transport: the transport's name.
-    :param queue_depth: events or batches waiting, if reported.
+    :param queue_depth: batches (or events) waiting on the edge, if reported; for the edges of
+        a scaled-out run, the batches in flight: sent but not yet taken by the receiver.
     :param batches: batches sent since the start, if reported.
     :param bytes: bytes sent since the start, if reported.
+    :param sender: the sending end (a worker's index), if known.
+    :param receiver: the receiving end (a worker's index or ``driver``), if known.
+    :param records: records (events) sent since the start, if reported.
+    :param batches_received: batches the receiver took since the start, if reported.
+    :param bytes_received: bytes the receiver took since the start, if reported.
+    :param records_received: records the receiver took since the start, if reported.
     """
 
     name: str
@@ -127,6 +137,36 @@ class EdgeStats:
     queue_depth: int | None
     batches: int | None
     bytes: int | None
+    sender: str | None = None
+    receiver: str | None = None
+    records: int | None = None
+    batches_received: int | None = None
+    bytes_received: int | None = None
+    records_received: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WorkerStats:
+    """One worker of a scaled-out run, as the driver last heard from it.
+
+    :param name: the worker (its index).
+    :param events_in: input events it ingested since the start.
+    :param events_per_second: recently.
+    :param records_out: records it sent (to other workers and the driver), if reported.
+    :param batches_out: batches it sent, if reported.
+    :param late_events: input events it found behind the watermark, if reported.
+    :param errors: feature errors it counted, if reported.
+    :param finished: whether it sent its last batches, if reported.
+    """
+
+    name: str
+    events_in: int
+    events_per_second: float
+    records_out: int | None
+    batches_out: int | None
+    late_events: int | None
+    errors: int | None
+    finished: bool | None
 
 
 @attrs.frozen(kw_only=True)
@@ -139,6 +179,7 @@ class MetricsSnapshot:
     :param sources: the graph's inputs.
     :param emitters: emitters that report ``stats()``.
     :param edges: transport edges.
+    :param workers: the workers of a scaled-out run.
     """
 
     taken_at: float
@@ -147,15 +188,21 @@ class MetricsSnapshot:
     sources: tuple[SourceStats, ...]
     emitters: tuple[EmitterReading, ...]
     edges: tuple[EdgeStats, ...]
+    workers: tuple[WorkerStats, ...] = ()
 
     @property
     def events_in(self) -> int:
-        """Events emitted into the graph, all inputs together."""
+        """Events emitted into the graph, all inputs together (for a scaled-out run, whose
+        driver has no graph: the events its workers ingested)."""
+        if not self.sources and self.workers:
+            return sum(worker.events_in for worker in self.workers)
         return sum(source.events for source in self.sources)
 
     @property
     def events_per_second(self) -> float:
         """Input events per second, all inputs together, recently."""
+        if not self.sources and self.workers:
+            return sum(worker.events_per_second for worker in self.workers)
         return sum(source.events_per_second for source in self.sources)
 
 
@@ -169,6 +216,10 @@ def _count(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return int(value)
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def read_emitter_stats(emitter: Any) -> Any:
@@ -255,8 +306,12 @@ class RunMetrics:
         self._graph: FeatureStreamGraph | None = None
         self._emitters: dict[str, Any] = {}
         self._served_by: dict[Feature, str] = {}
-        self._edges: list[tuple[str, str, Callable[[], Any]]] = []
+        self._edges: list[tuple[str, str, str | None, str | None, Callable[[], Any]]] = []
+        self._workers: list[tuple[str, Callable[[], Any]]] = []
         self._history: collections.deque[tuple[float, tuple[int, ...], tuple[int, ...]]] = (
+            collections.deque(maxlen=256)
+        )
+        self._worker_history: collections.deque[tuple[float, tuple[int, ...], tuple[int, ...]]] = (
             collections.deque(maxlen=256)
         )
         self._lock = threading.Lock()
@@ -291,21 +346,47 @@ class RunMetrics:
             }
             self._history.clear()
 
-    def add_transport_edge(self, name: str, transport: str, stats: Callable[[], Any]) -> None:
+    def add_transport_edge(
+        self,
+        name: str,
+        transport: str,
+        stats: Callable[[], Any],
+        *,
+        sender: str | None = None,
+        receiver: str | None = None,
+    ) -> None:
         """Report a transport edge's gauges: ``stats()`` returns an object or mapping with
-        ``queue_depth``, ``batches`` and ``bytes`` (any may be missing).
+        ``queue_depth``, ``batches``, ``bytes`` and ``records`` sent, and ``batches_received``,
+        ``bytes_received`` and ``records_received`` (any may be missing or ``None``).
 
         :param name: the edge's name.
         :param transport: the transport's name.
         :param stats: called at each snapshot, from the exporter's thread.
+        :param sender: the sending end (a worker's index), if the edge has one.
+        :param receiver: the receiving end (a worker's index or ``driver``).
         """
         with self._lock:
-            self._edges.append((name, transport, stats))
+            self._edges.append((name, transport, sender, receiver, stats))
+
+    def add_worker(self, name: str, stats: Callable[[], Any]) -> None:
+        """Report a worker of a scaled-out run: ``stats()`` returns an object or mapping with
+        ``events_in`` and, optionally, ``records_out``, ``batches_out``, ``late_events``,
+        ``errors`` and ``finished``; ``None`` while nothing is known.
+
+        :param name: the worker (its index).
+        :param stats: called at each snapshot, from the exporter's thread.
+        """
+        with self._lock:
+            self._workers.append((name, stats))
 
     def _rates(
-        self, now: float, ins: tuple[int, ...], outs: tuple[int, ...]
+        self,
+        now: float,
+        ins: tuple[int, ...],
+        outs: tuple[int, ...],
+        history: collections.deque[tuple[float, tuple[int, ...], tuple[int, ...]]] | None = None,
     ) -> tuple[list[float], list[float]]:
-        history = self._history
+        history = self._history if history is None else history
         reference = None
         for point in history:
             if point[0] >= now - self.rate_window:
@@ -390,6 +471,7 @@ class RunMetrics:
                 if stats is not None
             )
             edges = tuple(self._edge_stats())
+            workers = self._worker_stats(now)
             return MetricsSnapshot(
                 taken_at=wall,
                 uptime_seconds=now - self._started,
@@ -397,10 +479,11 @@ class RunMetrics:
                 sources=tuple(sources),
                 emitters=emitters,
                 edges=edges,
+                workers=workers,
             )
 
     def _edge_stats(self) -> Iterable[EdgeStats]:
-        for name, transport, stats in self._edges:
+        for name, transport, sender, receiver, stats in self._edges:
             try:
                 values = stats()
             except Exception:
@@ -409,7 +492,41 @@ class RunMetrics:
             yield EdgeStats(
                 name=name,
                 transport=transport,
+                sender=sender,
+                receiver=receiver,
                 queue_depth=_count(_field(values, "queue_depth")),
                 batches=_count(_field(values, "batches")),
                 bytes=_count(_field(values, "bytes")),
+                records=_count(_field(values, "records")),
+                batches_received=_count(_field(values, "batches_received")),
+                bytes_received=_count(_field(values, "bytes_received")),
+                records_received=_count(_field(values, "records_received")),
             )
+
+    def _worker_stats(self, now: float) -> tuple[WorkerStats, ...]:
+        if not self._workers:
+            return ()
+        readings = []
+        for name, stats in self._workers:
+            try:
+                values = stats()
+            except Exception:
+                logger.debug("stats of worker %r failed", name, exc_info=True)
+                values = None
+            readings.append((name, values))
+        counts = tuple(_count(_field(values, "events_in")) or 0 for _, values in readings)
+        rates, _ = self._rates(now, counts, (), self._worker_history)
+        rates += [0.0] * (len(counts) - len(rates))  # workers added since the last snapshot
+        return tuple(
+            WorkerStats(
+                name=name,
+                events_in=count,
+                events_per_second=rate,
+                records_out=_count(_field(values, "records_out")),
+                batches_out=_count(_field(values, "batches_out")),
+                late_events=_count(_field(values, "late_events")),
+                errors=_count(_field(values, "errors")),
+                finished=_flag(_field(values, "finished")),
+            )
+            for (name, values), count, rate in zip(readings, counts, rates, strict=True)
+        )

@@ -6,7 +6,9 @@
   between workers, FIFO, lossless and with backpressure.
 * A scaler (``local`` here, ``ray`` from ``featurizer-ray``) starts the workers.
 * :func:`run_scaled` drives a run and merges the outputs, with watermarks, into exactly the
-  rows a single-process run produces for the same (replayed) input.
+  rows a single-process run produces for the same (replayed) input; given a
+  :class:`~featurizer.metrics.RunMetrics`, it reports every worker's counters and every
+  channel's transport stats to it while the run goes.
 
 See ``docs/scaling.md``.
 """
@@ -23,9 +25,11 @@ from featurizer.scaling._driver import (
     make_transport,
     plan_for_request,
     registered_scalers,
+    reporting_metrics,
     run_scaled,
 )
 from featurizer.scaling._errors import PlanError, ScalingError, TransportError, WorkerError
+from featurizer.scaling._observe import ScaledRunObserver, plan_channels
 from featurizer.scaling._ordering import GroupMerge, OutputCollector
 from featurizer.scaling._plan import Edge, FeatureStreamWorkerGraph, SourceGroup, WorkerPlan
 from featurizer.scaling._specs import ScalerSpec
@@ -58,6 +62,7 @@ __all__ = [
     "OutputCollector",
     "PlanError",
     "ScaledRun",
+    "ScaledRunObserver",
     "ScaledRunRequest",
     "ScaledRunSummary",
     "Scaler",
@@ -74,9 +79,11 @@ __all__ = [
     "encode_batch",
     "make_transport",
     "plan_by_source",
+    "plan_channels",
     "plan_for_request",
     "plan_single",
     "plan_split",
     "registered_scalers",
+    "reporting_metrics",
     "run_scaled",
 ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -19,11 +21,15 @@ from featurizer._plugins import Plugins, get_plugins
 from featurizer._runner import RunContext, RunOptions
 from featurizer._sinks import Sink, flatten_grouped
 from featurizer.scaling._errors import PlanError, WorkerError
+from featurizer.scaling._observe import ScaledRunObserver
 from featurizer.scaling._ordering import OutputCollector
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._specs import ScalerSpec
 from featurizer.scaling._transport import Inbox, Transport
 from featurizer.scaling._worker import EmitterFactory, WorkerRuntime
+
+if TYPE_CHECKING:
+    from featurizer.metrics import RunMetrics
 
 __all__ = [
     "ScaledRun",
@@ -34,12 +40,31 @@ __all__ = [
     "make_transport",
     "plan_for_request",
     "registered_scalers",
+    "reporting_metrics",
     "run_scaled",
 ]
 
 logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
+
+_AMBIENT_METRICS: contextvars.ContextVar[RunMetrics | None] = contextvars.ContextVar(
+    "featurizer_scaled_run_metrics", default=None
+)
+
+
+@contextlib.contextmanager
+def reporting_metrics(run_metrics: RunMetrics | None) -> Iterator[None]:
+    """Within the block, :func:`run_scaled` calls given no ``metrics=`` report to
+    ``run_metrics`` (``featurizer run --scaler ... --metrics-port P`` uses this).
+
+    :param run_metrics: the metrics (``None``: nothing changes).
+    """
+    token = _AMBIENT_METRICS.set(run_metrics)
+    try:
+        yield
+    finally:
+        _AMBIENT_METRICS.reset(token)
 
 
 def registered_scalers(plugins: Plugins) -> dict[str, ScalerSpec]:
@@ -158,6 +183,23 @@ def plan_for_request(request: ScaledRunRequest, plugins: Plugins) -> FeatureStre
 class ScaledRun(abc.ABC):
     """A launched run, as its scaler controls it."""
 
+    #: whether :meth:`stats` reads workers of this process (cheap enough for every metrics
+    #: scrape); otherwise the driver polls it from a thread
+    stats_in_process: bool = False
+
+    def stats(self) -> dict[int, dict[str, Any]]:
+        """Live counters of every worker, by index: what
+        :meth:`~featurizer.scaling.WorkerRuntime.live_stats` returns (``events_in``,
+        ``late_events``, ``errors``, ``finished``, and per channel what was ``sent`` and
+        ``received``); read every worker's ``received`` before any worker's ``sent``. Still
+        answers, with the final counts, after :meth:`stop`.
+
+        The default, for scalers that cannot tell, is ``{}`` (no live metrics).
+
+        :raises ScalingError: when the workers cannot be asked (the caller logs and retries).
+        """
+        return {}
+
     @abc.abstractmethod
     def poll(self) -> None:
         """Check the workers.
@@ -239,10 +281,16 @@ class LocalScaler(Scaler):
 
 
 class _LocalRun(ScaledRun):
+    stats_in_process = True
+
     def __init__(self, runtimes: list[WorkerRuntime], transport: Transport) -> None:
         self.runtimes = runtimes
         self.transport = transport
         self._metrics: dict[int, dict[str, Any]] | None = None
+
+    def stats(self) -> dict[int, dict[str, Any]]:
+        received = {rt.index: rt.received_stats() for rt in self.runtimes}
+        return {rt.index: rt.live_stats(received[rt.index]) for rt in self.runtimes}
 
     def poll(self) -> None:
         for runtime in self.runtimes:
@@ -324,6 +372,8 @@ def run_scaled(
     on_combined: Callable[[GroupedNamedDataEvent], None] | None = None,
     on_late: Callable[[Feature, Event], None] | None = None,
     make_emitters: EmitterFactory | None = None,
+    metrics: RunMetrics | None = None,
+    metrics_interval: float = 0.5,
 ) -> ScaledRunSummary:
     """Run a config scaled out: plan it, start the workers, merge their outputs, stop cleanly.
 
@@ -352,6 +402,12 @@ def run_scaled(
     :param on_combined: also called with every combined output.
     :param on_late: called with ``(data source, event)`` for every late input event.
     :param make_emitters: replaces registered emitters (in-process tests).
+    :param metrics: receives, while the run goes, every worker's counters (as
+        :meth:`~featurizer.metrics.RunMetrics.add_worker`) and one transport edge per channel
+        (batches in flight, batches, records and bytes sent and received); by default the
+        metrics of an enclosing :func:`reporting_metrics` block, if any.
+    :param metrics_interval: seconds between polls of workers in other processes (Ray);
+        in-process workers are read at every snapshot.
     :returns: the summary.
     :raises ScalingError: for planning, transport or worker failures (a worker's error is
         a :class:`WorkerError` naming the worker and its original error).
@@ -409,7 +465,12 @@ def run_scaled(
     )
     stopped_by = "completed"
     started = time.perf_counter()
-    metrics: dict[int, dict[str, Any]] = {}
+    worker_metrics: dict[int, dict[str, Any]] = {}
+    run_metrics = metrics if metrics is not None else _AMBIENT_METRICS.get()
+    observer = None
+    if run_metrics is not None:
+        observer = ScaledRunObserver(run_metrics, plan, transport_name, interval=metrics_interval)
+        observer.register()
     try:
         inbox = transport_obj.open_inbox("driver", port=(transport_options or {}).get("port"))
         scaler_obj = scaler_spec.factory(dict(scaler_options or {}))
@@ -429,35 +490,37 @@ def run_scaled(
         )
         plugins.before_run(context)
         launched = scaler_obj.launch(request, plan, plugins)
+        if observer is not None:
+            observer.bind(launched, inbox, collector)
         started = time.perf_counter()
         stopped_by = _collect(inbox, collector, launched, options, started)
         elapsed = time.perf_counter() - started
-        metrics = launched.stop()
+        worker_metrics = launched.stop()
     except KeyboardInterrupt:
         stopped_by = "interrupted"
         elapsed = time.perf_counter() - started
-        metrics = _cleanup(launched, inbox, transport_obj, scaler_obj)
+        worker_metrics = _cleanup(launched, inbox, transport_obj, scaler_obj, observer)
     except BaseException as error:
-        _cleanup(launched, inbox, transport_obj, scaler_obj)
+        _cleanup(launched, inbox, transport_obj, scaler_obj, observer)
         sink.close(ok=False)
         plugins.on_run_error(context, error)
         raise
-    _cleanup(launched, inbox, transport_obj, scaler_obj)
+    _cleanup(launched, inbox, transport_obj, scaler_obj, observer)
     sink.close(ok=True)
     if (
         stopped_by == "completed"
         and options.max_events is not None
-        and any(m.get("events_in", 0) >= options.max_events for m in metrics.values())
+        and any(m.get("events_in", 0) >= options.max_events for m in worker_metrics.values())
     ):
         stopped_by = "max_events"
     summary = ScaledRunSummary(
-        events_in=sum(int(m.get("events_in", 0)) for m in metrics.values()),
+        events_in=sum(int(m.get("events_in", 0)) for m in worker_metrics.values()),
         outputs_out=rows[0],
-        errors=sum(int(m.get("errors", 0)) for m in metrics.values()),
+        errors=sum(int(m.get("errors", 0)) for m in worker_metrics.values()),
         elapsed_seconds=elapsed,
         stopped_by=stopped_by,
         late_events=sum(collector.late.values()),
-        workers=metrics,
+        workers=worker_metrics,
         strategy=strategy,
         scaler=scaler,
         fingerprint=plan.fingerprint,
@@ -495,6 +558,7 @@ def _cleanup(
     inbox: Inbox | None,
     transport: Transport,
     scaler: Scaler | None,
+    observer: ScaledRunObserver | None = None,
 ) -> dict[int, dict[str, Any]]:
     metrics: dict[int, dict[str, Any]] = {}
     if launched is not None:
@@ -502,6 +566,8 @@ def _cleanup(
             metrics = launched.stop()
         except Exception:
             logger.exception("stopping the workers failed")
+    if observer is not None:
+        observer.close()  # the final reading, once the workers stopped
     if inbox is not None:
         inbox.close()
     transport.close()

@@ -157,6 +157,14 @@ class Outbox(abc.ABC):
     def close(self, *, linger: float = 5.0) -> None:
         """Deliver what is queued (waiting ``linger`` seconds at most) and release the channel."""
 
+    def bytes_sent(self) -> int | None:
+        """Bytes of serialised batches handed to the channel so far (still valid once closed).
+
+        :returns: the count, or ``None`` when the transport passes batches as objects (the
+            default for transports that do not say).
+        """
+        return None
+
 
 class Inbox(abc.ABC):
     """The receiving end: every outbox connected to :attr:`address` delivers here."""
@@ -170,6 +178,15 @@ class Inbox(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the address; safe to call twice."""
+
+    def bytes_received(self) -> dict[int, int] | None:
+        """Bytes of serialised batches received so far, by sending worker (still valid once
+        closed); read from any thread.
+
+        :returns: a copy of the counts, or ``None`` when the transport passes batches as
+            objects (the default for transports that do not say).
+        """
+        return None
 
 
 class Transport(abc.ABC):
@@ -204,7 +221,7 @@ class Transport(abc.ABC):
 class _Channel:
     def __init__(self, address: str, hwm: int) -> None:
         self.address = address
-        self.queue: queue.Queue[Batch] = queue.Queue(maxsize=hwm)
+        self.queue: queue.Queue[Batch | bytes] = queue.Queue(maxsize=hwm)
         self.closed = threading.Event()
 
 
@@ -219,6 +236,12 @@ class _InProcessInbox(Inbox):
         self.address = channel.address
 
     def recv(self, timeout: float) -> Batch | None:
+        item = self.recv_item(timeout)
+        if isinstance(item, bytes):  # from a serialising outbox of another transport object
+            return decode_batch(item)
+        return item
+
+    def recv_item(self, timeout: float) -> Batch | bytes | None:
         try:
             return self._channel.queue.get(timeout=timeout)
         except queue.Empty:
@@ -237,7 +260,7 @@ class _InProcessOutbox(Outbox):
         self.address = channel.address
         self._closed = False
 
-    def send(self, batch: Batch, *, timeout: float | None = None) -> None:
+    def send(self, batch: Batch | bytes, *, timeout: float | None = None) -> None:
         if self._closed:
             raise TransportError(f"outbox to {self.address} is closed", address=self.address)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -306,24 +329,41 @@ class InProcessTransport(Transport):
 
 
 class _SerialisingOutbox(Outbox):
+    """Sends every batch as the bytes :func:`encode_batch` writes (the receiver decodes)."""
+
     def __init__(self, inner: _InProcessOutbox) -> None:
         self._inner = inner
         self.address = inner.address
+        self._bytes = 0
 
     def send(self, batch: Batch, *, timeout: float | None = None) -> None:
-        self._inner.send(decode_batch(encode_batch(batch)), timeout=timeout)
+        data = encode_batch(batch)
+        self._inner.send(data, timeout=timeout)
+        self._bytes += len(data)
 
     def close(self, *, linger: float = 5.0) -> None:
         self._inner.close(linger=linger)
+
+    def bytes_sent(self) -> int | None:
+        return self._bytes
 
 
 class _SerialisingInbox(Inbox):
     def __init__(self, inner: _InProcessInbox) -> None:
         self._inner = inner
         self.address = inner.address
+        self._bytes: dict[int, int] = {}
 
     def recv(self, timeout: float) -> Batch | None:
-        return self._inner.recv(timeout)
+        item = self._inner.recv_item(timeout)
+        if item is None or isinstance(item, Batch):
+            return item
+        batch = decode_batch(item)
+        self._bytes[batch.sender] = self._bytes.get(batch.sender, 0) + len(item)
+        return batch
 
     def close(self) -> None:
         self._inner.close()
+
+    def bytes_received(self) -> dict[int, int] | None:
+        return self._bytes.copy()

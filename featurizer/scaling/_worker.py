@@ -50,6 +50,11 @@ class _Destination:
         self.number = 0
         self.total = 0
         self.sent_marks: dict[int, Watermark] = {}
+        self.closed_bytes: int | None = None
+
+    def bytes_sent(self) -> int | None:
+        outbox = self.outbox
+        return outbox.bytes_sent() if outbox is not None else self.closed_bytes
 
 
 class _GroupState:
@@ -453,6 +458,52 @@ class WorkerRuntime:
             "errors": self.errors,
         }
 
+    def sent_stats(self) -> dict[int, dict[str, int | None]]:
+        """What this worker sent on each of its channels, by destination (:data:`DRIVER` for
+        the driver): ``batches``, ``records`` and ``bytes`` (``None`` when the transport does
+        not serialise). Counted per batch, read from any thread, valid after :meth:`stop`.
+        """
+        return {
+            target: {
+                "batches": destination.number,
+                "records": destination.total,
+                "bytes": destination.bytes_sent(),
+            }
+            for target, destination in self._destinations.items()
+        }
+
+    def received_stats(self) -> dict[int, dict[str, int | None]]:
+        """What this worker received and accepted, by sending worker: ``batches``, ``records``
+        and ``bytes`` (``None`` when the transport does not serialise)."""
+        received = self.inbox.bytes_received() if self.inbox is not None else None
+        return {
+            sender: {
+                "batches": channel.expected,
+                "records": channel.received,
+                "bytes": None if received is None else received.get(sender, 0),
+            }
+            for sender, channel in self._channels.items()
+        }
+
+    def live_stats(
+        self, received: dict[int, dict[str, int | None]] | None = None
+    ) -> dict[str, Any]:
+        """:meth:`metrics` plus ``finished``, ``received`` (:meth:`received_stats`, read first,
+        so that nothing counted as received is missing from the senders' counts read after it)
+        and ``sent`` (:meth:`sent_stats`): plain data, for the driver's live metrics.
+
+        :param received: this worker's :meth:`received_stats` read earlier (a caller reading
+            every worker reads all of them before any sender's counts).
+        """
+        if received is None:
+            received = self.received_stats()
+        return {
+            **self.metrics(),
+            "finished": self.finished(),
+            "received": received,
+            "sent": self.sent_stats(),
+        }
+
     def finished(self) -> bool:
         """Whether the worker sent its last batches (or failed)."""
         return self._finished.is_set()
@@ -478,6 +529,7 @@ class WorkerRuntime:
                 thread.join(timeout)
         for destination in self._destinations.values():
             if destination.outbox is not None:
+                destination.closed_bytes = destination.outbox.bytes_sent()
                 destination.outbox.close(linger=1.0)
                 destination.outbox = None
         if self.inbox is not None:

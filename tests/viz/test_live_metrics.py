@@ -240,17 +240,20 @@ def test_metrics_port_in_use_fails_before_anything_starts(
     assert os.listdir(tmp_path) == ["c.yaml"], "no output (not even a partial file) was written"
 
 
-def test_metrics_options_are_refused_with_a_scaler(
+def test_dashboard_with_a_scaler_shows_workers_and_edges(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Scaled-out runs used to refuse the metrics options; tests/scaling/test_transport_metrics.py
+    # checks their numbers, this only that the view is drawn.
     config = tmp_path / "c.yaml"
     config.write_text(_yaml(), encoding="utf-8")
-    code = main(
-        ["run", str(config), "--scaler", "local", "--dashboard", "--out", str(tmp_path / "o.jsonl")]
-    )
-    assert code == 1
-    assert "not available with --scaler" in capsys.readouterr().err
-    assert os.listdir(tmp_path) == ["c.yaml"]
+    argv = ["run", str(config), "--emitter", "synthetic", "--max-events", "200", "--dashboard"]
+    code = main([*argv, "--scaler", "local", "--out", str(tmp_path / "o.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "featurizer run --scaler local --workers 1" in err
+    assert "workers" in err and "transport edges (inproc)" in err
+    assert "worker 0 -> driver" in err
 
 
 def test_invalid_metrics_port_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -63,6 +63,14 @@ class FeaturizerStreamWorkerActor:
         """``(finished, failure, metrics)``."""
         return self.runtime.finished(), self.runtime.failure(), self.runtime.metrics()
 
+    def received_stats(self) -> dict[int, dict[str, int | None]]:
+        """What the worker received, per sending worker (batches, records, bytes)."""
+        return self.runtime.received_stats()
+
+    def stats(self) -> dict[str, Any]:
+        """The worker's live counters (:meth:`WorkerRuntime.live_stats`); valid once stopped."""
+        return self.runtime.live_stats()
+
     def stop(self) -> dict[str, Any]:
         """Stop everything and close sockets; returns the metrics (idempotent)."""
         if self._stopped is None:
@@ -88,6 +96,7 @@ class FeaturizerStreamManagerActor:
         self.timeout = timeout
         self.workers: list[Any] = []
         self.metrics: dict[int, dict[str, Any]] = {}
+        self.live: dict[int, dict[str, Any]] = {}
 
     def describe_plan(self) -> str:
         """The plan as ``featurizer plan`` prints it."""
@@ -135,8 +144,38 @@ class FeaturizerStreamManagerActor:
                 failures.append((index, failure))
         return failures
 
+    def stats(self) -> dict[int, dict[str, Any]]:
+        """Every worker's live counters, by index: all workers' ``received`` counts are read
+        before any worker's other counts, so that no batch is counted as received and not as
+        sent. Workers that do not answer keep their previous reading; once the workers are
+        stopped, the final readings.
+        """
+        import ray
+
+        if not self.workers:
+            return dict(self.live)
+        timeout = min(self.timeout, 10.0)
+        received: dict[int, Any] = {}
+        refs = {index: worker.received_stats.remote() for index, worker in enumerate(self.workers)}
+        for index, ref in refs.items():
+            try:
+                received[index] = ray.get(ref, timeout=timeout)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as error:
+                logger.debug("worker %d did not report its stats: %s", index, error)
+        refs = {index: worker.stats.remote() for index, worker in enumerate(self.workers)}
+        for index, ref in refs.items():
+            try:
+                stats = ray.get(ref, timeout=timeout)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as error:
+                logger.debug("worker %d did not report its stats: %s", index, error)
+                continue
+            if index in received:
+                stats["received"] = received[index]
+                self.live[index] = stats
+        return dict(self.live)
+
     def stop(self) -> dict[int, dict[str, Any]]:
-        """Stop every worker (gathering metrics) and kill the actors."""
+        """Stop every worker (gathering metrics and final stats) and kill the actors."""
         import ray
 
         for index, worker in enumerate(self.workers):
@@ -144,6 +183,12 @@ class FeaturizerStreamManagerActor:
                 self.metrics[index] = ray.get(worker.stop.remote(), timeout=self.timeout)
             except Exception as error:
                 logger.warning("worker %d did not stop cleanly: %s", index, error)
+        for index, worker in enumerate(self.workers):
+            try:
+                self.live[index] = ray.get(worker.stats.remote(), timeout=self.timeout)
+            except Exception as error:
+                logger.warning("worker %d did not report its final stats: %s", index, error)
+        for index, worker in enumerate(self.workers):
             try:
                 ray.kill(worker)
             except Exception as error:

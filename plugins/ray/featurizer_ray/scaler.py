@@ -197,6 +197,23 @@ class _RayRun(ScaledRun):
         self._manager = manager
         self._timeout = timeout
         self._metrics: dict[int, dict[str, Any]] | None = None
+        self._final_stats: dict[int, dict[str, Any]] | None = None
+
+    def stats(self) -> dict[int, dict[str, Any]]:
+        """The workers' live counters, through the manager (one remote call; the driver makes
+        it from its metrics thread); after :meth:`stop`, the final ones."""
+        if self._final_stats is not None:
+            return self._final_stats
+        ray = self._ray
+        try:
+            stats: dict[int, dict[str, Any]] = ray.get(
+                self._manager.stats.remote(), timeout=min(self._timeout, 10.0)
+            )
+        except Exception as error:
+            if self._final_stats is not None:  # stopped meanwhile
+                return self._final_stats
+            raise ScalingError(f"ray scaler: cannot read the workers' stats: {error}") from error
+        return stats
 
     def poll(self) -> None:
         ray = self._ray
@@ -216,5 +233,10 @@ class _RayRun(ScaledRun):
             except Exception as error:
                 logger.warning("the manager did not stop cleanly: %s", error)
                 self._metrics = {}
+            try:
+                self._final_stats = ray.get(self._manager.stats.remote(), timeout=self._timeout)
+            except Exception as error:
+                logger.warning("the manager did not report the final stats: %s", error)
+                self._final_stats = {}
             _kill(ray, self._manager)
         return self._metrics

@@ -145,6 +145,7 @@ class _ZmqInbox(Inbox):
         self._socket = socket
         self.address = address
         self._zmq = zmq
+        self._bytes: dict[int, int] = {}
 
     def recv(self, timeout: float) -> Batch | None:
         if self._socket.closed:
@@ -152,11 +153,18 @@ class _ZmqInbox(Inbox):
         if not self._socket.poll(int(timeout * 1000), self._zmq.POLLIN):
             return None
         frame = self._socket.recv(copy=False)
-        return decode_batch(frame.buffer)
+        buffer = frame.buffer
+        batch = decode_batch(buffer)
+        self._bytes[batch.sender] = self._bytes.get(batch.sender, 0) + buffer.nbytes
+        return batch
 
     def close(self) -> None:
         if not self._socket.closed:
             self._socket.close(linger=0)
+
+    def bytes_received(self) -> dict[int, int] | None:
+        """Frame bytes received so far, by sending worker."""
+        return self._bytes.copy()
 
 
 class _ZmqOutbox(Outbox):
@@ -164,6 +172,11 @@ class _ZmqOutbox(Outbox):
         self._socket = socket
         self.address = address
         self._zmq = zmq
+        self._bytes = 0
+
+    def bytes_sent(self) -> int | None:
+        """Frame bytes handed to ZeroMQ so far (queued or delivered)."""
+        return self._bytes
 
     def send(self, batch: Batch, *, timeout: float | None = None) -> None:
         self.send_bytes(encode_batch(batch), timeout=timeout)
@@ -176,6 +189,7 @@ class _ZmqOutbox(Outbox):
         zmq = self._zmq
         try:
             socket.send(data, zmq.NOBLOCK, copy=len(data) < 65536)
+            self._bytes += len(data)
             return
         except zmq.Again:
             pass
@@ -185,6 +199,7 @@ class _ZmqOutbox(Outbox):
             if socket.poll(wait, zmq.POLLOUT):
                 try:
                     socket.send(data, zmq.NOBLOCK, copy=len(data) < 65536)
+                    self._bytes += len(data)
                     return
                 except zmq.Again:
                     pass
