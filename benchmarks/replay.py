@@ -1,0 +1,360 @@
+"""Recording and replay: throughput from storage vs from memory, peak RSS, bytes per event.
+
+The reference workload (one symbol, ticker and trades from the synthetic market; mid price,
+60 s volatility and 60 s trade volume imbalance, combined vector on every update) is recorded
+once (data sources and outputs, as ``featurizer record`` does), then replayed through the full
+pipeline (runner, compiled graph, combined output flattened into rows, a sink) three ways:
+
+* **storage**: ``featurizer run --emitter offline`` (blocks read, checksummed and decoded by
+  background threads, turned into events, merged, emitted in chunks);
+* **memory (Arrow)**: the same offline emitter and replay code, but its segments (decoded
+  Arrow columns) are already in memory: no file reads, checksums or Parquet decoding. The
+  difference to *storage* is the I/O, which should be hidden behind the graph's work;
+* **memory (dicts)**: the very same merged events, already built as Python dicts and held in
+  memory, emitted by the same loop: the difference to *storage* is all the cost of storage,
+  building the event dicts included (CPython work that cannot overlap with the graph's);
+* **memory (per-event emitter)**: ``featurizer.testing.InMemoryEmitter`` over a list of
+  ``(source, event)`` pairs (one Python call per event), for reference.
+
+Peak RSS of a replay is measured in fresh subprocesses for growing ranges: it must not grow
+with the range. Everything runs on one machine shared with other work: numbers are noisy.
+
+    python benchmarks/replay.py --events 500000 --rss 1000000,3000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from featurizer import (
+    EmitterSpec,
+    FeatureStreamGraph,
+    FeaturizerConfig,
+    construct_features_from_configs,
+    hookimpl,
+)
+from featurizer._plugins import Plugins, make_plugin_manager
+from featurizer._runner import RunOptions, run
+from featurizer.storage import MemoryBasedCompactor, Replay, Storage, record
+from featurizer.storage._replay import _Segment
+from featurizer.testing import InMemoryEmitter
+
+CONFIG = {
+    "feature_configs": [
+        {
+            "name": "mid",
+            "feature_definition": "mid_price",
+            "params": {"data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"}},
+        },
+        {
+            "name": "vol",
+            "feature_definition": "volatility",
+            "params": {
+                "window": "60s",
+                "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
+            },
+        },
+        {
+            "name": "tvi",
+            "feature_definition": "trade_volume_imbalance",
+            "params": {
+                "window": "60s",
+                "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
+            },
+        },
+    ]
+}
+
+
+class CountingSink:
+    """Counts rows (the rows are built by the runner, as for any sink)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def write_row(self, row: Mapping[str, Any]) -> None:
+        self.rows += 1
+
+    def close(self, ok: bool = True) -> None:
+        pass
+
+
+class _ChunkEmitter(InMemoryEmitter):
+    """The offline emitter's own emission loop over chunks decoded beforehand (in memory)."""
+
+    def __init__(self, chunks: list[Any], sources: list[Any]) -> None:
+        super().__init__(validate=False)
+        self._chunks = chunks
+        self._sources = sources
+
+    def run(self) -> None:
+        from featurizer_offline.emitter import _emit, _fan_out
+
+        callbacks = [_fan_out([self._callbacks[s]]) for s in self._sources]
+        for chunk in self._chunks:
+            if self._stop.is_set():
+                break
+            _emit(chunk, callbacks)
+            self.emitted += len(chunk)
+
+
+class _ArrowReplay(Replay):
+    """A replay whose segments (Arrow columns, merge keys) are already in memory."""
+
+    def __init__(self, cached: list[list[Any]], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cached = cached
+
+    def _segments(self, index: int) -> Any:
+        decoder = self._decoders[index]
+        for table, keys, seqs in self._cached[index]:
+            yield _Segment(table, decoder, keys, seqs)
+
+
+def _arrow_emitter(root: Path, sources: list[Any], cached: list[list[Any]]) -> Any:
+    from featurizer_offline import OfflineEventEmitter
+
+    emitter = OfflineEventEmitter.from_options({"storage": str(root)})
+    storage = Storage.open(root)
+    emitter.replay = _ArrowReplay(cached, storage.root, storage.catalog, sources)
+    return emitter
+
+
+class _MemoryPlugin:
+    """Registers the in-memory emitters with prebuilt contents."""
+
+    def __init__(self, **built: Any) -> None:
+        self.built = built
+
+    @hookimpl
+    def featurizer_register_emitters(self) -> list[EmitterSpec]:
+        return [
+            EmitterSpec(name=name, emitter_class=InMemoryEmitter, data_sources=("ticker", "trades"))
+            for name in self.built
+        ]
+
+    @hookimpl
+    def featurizer_make_emitter(self, name: str, options: dict[str, Any]) -> Any:
+        return self.built.get(name)
+
+
+def _run(config: FeaturizerConfig, options: RunOptions, plugins: Plugins | None = None) -> float:
+    sink = CountingSink()
+    started = time.perf_counter()
+    summary = run(config, options, sink, plugins=plugins)
+    elapsed = time.perf_counter() - started
+    assert summary.events_in == options.max_events, summary
+    return summary.events_in / elapsed
+
+
+def record_reference(root: Path, events: int) -> dict[str, Any]:
+    """Record the reference workload; return throughput and bytes per event."""
+    config = FeaturizerConfig.from_dict(CONFIG)
+    options = RunOptions(emitter="synthetic", max_events=events, seed=7)
+    plain_rate = _run(config, RunOptions(emitter="synthetic", max_events=min(events, 500_000)))
+    with Storage(root) as storage:
+        started = time.perf_counter()
+        summary = record(
+            config,
+            options,
+            storage,
+            sink=CountingSink(),
+            compactor=MemoryBasedCompactor(max_block_bytes=16 * 1024 * 1024),
+        )
+        elapsed = time.perf_counter() - started
+        stats = storage.catalog.series_stats()
+        kinds = {s.key: s.kind for s in storage.series()}
+    by_kind: dict[str, list[int]] = {}
+    for key, (blocks, rows, size, _, _) in stats.items():
+        entry = by_kind.setdefault(kinds[key], [0, 0, 0])
+        entry[0] += blocks
+        entry[1] += rows
+        entry[2] += size
+    return {
+        "input_events": summary.run.events_in,
+        "stored_events": summary.acknowledged,
+        "elapsed": elapsed,
+        "input_events_per_s": summary.run.events_in / elapsed,
+        "stored_events_per_s": summary.acknowledged / elapsed,
+        "run_without_recording_events_per_s": plain_rate,
+        "bytes_per_event": summary.bytes_per_event,
+        "by_kind": {
+            kind: {"blocks": b, "events": r, "bytes": s, "bytes_per_event": s / r}
+            for kind, (b, r, s) in by_kind.items()
+        },
+    }
+
+
+def replay_throughput(root: Path, events: int, repeats: int) -> dict[str, float]:
+    """Events/s of the three replays (best of ``repeats``), interleaved to share the noise."""
+    config = FeaturizerConfig.from_dict(CONFIG)
+    sources = FeatureStreamGraph(construct_features_from_configs(config)).get_ins()
+    with Storage.open(root) as storage:
+        cached: list[list[Any]] = []
+        probe = storage.replay(sources)
+        for index in range(len(sources)):
+            rows = 0
+            segments = []
+            for segment in probe._segments(index):
+                segments.append((segment._table, segment.keys, segment.seqs))
+                rows += segment.size
+                if rows >= events:
+                    break
+            cached.append(segments)
+        replay = storage.replay(sources)
+        chunks: list[Any] = []
+        count = 0
+        for chunk in replay.chunks():
+            chunks.append(chunk)
+            count += len(chunk)
+            if count >= events:
+                break
+        replay.close()
+    pairs: list[Any] = []
+    for chunk in chunks:
+        if isinstance(chunk.sources, int):
+            pairs.extend((sources[chunk.sources], e) for e in chunk.events)
+        else:
+            pairs.extend((sources[i], e) for i, e in zip(chunk.sources, chunk.events, strict=True))
+    gc.collect()
+    gc.freeze()
+    results: dict[str, list[float]] = {
+        "storage": [],
+        "memory_arrow": [],
+        "memory_chunks": [],
+        "memory_events": [],
+    }
+    for _ in range(repeats):
+        results["storage"].append(
+            _run(
+                config,
+                RunOptions(
+                    emitter="offline", max_events=events, emitter_options={"storage": str(root)}
+                ),
+            )
+        )
+        for name in ("memory_arrow", "memory_chunks", "memory_events"):
+            plugin = _MemoryPlugin(
+                memory_arrow=_arrow_emitter(root, sources, cached),
+                memory_chunks=_ChunkEmitter(chunks, sources),
+                memory_events=InMemoryEmitter(pairs, validate=False),
+            )
+            plugins = Plugins(make_plugin_manager(extra_plugins=[plugin]))
+            results[name].append(_run(config, RunOptions(emitter=name, max_events=events), plugins))
+    gc.unfreeze()
+    return {name: max(rates) for name, rates in results.items()}
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes: ``VmHWM`` (reset by ``exec``, unlike ``ru_maxrss``,
+    which a child spawned by a big parent inherits)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _rss_child(root: str, events: int) -> None:
+    config = FeaturizerConfig.from_dict(CONFIG)
+    started = time.perf_counter()
+    sink = CountingSink()
+    summary = run(
+        config,
+        RunOptions(emitter="offline", max_events=events, emitter_options={"storage": root}),
+        sink,
+    )
+    elapsed = time.perf_counter() - started
+    peak = _peak_rss()
+    print(
+        json.dumps({"events": summary.events_in, "rss": peak, "rate": summary.events_in / elapsed}),
+    )
+
+
+def peak_rss(root: Path, events: int) -> dict[str, Any]:
+    """Peak RSS and throughput of a replay of ``events`` events in a fresh process."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--_rss-child", str(root), str(events)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=500_000, help="events per throughput run")
+    parser.add_argument("--rss", default="1000000,3000000", help="replay sizes for peak RSS")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--root", type=Path, help="keep the recording here (default: temp dir)")
+    parser.add_argument(
+        "--no-throughput", action="store_true", help="only record (if needed) and measure RSS"
+    )
+    parser.add_argument("--_rss-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._rss_child:
+        _rss_child(args._rss_child[0], int(args._rss_child[1]))
+        return
+    sizes = [int(x) for x in args.rss.split(",") if x]
+    total = max([args.events, *sizes])
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.root or Path(tmp) / "storage"
+        if not (root / "catalog.sqlite").exists():
+            print(f"recording {total:,} input events of the reference workload ...", flush=True)
+            recorded = record_reference(root, total)
+            plain = recorded["run_without_recording_events_per_s"]
+            print(
+                f"recording: {recorded['input_events_per_s']:,.0f} input events/s "
+                f"({recorded['stored_events_per_s']:,.0f} stored events/s, data sources and "
+                f"outputs); run without recording: "
+                f"{plain:,.0f} events/s; ratio {recorded['input_events_per_s'] / plain:.2f}"
+            )
+            for kind, info in sorted(recorded["by_kind"].items()):
+                print(
+                    f"  {kind:11}: {info['events']:>11,} events in {info['blocks']:>4} blocks, "
+                    f"{info['bytes']:>12,} bytes, {info['bytes_per_event']:.1f} bytes/event"
+                )
+            print(f"  all        : {recorded['bytes_per_event']:.1f} bytes/event on disk")
+        baseline = None
+        for size in sizes:
+            result = peak_rss(root, size)
+            baseline = baseline or result["rss"]
+            print(
+                f"peak RSS replaying {result['events']:>11,} events: "
+                f"{result['rss'] / 2**20:8.1f} MiB ({result['rss'] / baseline:.2f}x the first) "
+                f"at {result['rate']:,.0f} events/s",
+                flush=True,
+            )
+        if args.no_throughput:
+            return
+        rates = replay_throughput(root, args.events, args.repeats)
+        print(
+            f"replay of {args.events:,} events through the full pipeline "
+            f"(best of {args.repeats}, interleaved):"
+        )
+        for name, label in (
+            ("storage", "from storage (offline emitter)"),
+            ("memory_arrow", "from memory: Arrow segments, same code"),
+            ("memory_chunks", "from memory: event dicts, same loop"),
+            ("memory_events", "from memory: per-event InMemoryEmitter"),
+        ):
+            ratio = rates["storage"] / rates[name]
+            print(f"  {label:40} {rates[name]:>10,.0f} events/s   storage/this {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()

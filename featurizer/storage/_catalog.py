@@ -1,0 +1,493 @@
+"""The catalog: series, recording sessions and blocks in an embedded SQLite database.
+
+A block becomes visible to readers in the single transaction that inserts its row, which
+happens only after its file is complete on disk. SQLite runs in WAL journal mode with
+``synchronous=FULL``, so a committed row survives a crash and readers in other processes never
+block the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from featurizer.storage._errors import SchemaMismatchError, StorageError
+
+__all__ = ["BlockInfo", "Catalog", "SeriesInfo", "SessionInfo", "SessionSeries"]
+
+FORMAT_VERSION = "1"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS series (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    params TEXT NOT NULL,
+    children TEXT NOT NULL,
+    schema TEXT NOT NULL,
+    arrow_schema BLOB,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    started REAL NOT NULL,
+    first_ts REAL,
+    last_ts REAL,
+    status TEXT NOT NULL,
+    pid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS session_series (
+    session TEXT NOT NULL,
+    series_key TEXT NOT NULL,
+    blocks INTEGER NOT NULL DEFAULT 0,
+    rows INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (session, series_key)
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    series_key TEXT NOT NULL,
+    session TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    path TEXT NOT NULL UNIQUE,
+    start_ts REAL NOT NULL,
+    end_ts REAL NOT NULL,
+    rows INTEGER NOT NULL,
+    min_seq INTEGER NOT NULL,
+    max_seq INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    checksum TEXT NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (series_key, session, ordinal)
+);
+CREATE INDEX IF NOT EXISTS blocks_by_series ON blocks (series_key, min_seq);
+"""
+
+
+@attrs.frozen(kw_only=True)
+class SeriesInfo:
+    """One stored series: a data source or a feature, identified by the feature's key.
+
+    :param key: the feature's stable key (64 hex digits).
+    :param name: its readable name when it was first recorded.
+    :param definition: the definition's registered name.
+    :param kind: ``"data_source"`` or ``"feature"``.
+    :param params: the feature's resolved params.
+    :param children: dependency name to child key (empty for data sources).
+    :param schema: the full schema, field to type name (timestamps included).
+    :param arrow_schema: the Arrow schema of its blocks (IPC bytes), once a block was stored.
+    """
+
+    key: str
+    name: str
+    definition: str
+    kind: str
+    params: dict[str, Any]
+    children: dict[str, str]
+    schema: dict[str, str]
+    arrow_schema: bytes | None = None
+
+    @property
+    def short_key(self) -> str:
+        """The first 10 hex digits of the key."""
+        return self.key[:10]
+
+    @property
+    def label(self) -> str:
+        """How errors refer to the series: ``name (key abcdef0123)``."""
+        return f"{self.name} (key {self.short_key})"
+
+
+@attrs.frozen(kw_only=True)
+class BlockInfo:
+    """One block: a Parquet file holding consecutive events of one series.
+
+    :param id: the catalog id.
+    :param series_key: the series.
+    :param session: the recording session that wrote it.
+    :param ordinal: its position among the session's blocks of the series (0, 1, ...).
+    :param path: the file, relative to the storage root.
+    :param start_ts: the smallest event timestamp in it.
+    :param end_ts: the largest event timestamp in it.
+    :param rows: the number of events.
+    :param min_seq: the arrival number of its first event.
+    :param max_seq: the arrival number of its last event.
+    :param bytes: the file size.
+    :param checksum: ``sha256:<hex>`` of the file.
+    """
+
+    id: int
+    series_key: str
+    session: str
+    ordinal: int
+    path: str
+    start_ts: float
+    end_ts: float
+    rows: int
+    min_seq: int
+    max_seq: int
+    bytes: int
+    checksum: str
+
+
+@attrs.frozen(kw_only=True)
+class SessionInfo:
+    """A recording session: one writer's lifetime, over which its series were recorded.
+
+    :param id: the session id.
+    :param started: wall-clock start (seconds since the epoch).
+    :param first_ts: the first event timestamp it stored, if any.
+    :param last_ts: the last event timestamp it stored, if any.
+    :param status: ``"recording"``, ``"closed"`` or ``"recovered"``.
+    :param pid: the recording process.
+    """
+
+    id: str
+    started: float
+    first_ts: float | None
+    last_ts: float | None
+    status: str
+    pid: int
+
+
+@attrs.frozen(kw_only=True)
+class SessionSeries:
+    """What one session stored of one series: its block count and row count."""
+
+    session: str
+    series_key: str
+    blocks: int
+    rows: int
+
+
+def _series(row: sqlite3.Row) -> SeriesInfo:
+    return SeriesInfo(
+        key=row["key"],
+        name=row["name"],
+        definition=row["definition"],
+        kind=row["kind"],
+        params=json.loads(row["params"]),
+        children=json.loads(row["children"]),
+        schema=json.loads(row["schema"]),
+        arrow_schema=bytes(row["arrow_schema"]) if row["arrow_schema"] is not None else None,
+    )
+
+
+def _block(row: sqlite3.Row) -> BlockInfo:
+    return BlockInfo(**{k: row[k] for k in row.keys() if k != "created"})  # noqa: SIM118
+
+
+def _session(row: sqlite3.Row) -> SessionInfo:
+    return SessionInfo(**{k: row[k] for k in row.keys()})  # noqa: SIM118
+
+
+class Catalog:
+    """The SQLite catalog of a storage root (one connection per thread).
+
+    :param path: the database file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        connection = self._connection()
+        try:
+            connection.executescript(_DDL)
+        except sqlite3.DatabaseError as error:
+            raise StorageError(
+                f"the catalog is not a readable SQLite database: {error}", path=str(path)
+            ) from error
+        row = connection.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        if row is None:
+            connection.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (FORMAT_VERSION,)
+            )
+        elif row["value"] != FORMAT_VERSION:
+            raise StorageError(
+                f"catalog format {row['value']!r} is not supported (this version reads "
+                f"{FORMAT_VERSION!r})",
+                path=str(path),
+            )
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(
+                    self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+                )
+                connection.row_factory = sqlite3.Row
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+            except sqlite3.DatabaseError as error:
+                raise StorageError(
+                    f"cannot open the catalog: {error}", path=str(self.path)
+                ) from error
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction (rolled back on error)."""
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every query inside sees the same committed state (nestable)."""
+        connection = self._connection()
+        if connection.in_transaction:
+            yield
+            return
+        connection.execute("BEGIN")
+        try:
+            yield
+        finally:
+            connection.execute("COMMIT")
+
+    def query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run a read query."""
+        try:
+            return self._connection().execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise StorageError(f"catalog query failed: {error}", path=str(self.path)) from error
+
+    def close(self) -> None:
+        """Close every connection this catalog opened."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+        self._local = threading.local()
+
+    # series ---------------------------------------------------------------------------------
+
+    def register_series(self, info: SeriesInfo) -> SeriesInfo:
+        """Add a series, or check that the stored one has the same schema.
+
+        :returns: the stored series (with its Arrow schema, if blocks exist).
+        :raises SchemaMismatchError: if the stored series has another schema.
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM series WHERE key = ?", (info.key,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO series (key, name, definition, kind, params, children, schema, "
+                    "arrow_schema, created) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                    (
+                        info.key,
+                        info.name,
+                        info.definition,
+                        info.kind,
+                        json.dumps(info.params, sort_keys=True),
+                        json.dumps(info.children, sort_keys=True),
+                        json.dumps(info.schema, sort_keys=True),
+                        time.time(),
+                    ),
+                )
+                return info
+        stored = _series(row)
+        if stored.schema != info.schema:
+            raise SchemaMismatchError(
+                f"the stored series has schema {stored.schema} but definition "
+                f"{info.definition!r} now declares {info.schema}; record into another storage "
+                f"root or give the changed definition another name",
+                series=stored.label,
+                path=str(self.path),
+            )
+        return stored
+
+    def series(self, key: str) -> SeriesInfo | None:
+        """The series with this key, if stored."""
+        rows = self.query("SELECT * FROM series WHERE key = ?", (key,))
+        return _series(rows[0]) if rows else None
+
+    def all_series(self) -> list[SeriesInfo]:
+        """Every series, by name."""
+        return [_series(row) for row in self.query("SELECT * FROM series ORDER BY name, key")]
+
+    # sessions -------------------------------------------------------------------------------
+
+    def begin_session(self, session: str, series_keys: Iterable[str], pid: int) -> None:
+        """Open a recording session over ``series_keys``."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO sessions (id, started, first_ts, last_ts, status, pid) "
+                "VALUES (?, ?, NULL, NULL, 'recording', ?)",
+                (session, time.time(), pid),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO session_series (session, series_key) VALUES (?, ?)",
+                [(session, key) for key in series_keys],
+            )
+
+    def end_session(self, session: str, status: str) -> None:
+        """Mark a session ``closed`` or ``recovered``."""
+        with self.transaction() as db:
+            db.execute("UPDATE sessions SET status = ? WHERE id = ?", (status, session))
+
+    def sessions(self) -> list[SessionInfo]:
+        """Every session, oldest first."""
+        return [_session(r) for r in self.query("SELECT * FROM sessions ORDER BY started, id")]
+
+    def session(self, session: str) -> SessionInfo | None:
+        """One session, if it exists."""
+        rows = self.query("SELECT * FROM sessions WHERE id = ?", (session,))
+        return _session(rows[0]) if rows else None
+
+    def session_series(self, series_key: str | None = None) -> list[SessionSeries]:
+        """What each session stored of each series (optionally of one series)."""
+        if series_key is None:
+            rows = self.query("SELECT * FROM session_series ORDER BY session, series_key")
+        else:
+            rows = self.query(
+                "SELECT * FROM session_series WHERE series_key = ? ORDER BY session",
+                (series_key,),
+            )
+        return [SessionSeries(**{k: row[k] for k in row.keys()}) for row in rows]  # noqa: SIM118
+
+    # blocks ---------------------------------------------------------------------------------
+
+    def commit_block(
+        self,
+        block: BlockInfo,
+        *,
+        session_first_ts: float,
+        session_last_ts: float,
+        arrow_schema: bytes | None = None,
+    ) -> int:
+        """Make a block visible, in one transaction with the session's bookkeeping.
+
+        :param block: the block (its ``id`` is ignored and assigned here).
+        :param session_first_ts: the smallest timestamp the session has stored so far.
+        :param session_last_ts: the largest timestamp the session has acknowledged so far.
+        :param arrow_schema: the series' Arrow schema, stored if the series has none yet or
+            only a less specific one.
+        :returns: the block's id.
+        """
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO blocks (series_key, session, ordinal, path, start_ts, end_ts, rows, "
+                "min_seq, max_seq, bytes, checksum, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    block.series_key,
+                    block.session,
+                    block.ordinal,
+                    block.path,
+                    block.start_ts,
+                    block.end_ts,
+                    block.rows,
+                    block.min_seq,
+                    block.max_seq,
+                    block.bytes,
+                    block.checksum,
+                    time.time(),
+                ),
+            )
+            db.execute(
+                "INSERT OR IGNORE INTO session_series (session, series_key) VALUES (?, ?)",
+                (block.session, block.series_key),
+            )
+            db.execute(
+                "UPDATE session_series SET blocks = blocks + 1, rows = rows + ? "
+                "WHERE session = ? AND series_key = ?",
+                (block.rows, block.session, block.series_key),
+            )
+            db.execute(
+                "UPDATE sessions SET first_ts = min(coalesce(first_ts, ?), ?), "
+                "last_ts = max(coalesce(last_ts, ?), ?) WHERE id = ?",
+                (
+                    session_first_ts,
+                    session_first_ts,
+                    session_last_ts,
+                    session_last_ts,
+                    block.session,
+                ),
+            )
+            if arrow_schema is not None:
+                db.execute(
+                    "UPDATE series SET arrow_schema = ? WHERE key = ?",
+                    (arrow_schema, block.series_key),
+                )
+            block_id = cursor.lastrowid
+        assert block_id is not None
+        return int(block_id)
+
+    def blocks(
+        self, series_key: str, start: float | None = None, end: float | None = None
+    ) -> list[BlockInfo]:
+        """The blocks of a series overlapping ``[start, end)``, in recording order.
+
+        :param series_key: the series.
+        :param start: keep blocks with events at or after this timestamp.
+        :param end: keep blocks with events before this timestamp.
+        """
+        sql = "SELECT * FROM blocks WHERE series_key = ?"
+        parameters: list[Any] = [series_key]
+        if start is not None:
+            sql += " AND end_ts >= ?"
+            parameters.append(start)
+        if end is not None:
+            sql += " AND start_ts < ?"
+            parameters.append(end)
+        sql += " ORDER BY min_seq"
+        return [_block(row) for row in self.query(sql, parameters)]
+
+    def all_blocks(self) -> list[BlockInfo]:
+        """Every block, by series and recording order."""
+        return [_block(r) for r in self.query("SELECT * FROM blocks ORDER BY series_key, min_seq")]
+
+    def committed_max_seq(self, series_key: str) -> int:
+        """The arrival number of the last stored event of a series (-1 if none)."""
+        rows = self.query(
+            "SELECT max(max_seq) AS m FROM blocks WHERE series_key = ?", (series_key,)
+        )
+        value = rows[0]["m"]
+        return -1 if value is None else int(value)
+
+    def max_seq(self) -> int:
+        """The largest arrival number stored in any block (-1 if none)."""
+        value = self.query("SELECT max(max_seq) AS m FROM blocks")[0]["m"]
+        return -1 if value is None else int(value)
+
+    def next_ordinal(self, series_key: str, session: str) -> int:
+        """The ordinal the session's next block of the series gets."""
+        rows = self.query(
+            "SELECT max(ordinal) AS m FROM blocks WHERE series_key = ? AND session = ?",
+            (series_key, session),
+        )
+        value = rows[0]["m"]
+        return 0 if value is None else int(value) + 1
+
+    def series_stats(self) -> dict[str, tuple[int, int, int, float | None, float | None]]:
+        """Per series key: blocks, rows, bytes, first and last timestamp."""
+        rows = self.query(
+            "SELECT series_key, count(*) AS blocks, sum(rows) AS rows, sum(bytes) AS bytes, "
+            "min(start_ts) AS first, max(end_ts) AS last FROM blocks GROUP BY series_key"
+        )
+        return {
+            row["series_key"]: (row["blocks"], row["rows"], row["bytes"], row["first"], row["last"])
+            for row in rows
+        }

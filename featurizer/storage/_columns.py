@@ -1,0 +1,174 @@
+"""Column buffers: the recording hot path, writing each field straight into a typed buffer.
+
+Converting event dicts to columns long after they were produced is dominated by cache misses
+(the dicts and their floats are scattered over the heap and cold by then), so the recorder
+copies each field while the event is still hot: ``float`` fields into an ``array('d')``,
+``int`` fields into an ``array('q')`` (both become Arrow arrays without a copy), other fields
+into lists. An event is committed by appending its series to the shared order list last, so
+the writer's thread always takes whole events.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from featurizer._events import Event
+from featurizer.storage._codec import SEQ_COLUMN, EventEncoder, require_pyarrow
+from featurizer.storage._errors import SchemaMismatchError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["ColumnBuffer"]
+
+_TYPECODES = {"float": "d", "int": "q"}
+
+
+class _FieldCountError(Exception):
+    """An event has another number of fields than its schema."""
+
+
+class ColumnBuffer:
+    """The per-field buffers of one recorded series.
+
+    :param label: the series' label (for errors).
+    :param fields: ``(field, type name)`` in the definition's order, timestamps first.
+    :param encoder: the series' encoder (types of nested fields, stored column order).
+    """
+
+    def __init__(
+        self, label: str, fields: Sequence[tuple[str, str]], encoder: EventEncoder
+    ) -> None:
+        self.label = label
+        self.fields = tuple(fields)
+        self.encoder = encoder
+        self.buffers: list[Any] = [
+            array(_TYPECODES[kind]) if kind in _TYPECODES else [] for _, kind in self.fields
+        ]
+        self.sample: list[Event] = []
+
+    def recorder(
+        self,
+        index: int,
+        order: list[int],
+        high: int,
+        wait: Callable[[], None],
+        fail: Callable[[BaseException], None],
+    ) -> Callable[[Event], None]:
+        """The hot-path callback: copy the fields, then commit the event in ``order``.
+
+        :param index: the series' index (what ``order`` records).
+        :param order: the shared list committing events in arrival order.
+        :param high: the length of ``order`` at which producers wait.
+        :param wait: called to wait for room (backpressure).
+        :param fail: called with the schema error of a malformed event (before it is raised).
+        """
+        namespace: dict[str, Any] = {
+            "_sample": self.sample,
+            "_append_order": order.append,
+            "_order": order,
+            "_high": high,
+            "_wait": wait,
+            "_fail": self._failure(fail),
+            "_FieldCountError": _FieldCountError,
+        }
+        lines = ["def record(event):", "    try:"]
+        lines.append(f"        if len(event) != {len(self.fields)}:")
+        lines.append("            raise _FieldCountError()")
+        for i, ((name, _), buffer) in enumerate(zip(self.fields, self.buffers, strict=True)):
+            namespace[f"_a{i}"] = buffer.append
+            namespace[f"_k{i}"] = name
+            lines.append(f"        _a{i}(event[_k{i}])")
+        lines += [
+            "    except Exception as error:",
+            "        _fail(event, error)",
+            "        raise",
+            "    if not _sample:",
+            "        _sample.append(event)",
+            f"    _append_order({index})",
+            "    if len(_order) >= _high:",
+            "        _wait()",
+        ]
+        exec(
+            compile("\n".join(lines) + "\n", f"<featurizer recorder {self.label}>", "exec"),
+            namespace,
+        )
+        return namespace["record"]
+
+    def _failure(
+        self, fail: Callable[[BaseException], None]
+    ) -> Callable[[Event, BaseException], None]:
+        def describe(event: Any, error: BaseException) -> None:
+            expected = [name for name, _ in self.fields]
+            problem: SchemaMismatchError
+            if not isinstance(event, Mapping):
+                problem = SchemaMismatchError(
+                    f"expected event mappings, received {type(event).__name__} {event!r}",
+                    series=self.label,
+                )
+            elif set(event) != set(expected):
+                missing = sorted(set(expected) - set(event))
+                extra = sorted(set(event) - set(expected))
+                problem = SchemaMismatchError(
+                    f"event fields do not match the definition's schema (missing: "
+                    f"{missing or 'none'}, not in the schema: {extra or 'none'}); received "
+                    f"{event!r}",
+                    series=self.label,
+                )
+            else:
+                bad = next(
+                    (
+                        (name, kind)
+                        for name, kind in self.fields
+                        if kind in _TYPECODES and not _fits(event[name], kind)
+                    ),
+                    ("?", "?"),
+                )
+                problem = SchemaMismatchError(
+                    f"field {bad[0]!r} ({bad[1]}) cannot be stored: "
+                    f"{type(error).__name__}: {error}; offending value "
+                    f"{event.get(bad[0])!r} in {event!r}",
+                    series=self.label,
+                )
+            fail(problem)
+            raise problem from error
+
+        return describe
+
+    def take(self, count: int, seqs: pa.Array) -> pa.RecordBatch:
+        """Remove the first ``count`` events' fields and return them as a record batch.
+
+        :param count: committed events to take.
+        :param seqs: their arrival numbers.
+        """
+        pa = require_pyarrow()
+        values: dict[str, Any] = {}
+        for (name, kind), buffer in zip(self.fields, self.buffers, strict=True):
+            part = buffer[:count]
+            del buffer[:count]
+            if kind == "float":
+                values[name] = pa.Array.from_buffers(
+                    pa.float64(), count, [None, pa.py_buffer(part)]
+                )
+            elif kind == "int":
+                values[name] = pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(part)])
+            else:
+                values[name] = self.encoder.column(name, part)
+        if self.encoder.columns is None:
+            keys = list(self.sample[0]) if self.sample else []
+            self.encoder.set_columns(keys if set(keys) == set(values) else list(values))
+        columns = self.encoder.columns
+        assert columns is not None
+        return pa.RecordBatch.from_arrays(
+            [*(values[name] for name in columns), seqs], names=[*columns, SEQ_COLUMN]
+        )
+
+
+def _fits(value: Any, kind: str) -> bool:
+    try:
+        array(_TYPECODES[kind], [value])
+    except (TypeError, OverflowError, ValueError):
+        return False
+    return True

@@ -1,0 +1,598 @@
+"""BlockWriter: records events of data sources and features without blocking the hot path."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from featurizer._events import Event, full_schema
+from featurizer._feature import Feature
+from featurizer.storage._blocks import BlockFormat, schema_bytes, write_block
+from featurizer.storage._catalog import SeriesInfo
+from featurizer.storage._codec import SEQ_COLUMN, EventEncoder, require_pyarrow, schema_to_json
+from featurizer.storage._columns import ColumnBuffer
+from featurizer.storage._compactors import Compactor, MemoryBasedCompactor, OpenBlockState
+from featurizer.storage._errors import StorageError
+from featurizer.storage._reader import float_view, series_arrow_schema
+from featurizer.storage._wal import WalWriter, encode_record
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from featurizer.storage._storage import Storage
+
+__all__ = ["BlockWriter", "series_info_for"]
+
+logger = logging.getLogger(__name__)
+
+
+def series_info_for(feature: Feature) -> SeriesInfo:
+    """The catalog description of a feature (or data source) as a series.
+
+    :raises SchemaMismatchError: if its schema has a type storage cannot represent.
+    """
+    return SeriesInfo(
+        key=feature.key,
+        name=feature.name,
+        definition=feature.definition_name,
+        kind="data_source" if feature.is_data_source else "feature",
+        params=_plain(feature.params),
+        children={name: child.key for name, child in feature.children.items()},
+        schema=_schema_dict(feature),
+    )
+
+
+def _schema_dict(feature: Feature) -> dict[str, str]:
+    import json
+
+    try:
+        return dict(json.loads(schema_to_json(feature.definition.event_schema())))
+    except StorageError as error:
+        label = f"{feature.name} (key {feature.short_key})"
+        raise type(error)(error.reason, series=label) from error
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _OpenBlock:
+    """The in-memory block of one series: record batches waiting to be written."""
+
+    __slots__ = ("batches", "first_seq", "first_ts", "max_ts", "nbytes", "rows")
+
+    def __init__(self) -> None:
+        self.batches: list[pa.RecordBatch] = []
+        self.rows = 0
+        self.nbytes = 0
+        self.first_seq = -1
+        self.first_ts: float | None = None
+        self.max_ts: float | None = None
+
+    def state(self) -> OpenBlockState:
+        return OpenBlockState(
+            rows=self.rows, nbytes=self.nbytes, first_ts=self.first_ts, max_ts=self.max_ts
+        )
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        if not self.rows:
+            self.first_seq = batch.column(SEQ_COLUMN)[0].as_py()
+            self.first_ts = batch.column("timestamp")[0].as_py()
+        self.batches.append(batch)
+        self.rows += batch.num_rows
+        self.nbytes += batch.nbytes
+
+    def take(self) -> list[pa.RecordBatch]:
+        batches = self.batches
+        self.batches = []
+        self.rows = 0
+        self.nbytes = 0
+        self.first_seq = -1
+        self.first_ts = None
+        return batches
+
+
+class _Work:
+    """Batches the WAL thread acknowledged, for the publisher thread."""
+
+    __slots__ = ("batches", "end_seq", "max_ts")
+
+    def __init__(self, batches: list[Any], end_seq: int, max_ts: float | None) -> None:
+        self.batches = batches
+        self.end_seq = end_seq
+        self.max_ts = max_ts
+
+
+class _Done:
+    """The last item: finish cleanly (write everything, close the session) or just stop."""
+
+    __slots__ = ("clean",)
+
+    def __init__(self, clean: bool) -> None:
+        self.clean = clean
+
+
+class _Series:
+    __slots__ = ("buffer", "encoder", "feature", "index", "info", "open", "ordinal")
+
+    def __init__(self, index: int, feature: Feature, info: SeriesInfo, ordinal: int) -> None:
+        self.index = index
+        self.feature = feature
+        self.info = info
+        self.encoder = EventEncoder(info.label, info.schema, series_arrow_schema(info))
+        fields = [
+            (name, info.schema[name]) for name in full_schema(feature.definition.event_schema())
+        ]
+        self.buffer = ColumnBuffer(info.label, fields, self.encoder)
+        self.open = _OpenBlock()
+        self.ordinal = ordinal
+
+
+class BlockWriter:
+    """Records events of data sources and features into a storage root.
+
+    The hot path (the callbacks from :meth:`graph_callback` and :meth:`event_callback`) only
+    appends the event to an in-memory list. A background *WAL thread* wakes every
+    ``sync_interval`` seconds, encodes what arrived into Arrow batches, appends them to the
+    write-ahead log and fsyncs it (from then on the events are *acknowledged*: they survive a
+    crash of the process), then hands them to a *publisher thread* which adds them to each
+    series' open block. The ``compactor`` decides when an open block is written: as a Parquet
+    file under a temporary name, fsynced, renamed into place, and only then committed to the
+    catalog in one transaction. WAL segments whose events are all in committed blocks are
+    deleted. Writing blocks never delays acknowledgements (up to a bounded queue).
+
+    Memory stays bounded: at most ``max_pending`` events wait for the background thread (a
+    producer faster than the writer is slowed down at that point: backpressure, never data
+    loss), each open block is capped by the compactor and all of them together by
+    ``max_open_bytes``. The WAL is checkpointed (every open block written) when it exceeds
+    ``max_wal_bytes``.
+
+    Only one writer may write to a root at a time (an exclusive lock, released by the kernel
+    if the process dies). Opening a writer first recovers what a crashed writer left in the WAL.
+
+    :param storage: the storage root.
+    :param features: the series to record (data sources and/or features).
+    :param compactor: when to cut blocks (default :class:`MemoryBasedCompactor`).
+    :param sync_interval: seconds between WAL flushes (the acknowledgement latency).
+    :param max_pending: events buffered before producers wait.
+    :param max_open_bytes: in-memory size of all open blocks together.
+    :param max_wal_bytes: WAL size that triggers a checkpoint.
+    :param on_acknowledged: called (from the writer's thread) with the total number of
+        events acknowledged so far, after every WAL fsync.
+
+    >>> import tempfile
+    >>> from featurizer.storage import Storage
+    >>> from featurizer.testing import ExampleTicker
+    >>> ticker = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"})
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     with Storage(root) as storage:
+    ...         with storage.writer([ticker]) as writer:
+    ...             record = writer.event_callback(ticker)
+    ...             for i in range(3):
+    ...                 record({"timestamp": float(i), "receipt_timestamp": float(i),
+    ...                         "bid": 1.0, "ask": 2.0})
+    ...         [event["timestamp"] for event in storage.read_events(ticker)]
+    [0.0, 1.0, 2.0]
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        features: Sequence[Feature],
+        *,
+        compactor: Compactor | None = None,
+        sync_interval: float = 0.1,
+        max_pending: int = 200_000,
+        max_open_bytes: int = 256 * 1024 * 1024,
+        max_wal_bytes: int = 512 * 1024 * 1024,
+        wal_segment_bytes: int = 64 * 1024 * 1024,
+        on_acknowledged: Callable[[int], None] | None = None,
+        block_format: BlockFormat | None = None,
+    ) -> None:
+        require_pyarrow()
+        unique: dict[str, Feature] = {}
+        for feature in features:
+            unique.setdefault(feature.key, feature)
+        if not unique:
+            raise StorageError("a BlockWriter needs at least one feature or data source to record")
+        if not sync_interval > 0:
+            raise StorageError(f"sync_interval must be positive, received {sync_interval!r}")
+        self.storage = storage
+        self.compactor = compactor or MemoryBasedCompactor()
+        self.sync_interval = sync_interval
+        self.max_pending = max(1, max_pending)
+        self.max_open_bytes = max_open_bytes
+        self.max_wal_bytes = max_wal_bytes
+        self.wal_segment_bytes = wal_segment_bytes
+        self.on_acknowledged = on_acknowledged
+        self.format = block_format or storage.format
+        self._features = list(unique.values())
+        self._lock = storage.writer_lock()
+        self._lock.acquire()
+        try:
+            storage.recover(_locked=True)
+            infos = [storage.catalog.register_series(series_info_for(f)) for f in self._features]
+            self.session = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+            storage.catalog.begin_session(self.session, [i.key for i in infos], os.getpid())
+        except BaseException:
+            self._lock.release()
+            raise
+        self._series = [
+            _Series(i, feature, info, 0)
+            for i, (feature, info) in enumerate(zip(self._features, infos, strict=True))
+        ]
+        self._by_key = {s.feature.key: s for s in self._series}
+        self._order: list[int] = []
+        self._recorders: dict[int, Callable[[Event], None]] = {}
+        self._next_seq = storage.catalog.max_seq() + 1
+        self._acknowledged = 0
+        self._max_ts: float | None = None
+        self._min_ts: float | None = None
+        self._wal = WalWriter(storage.root / "wal", self.session)
+        self._published: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._processed_seq = self._next_seq
+        self._session_max_ts: float | None = None
+        self._wake = threading.Event()
+        self._room = threading.Condition()
+        self._acked = threading.Condition()
+        self._stopping = False
+        self._stopped = False
+        self._failure: BaseException | None = None
+        self._rejected: BaseException | None = None
+        self.blocks_written = 0
+        self.bytes_written = 0
+        self._publisher = threading.Thread(
+            target=self._publish, name="featurizer-block-publisher", daemon=True
+        )
+        self._thread = threading.Thread(
+            target=self._run, name="featurizer-block-writer", daemon=True
+        )
+        self._thread.start()
+
+    # hot path -------------------------------------------------------------------------------
+
+    def _appender(self, feature: Feature) -> Callable[[Event], None]:
+        series = self._by_key.get(feature.key)
+        if series is None:
+            raise StorageError(
+                f"{feature.name!r} (key {feature.short_key}) is not recorded by this writer "
+                f"(recorded: {', '.join(s.feature.name for s in self._series)})"
+            )
+        recorder = self._recorders.get(series.index)
+        if recorder is None:
+            recorder = series.buffer.recorder(
+                series.index, self._order, self.max_pending, self._wait_for_room, self._reject
+            )
+            self._recorders[series.index] = recorder
+        return recorder
+
+    def event_callback(self, feature: Feature) -> Callable[[Event], None]:
+        """A callback ``callback(event)`` recording events of ``feature`` (for emitters).
+
+        :raises StorageError: if ``feature`` is not recorded by this writer.
+        """
+        return self._appender(feature)
+
+    def graph_callback(self, feature: Feature) -> Callable[[Feature, Event], None]:
+        """A callback ``callback(feature, event)`` for :meth:`FeatureStreamGraph.set_callback`.
+
+        :raises StorageError: if ``feature`` is not recorded by this writer.
+        """
+        record = self._appender(feature)
+
+        def on_event(_feature: Feature, event: Event) -> None:
+            record(event)
+
+        return on_event
+
+    def append(self, feature: Feature, event: Event) -> None:
+        """Record one event of ``feature`` (convenience; the callbacks are faster)."""
+        self._appender(feature)(event)
+
+    def _wait_for_room(self) -> None:
+        self._wake.set()
+        with self._room:
+            while len(self._order) >= self.max_pending:
+                failure = self.failure()
+                if failure is not None:
+                    raise StorageError(
+                        f"the block writer failed: {type(failure).__name__}: {failure}"
+                    ) from failure
+                if self._stopped or not self._thread.is_alive():
+                    raise StorageError("the block writer is stopped; events cannot be recorded")
+                self._room.wait(0.05)
+
+    # state ----------------------------------------------------------------------------------
+
+    @property
+    def features(self) -> list[Feature]:
+        """The recorded series' features."""
+        return list(self._features)
+
+    @property
+    def acknowledged(self) -> int:
+        """Events of this session acknowledged so far (durable in the WAL or in blocks)."""
+        return self._acknowledged
+
+    @property
+    def pending(self) -> int:
+        """Events appended but not yet acknowledged."""
+        return len(self._order)
+
+    def failure(self) -> BaseException | None:
+        """Why the writer stopped: a malformed event it refused, or an error of its threads."""
+        return self._failure or self._rejected
+
+    def sync(self, timeout: float | None = 30.0) -> int:
+        """Acknowledge every event appended so far (flush and fsync the WAL) now.
+
+        :param timeout: seconds to wait at most.
+        :returns: the total number of events acknowledged.
+        :raises StorageError: if the writer failed or the timeout passed.
+        """
+        target = self._acknowledged + len(self._order)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._acked:
+            while self._acknowledged < target:
+                self._raise_failure()
+                if self._stopped:
+                    break
+                self._wake.set()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise StorageError(f"sync() timed out after {timeout} s")
+                self._acked.wait(0.05 if remaining is None else min(0.05, remaining))
+        self._raise_failure()
+        return self._acknowledged
+
+    def _raise_failure(self) -> None:
+        failure = self.failure()
+        if failure is not None:
+            raise StorageError(
+                f"the block writer failed: {type(failure).__name__}: {failure}"
+            ) from failure
+
+    # background thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        """The WAL thread: encode what arrived, append it to the WAL, fsync, acknowledge."""
+        publisher = self._publisher
+        publisher.start()
+        clean = False
+        try:
+            while self._failure is None:
+                self._wake.wait(self.sync_interval)
+                self._wake.clear()
+                stopping = self._stopping or self._rejected is not None
+                self._cycle()
+                if stopping:
+                    clean = True
+                    break
+        except BaseException as error:
+            self._fail(error)
+        finally:
+            self._put(_Done(clean=clean and self._failure is None))
+            publisher.join()
+            self._stopped = True
+            with self._room:
+                self._room.notify_all()
+            with self._acked:
+                self._acked.notify_all()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._failure is None:
+            self._failure = error
+            logger.error("block writer failed: %s: %s", type(error).__name__, error)
+
+    def _reject(self, error: BaseException) -> None:
+        """A malformed event: refuse it, store what was committed before it, then stop."""
+        if self._rejected is None:
+            self._rejected = error
+            logger.error("block writer stops: %s", error)
+            self._wake.set()
+
+    def _put(self, item: Any) -> None:
+        """Hand work to the publisher thread (waits while it is behind: bounded memory)."""
+        while True:
+            try:
+                self._published.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._publisher.is_alive():
+                    return
+                if self._failure is not None and not isinstance(item, _Done):
+                    return
+
+    def _cycle(self) -> None:
+        pa = require_pyarrow()
+        import pyarrow.compute as pc
+
+        order = self._order
+        n = len(order)
+        if not n:
+            return
+        taken = order[:n]
+        del order[:n]
+        with self._room:
+            self._room.notify_all()
+        base = self._next_seq
+        self._next_seq += n
+        indices = pa.array(taken, type=pa.int32())
+        counts = pc.value_counts(indices)
+        records: list[bytes] = []
+        batches: list[tuple[_Series, Any]] = []
+        low: float | None = None
+        high: float | None = None
+        for item in counts:
+            index = item["values"].as_py()
+            count = item["counts"].as_py()
+            series = self._series[index]
+            positions = pc.indices_nonzero(pc.equal(indices, index))
+            seqs = pc.add(positions.cast(pa.int64()), base)
+            batch = series.buffer.take(count, seqs)
+            first_seq = int(seqs[0].as_py())
+            records.append(encode_record(series.info.key, self.session, batch, first_seq))
+            batches.append((series, batch))
+            span = pc.min_max(batch.column("timestamp")).as_py()
+            if span["min"] is not None:
+                low = span["min"] if low is None else min(low, span["min"])
+                high = span["max"] if high is None else max(high, span["max"])
+        self._wal.write(records, base + n - 1)
+        if low is not None and high is not None:
+            self._min_ts = low if self._min_ts is None else min(self._min_ts, low)
+            self._max_ts = high if self._max_ts is None else max(self._max_ts, high)
+        with self._acked:
+            self._acknowledged += n
+            self._acked.notify_all()
+        if self.on_acknowledged is not None:
+            self.on_acknowledged(self._acknowledged)
+        if self._wal.current_size >= self.wal_segment_bytes:
+            self._wal.rotate()
+        batches.sort(key=lambda pair: pair[0].index)
+        self._put(_Work(batches=batches, end_seq=base + n, max_ts=self._max_ts))
+
+    def _publish(self) -> None:
+        """The publisher thread: open blocks, compaction, block files, catalog commits."""
+        try:
+            while True:
+                item = self._published.get()
+                if isinstance(item, _Done):
+                    if item.clean:
+                        self._finish()
+                    return
+                if self._failure is not None:
+                    continue
+                self._session_max_ts = item.max_ts
+                for series, batch in item.batches:
+                    self._add(series, batch)
+                self._processed_seq = item.end_seq
+                self._enforce_memory()
+                if self._wal.bytes_written >= self.max_wal_bytes:
+                    self._checkpoint()
+                self._release_wal()
+        except BaseException as error:
+            self._fail(error)
+
+    def _add(self, series: _Series, batch: pa.RecordBatch) -> None:
+        block = series.open
+        timestamps = float_view(batch.column("timestamp"))
+        cuts = self.compactor.cut_points(block.state(), timestamps, batch.nbytes)
+        start = 0
+        for cut in cuts:
+            if cut > start:
+                block.add(batch.slice(start, cut - start))
+                self._track_max(block, timestamps[start:cut])
+            self._flush(series)
+            start = cut
+        if start < batch.num_rows:
+            block.add(batch.slice(start))
+            self._track_max(block, timestamps[start:])
+
+    @staticmethod
+    def _track_max(block: _OpenBlock, timestamps: list[float]) -> None:
+        if timestamps:
+            high = max(timestamps)
+            block.max_ts = high if block.max_ts is None else max(block.max_ts, high)
+
+    def _enforce_memory(self) -> None:
+        total = sum(s.open.nbytes for s in self._series)
+        if total <= self.max_open_bytes:
+            return
+        for series in sorted(self._series, key=lambda s: -s.open.nbytes):
+            if total <= self.max_open_bytes // 2:
+                break
+            total -= series.open.nbytes
+            self._flush(series)
+
+    def _checkpoint(self) -> None:
+        for series in self._series:
+            self._flush(series)
+        self._wal.rotate()
+        self._wal.bytes_written = 0
+
+    def _release_wal(self) -> None:
+        low_water = min(
+            (s.open.first_seq for s in self._series if s.open.rows), default=self._processed_seq
+        )
+        self._wal.delete_up_to(min(low_water, self._processed_seq))
+
+    def _flush(self, series: _Series) -> None:
+        pa = require_pyarrow()
+        max_ts = series.open.max_ts
+        batches = series.open.take()
+        series.open.max_ts = max_ts
+        if not batches:
+            return
+        schema = series.encoder.arrow_schema
+        tables = [pa.Table.from_batches([b]) for b in batches]
+        if schema is not None:
+            tables = [t if t.schema.equals(schema) else t.cast(schema) for t in tables]
+        table = pa.concat_tables(tables)
+        block = write_block(
+            self.storage.root, table, series.info, self.session, series.ordinal, self.format
+        )
+        stored_schema = series.info.arrow_schema
+        new_schema = schema_bytes(table.schema)
+        refine = schema is not None and stored_schema != new_schema
+        first, last = self._min_ts, self._session_max_ts
+        self.storage.catalog.commit_block(
+            block,
+            session_first_ts=block.start_ts if first is None else min(block.start_ts, first),
+            session_last_ts=block.end_ts if last is None else max(block.end_ts, last),
+            arrow_schema=new_schema if (stored_schema is None or refine) else None,
+        )
+        if stored_schema is None or refine:
+            import attrs
+
+            series.info = attrs.evolve(series.info, arrow_schema=new_schema)
+        series.ordinal += 1
+        self.blocks_written += 1
+        self.bytes_written += block.bytes
+
+    def _finish(self) -> None:
+        for series in self._series:
+            self._flush(series)
+        self._wal.close_and_delete()
+        self.storage.catalog.end_session(self.session, "closed")
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Acknowledge and write everything, close the session and release the root.
+
+        Safe to call twice. Events appended after ``stop()`` are not recorded.
+
+        :raises StorageError: if the writer failed (nothing acknowledged is lost: what is in
+            the WAL is recovered by the next writer or ``featurizer storage recover``).
+        """
+        if self._lock.held:
+            self._stopping = True
+            self._wake.set()
+            self._thread.join()
+            self._lock.release()
+        self._raise_failure()
+
+    def __enter__(self) -> BlockWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"BlockWriter(root={str(self.storage.root)!r}, session={self.session!r}, "
+            f"series={[s.feature.name for s in self._series]!r}, "
+            f"compactor={self.compactor!r})"
+        )
