@@ -35,7 +35,7 @@ from featurizer._events import (
 )
 from featurizer._feature import Feature
 from featurizer._graph import ERROR_POLICIES, FeatureStreamGraph
-from featurizer._params import Param, parse_duration
+from featurizer._params import Param, parse_duration, parse_pace, parse_timestamp
 from featurizer._plugin_types import EmitterSpec, ScalingStrategySpec, SinkSpec, TransportSpec
 from featurizer._plugins import (
     PluginInfo,
@@ -88,6 +88,8 @@ __all__ = [
     "load_config",
     "make_plugin_manager",
     "parse_duration",
+    "parse_pace",
+    "parse_timestamp",
     "reset_plugins",
     "run",
     "validate_event",

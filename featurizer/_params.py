@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 from collections.abc import Mapping
 from fractions import Fraction
@@ -9,7 +11,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Param", "parse_duration", "resolve_params"]
+__all__ = ["Param", "parse_duration", "parse_pace", "parse_timestamp", "resolve_params"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {
@@ -51,6 +53,63 @@ def parse_duration(value: Any) -> float:
     if not seconds > 0:
         raise ValueError(f"expected a positive duration, received {value!r}")
     return seconds
+
+
+def parse_timestamp(value: Any) -> float:
+    """Parse a point in time into float seconds since the epoch.
+
+    :param value: epoch seconds (a number or a numeric string), an ISO-8601 date or time
+        (UTC unless it carries an offset), or a :class:`datetime.datetime`.
+    :returns: seconds since the epoch.
+    :raises ValueError: saying what was expected and what was received.
+
+    >>> parse_timestamp("2024-01-01T00:00:00Z"), parse_timestamp(5), parse_timestamp("5.5")
+    (1704067200.0, 5.0, 5.5)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected epoch seconds or an ISO-8601 time, received {value!r}")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            try:
+                value = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"expected an ISO-8601 time such as '2024-01-01T00:00:00Z' or epoch "
+                    f"seconds, received {value!r}"
+                ) from None
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number of seconds, received {value!r}")
+        return float(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.timestamp()
+    raise ValueError(
+        f"expected epoch seconds or an ISO-8601 time, received {type(value).__name__} {value!r}"
+    )
+
+
+def parse_pace(value: Any) -> str | float:
+    """Parse a replay pace: ``"max"`` (as fast as possible) or a positive speed factor.
+
+    :param value: ``None`` or ``"max"``, or a number (``1.0`` is real time, ``10`` ten times
+        faster).
+    :returns: ``"max"`` or the factor as a float.
+    :raises ValueError: saying what was expected and what was received.
+
+    >>> parse_pace(None), parse_pace(2)
+    ('max', 2.0)
+    """
+    if value is None or value == "max":
+        return "max"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected 'max' or a positive speed factor, received {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"expected 'max' or a positive, finite speed factor, received {value!r}")
+    return float(value)
 
 
 @attrs.frozen(kw_only=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from featurizer._errors import FeaturizerError
+from featurizer._params import parse_timestamp
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -203,19 +204,9 @@ def parse_time(text: str) -> float:
     (1704067201.0, 1704067201.5)
     """
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise PlotError(
-            f"expected a time such as '2024-01-31', '2024-01-31T12:00:00Z' or seconds since the "
-            f"epoch, received {text!r}"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
+        return parse_timestamp(text)
+    except ValueError as error:
+        raise PlotError(f"expected a time such as '2024-01-31' or epoch seconds: {error}") from None
 
 
 _TIME_SUFFIXES = ("_time", "_timestamp", "_start", "_end")

@@ -13,12 +13,12 @@ import attrs
 
 from featurizer import EmitterSpec, hookimpl
 from featurizer_offline.emitter import OfflineEventEmitter
-from featurizer_offline.options import OfflineOptions, parse_time
+from featurizer_offline.options import OfflineOptions
 
 if TYPE_CHECKING:
     from featurizer._runner import RunContext
 
-__all__ = ["OfflineEventEmitter", "OfflineOptions", "StoredSourcesEmitterSpec", "parse_time"]
+__all__ = ["OfflineEventEmitter", "OfflineOptions", "StoredSourcesEmitterSpec"]
 
 
 @attrs.frozen(kw_only=True)

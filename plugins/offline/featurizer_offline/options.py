@@ -2,58 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from featurizer import ConfigError, parse_duration
+from featurizer import ConfigError, parse_duration, parse_pace, parse_timestamp
 from featurizer.storage import HOLE_POLICIES
 
-__all__ = ["OfflineOptions", "parse_time"]
-
-
-def parse_time(value: Any) -> float:
-    """Parse a range bound into epoch seconds.
-
-    :param value: epoch seconds, an ISO-8601 string (naive means UTC) or a ``datetime``.
-    :raises ValueError: saying what was expected and what was received.
-
-    >>> parse_time("2024-01-01T00:00:00Z"), parse_time(5)
-    (1704067200.0, 5.0)
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected epoch seconds or an ISO-8601 time, received {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"expected a finite number of seconds, received {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(
-                f"expected an ISO-8601 time such as '2024-01-01T00:00:00Z', received {value!r}"
-            ) from None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value.timestamp()
-    raise ValueError(
-        f"expected epoch seconds or an ISO-8601 time, received {type(value).__name__} {value!r}"
-    )
-
-
-def _pace(value: Any) -> str | float:
-    if value is None or value == "max":
-        return "max"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected 'max' or a positive speed factor, received {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"expected 'max' or a positive, finite speed factor, received {value!r}")
-    return float(value)
+__all__ = ["OfflineOptions"]
 
 
 def _positive_int(value: Any) -> int:
@@ -77,9 +34,9 @@ def _storage(value: Any) -> str:
 
 _PARSERS: dict[str, Any] = {
     "storage": _storage,
-    "start": parse_time,
-    "end": parse_time,
-    "pace": _pace,
+    "start": parse_timestamp,
+    "end": parse_timestamp,
+    "pace": parse_pace,
     "max_events": _positive_int,
     "duration": parse_duration,
     "holes": _holes,

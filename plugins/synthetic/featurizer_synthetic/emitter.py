@@ -104,9 +104,7 @@ class SyntheticEventEmitter(DataSourceEventEmitter):
         :raises EmitterError: for another definition, a missing symbol, or after :meth:`start`.
         """
         if self._started:
-            raise EmitterError(
-                f"synthetic emitter: cannot register {feature.name!r} after start()"
-            )
+            raise EmitterError(f"synthetic emitter: cannot register {feature.name!r} after start()")
         if feature.definition_name not in CHANNELS:
             raise EmitterError(
                 f"the synthetic emitter serves data sources {', '.join(map(repr, CHANNELS))}; "
@@ -156,9 +154,7 @@ class SyntheticEventEmitter(DataSourceEventEmitter):
         if not dispatch:
             return 0
         remaining = options.max_events if options.max_events is not None else -1
-        deadline = (
-            time.monotonic() + options.duration if options.duration is not None else None
-        )
+        deadline = time.monotonic() + options.duration if options.duration is not None else None
         events = self.market().events()
         if options.pace == "max":
             count = self._run_max(events, dispatch, remaining, deadline)
@@ -267,4 +263,3 @@ class SyntheticEventEmitter(DataSourceEventEmitter):
     def failure(self) -> BaseException | None:
         """The exception a callback raised on the emitter's thread (which then stopped)."""
         return self._error
-

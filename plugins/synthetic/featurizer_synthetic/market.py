@@ -65,7 +65,6 @@ _TRADE_ALPHA = 1.2
 _TRADE_EXPONENT = -1.0 / _TRADE_ALPHA
 
 
-
 def _check_rate(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"rate {attribute.name!r} must be a number, received {value!r}")

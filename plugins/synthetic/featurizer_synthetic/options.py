@@ -2,53 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from featurizer import ConfigError, parse_duration
+from featurizer import ConfigError, parse_duration, parse_pace, parse_timestamp
 from featurizer_synthetic.market import DEFAULT_START_TIME, ChannelRates
 
-__all__ = ["SyntheticOptions", "parse_start_time"]
-
-
-def parse_start_time(value: Any) -> float:
-    """Parse a start time into float seconds since the epoch.
-
-    :param value: seconds since the epoch, an ISO-8601 string (``"2024-01-01T00:00:00Z"``) or a
-        ``datetime`` (naive ones are taken as UTC).
-    :returns: seconds since the epoch.
-    :raises ValueError: saying what was expected and what was received.
-
-    >>> parse_start_time("2024-01-01T00:00:00Z"), parse_start_time(0)
-    (1704067200.0, 0.0)
-    """
-    if isinstance(value, bool):
-        raise ValueError(
-            f"expected seconds since the epoch or an ISO-8601 time, received {value!r}"
-        )
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"expected a finite number of seconds, received {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(
-                f"expected an ISO-8601 time such as '2024-01-01T00:00:00Z', received {value!r}"
-            ) from None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return value.timestamp()
-    raise ValueError(
-        f"expected seconds since the epoch or an ISO-8601 time, received "
-        f"{type(value).__name__} {value!r}"
-    )
+__all__ = ["SyntheticOptions"]
 
 
 def _seed(value: Any) -> int:
@@ -69,18 +31,6 @@ def _max_events(value: Any) -> int | None:
 
 def _duration(value: Any) -> float | None:
     return None if value is None else parse_duration(value)
-
-
-def _pace(value: Any) -> str | float:
-    if value is None or value == "max":
-        return "max"
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(
-            f"expected 'max' or a positive speed factor such as 1.0, received {value!r}"
-        )
-    if not math.isfinite(value):
-        raise ValueError(f"expected a finite speed factor, received {value!r}")
-    return float(value)
 
 
 def _rate(value: Any) -> float:
@@ -105,8 +55,8 @@ _PARSERS: dict[str, Any] = {
     "seed": _seed,
     "max_events": _max_events,
     "duration": _duration,
-    "pace": _pace,
-    "start_time": parse_start_time,
+    "pace": parse_pace,
+    "start_time": parse_timestamp,
     "book_depth": _depth,
     "validate": _flag,
 }
