@@ -17,7 +17,12 @@ from featurizer._runner import RunOptions
 from featurizer._sinks import Sink
 from featurizer.cli._common import add_config_argument, load, write
 
-__all__ = ["add_scaling_arguments", "register", "run_scaled_from_args"]
+__all__ = [
+    "add_scaling_arguments",
+    "register",
+    "run_scaled_from_args",
+    "worker_outputs_from_args",
+]
 
 
 def _positive_int(value: str) -> int:
@@ -125,12 +130,56 @@ def add_scaling_arguments(parser: argparse.ArgumentParser) -> None:
         help="live input: hold events S seconds for event-time order; later ones are late",
     )
     group.add_argument("--late-out", help="JSON Lines file receiving late input events")
+    group.add_argument(
+        "--outputs",
+        choices=("driver", "workers"),
+        default="driver",
+        help="driver: workers send outputs to the driver, which merges them into --out "
+        "(default); workers: each worker writes its own file (--out DIR, FILE or a pattern "
+        "with {worker}; FILE gives FILE-stem.worker-N.suffix) and sends only its metrics",
+    )
+
+
+def worker_outputs_from_args(args: argparse.Namespace, plugins: Plugins) -> Any:
+    """The :class:`~featurizer.scaling.WorkerOutputs` of ``--outputs workers`` (``None`` for
+    ``--outputs driver``), checked before anything starts.
+
+    :raises ScalingError: for ``--outputs workers`` without ``--scaler`` or ``--out``, with
+        ``--late-out``, or for an unknown format or an unwritable directory.
+    """
+    if getattr(args, "outputs", "driver") != "workers":
+        return None
+    from featurizer.scaling import ScalingError, WorkerOutputs
+
+    if not args.scaler:
+        raise ScalingError("--outputs workers needs a scaled run: add --scaler local or ray")
+    if not args.out:
+        raise ScalingError(
+            "--outputs workers needs --out: a directory, a file name (out.jsonl gives "
+            "out.worker-0.jsonl, ...) or a pattern containing {worker}"
+        )
+    if args.late_out:
+        raise ScalingError(
+            "--late-out is not supported with --outputs workers (late events are counted per "
+            "worker in the summary); use --outputs driver"
+        )
+    outputs = WorkerOutputs(target=args.out, format_name=args.format_name)
+    outputs.check(plugins, args.workers)
+    return outputs
 
 
 def run_scaled_from_args(
-    args: argparse.Namespace, config: Any, options: RunOptions, sink: Sink, plugins: Plugins
+    args: argparse.Namespace,
+    config: Any,
+    options: RunOptions,
+    sink: Sink | None,
+    plugins: Plugins,
+    outputs: Any = None,
 ) -> Any:
-    """Dispatch ``featurizer run --scaler ...`` to :func:`featurizer.scaling.run_scaled`."""
+    """Dispatch ``featurizer run --scaler ...`` to :func:`featurizer.scaling.run_scaled`.
+
+    :param outputs: :func:`worker_outputs_from_args`'s result (``sink`` is then ``None``).
+    """
     from featurizer.scaling import run_scaled
 
     late_file = open(args.late_out, "w", encoding="utf-8") if args.late_out else None  # noqa: SIM115
@@ -159,6 +208,7 @@ def run_scaled_from_args(
             watermark_delay=args.watermark_delay,
             plugins=plugins,
             on_late=on_late,
+            outputs=outputs,
         )
     finally:
         if late_file is not None:

@@ -17,7 +17,11 @@ from featurizer.cli._common import (
     positive_int,
     write,
 )
-from featurizer.cli._plan_cmd import add_scaling_arguments, run_scaled_from_args
+from featurizer.cli._plan_cmd import (
+    add_scaling_arguments,
+    run_scaled_from_args,
+    worker_outputs_from_args,
+)
 from featurizer.metrics._cli import add_metrics_arguments, observing
 
 
@@ -27,7 +31,9 @@ def _pace(value: str) -> str | float:
     try:
         speed = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'max' or a speed factor such as 1.0, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected 'max' or a speed factor such as 1.0, got {value!r}"
+        ) from None
     if not speed > 0:
         raise argparse.ArgumentTypeError(f"the speed factor must be positive, got {value!r}")
     return speed
@@ -84,20 +90,28 @@ def handle(args: argparse.Namespace) -> int:
         error_policy=args.on_error,
         emitter_options={"storage": args.storage} if args.storage else {},
     )
+    outputs = worker_outputs_from_args(args, plugins)  # --outputs workers: checked here
     with observing(args) as metrics:  # a metrics port in use fails before anything starts
-        sink = make_sink(plugins, args.out, args.format_name)
+        sink = None if outputs is not None else make_sink(plugins, args.out, args.format_name)
         try:
             if args.scaler:
                 from featurizer.scaling import reporting_metrics
 
                 with reporting_metrics(metrics):
-                    summary = run_scaled_from_args(args, config, options, sink, plugins)
+                    summary = run_scaled_from_args(
+                        args, config, options, sink, plugins, outputs=outputs
+                    )
             else:
+                assert sink is not None  # --outputs workers needs --scaler
                 summary = run(config, options, sink, plugins=plugins, metrics=metrics)
         except BaseException:
-            sink.close(ok=False)
+            if sink is not None:
+                sink.close(ok=False)
             raise
     write(summary.describe(), stream=sys.stderr)
-    if args.out:
+    if outputs is not None:
+        files = ", ".join(summary.output_files)
+        write(f"wrote {summary.outputs_out:,} rows to {files}", stream=sys.stderr)
+    elif args.out:
         write(f"wrote {summary.outputs_out:,} rows to {args.out}", stream=sys.stderr)
     return 0

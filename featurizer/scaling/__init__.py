@@ -6,7 +6,8 @@
   between workers, FIFO, lossless and with backpressure.
 * A scaler (``local`` here, ``ray`` from ``featurizer-ray``) starts the workers.
 * :func:`run_scaled` drives a run and merges the outputs, with watermarks, into exactly the
-  rows a single-process run produces for the same (replayed) input; given a
+  rows a single-process run produces for the same (replayed) input (or, with
+  :class:`WorkerOutputs`, lets each worker write its own outputs); given a
   :class:`~featurizer.metrics.RunMetrics`, it reports every worker's counters and every
   channel's transport stats to it while the run goes.
 
@@ -31,6 +32,7 @@ from featurizer.scaling._driver import (
 from featurizer.scaling._errors import PlanError, ScalingError, TransportError, WorkerError
 from featurizer.scaling._observe import ScaledRunObserver, plan_channels
 from featurizer.scaling._ordering import GroupMerge, OutputCollector
+from featurizer.scaling._outputs import OUTPUT_MODES, WorkerOutputs
 from featurizer.scaling._plan import Edge, FeatureStreamWorkerGraph, SourceGroup, WorkerPlan
 from featurizer.scaling._specs import ScalerSpec
 from featurizer.scaling._strategies import STRATEGIES, plan_by_source, plan_single, plan_split
@@ -49,6 +51,7 @@ from featurizer.scaling._worker import DRIVER, EmitterFactory, WorkerRuntime
 __all__ = [
     "DRIVER",
     "END_WATERMARK",
+    "OUTPUT_MODES",
     "STRATEGIES",
     "Batch",
     "Edge",
@@ -72,6 +75,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "WorkerError",
+    "WorkerOutputs",
     "WorkerPlan",
     "WorkerRuntime",
     "build_plan",

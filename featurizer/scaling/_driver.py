@@ -20,9 +20,10 @@ from featurizer._plugin_types import ScalingStrategySpec, TransportSpec
 from featurizer._plugins import Plugins, get_plugins
 from featurizer._runner import RunContext, RunOptions
 from featurizer._sinks import Sink, flatten_grouped
-from featurizer.scaling._errors import PlanError, WorkerError
+from featurizer.scaling._errors import PlanError, ScalingError, WorkerError
 from featurizer.scaling._observe import ScaledRunObserver
 from featurizer.scaling._ordering import OutputCollector
+from featurizer.scaling._outputs import WorkerOutputs
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._specs import ScalerSpec
 from featurizer.scaling._transport import Inbox, Transport
@@ -143,6 +144,8 @@ class ScaledRunRequest:
     :param watermark_delay: ``None`` (exact order) or the live watermark delay in seconds.
     :param flush_interval: seconds between flushes of partial batches.
     :param make_emitters: replaces registered emitters (tests with in-memory data).
+    :param outputs: worker-output mode: where each worker writes its own outputs; ``None``:
+        workers send their outputs to the driver.
     """
 
     config: FeaturizerConfig | None
@@ -157,6 +160,7 @@ class ScaledRunRequest:
     watermark_delay: float | None = None
     flush_interval: float = 0.005
     make_emitters: EmitterFactory | None = None
+    outputs: WorkerOutputs | None = None
 
 
 def plan_for_request(request: ScaledRunRequest, plugins: Plugins) -> FeatureStreamWorkerGraph:
@@ -208,9 +212,12 @@ class ScaledRun(abc.ABC):
         """
 
     @abc.abstractmethod
-    def stop(self) -> dict[int, dict[str, Any]]:
-        """Stop every worker and release everything; safe to call twice.
+    def stop(self, ok: bool = True) -> dict[int, dict[str, Any]]:
+        """Stop every worker and release everything; safe to call twice (the first call's
+        ``ok`` counts).
 
+        :param ok: whether the run succeeded: in worker-output mode, workers publish their
+            files when true and delete them when false.
         :returns: per-worker metrics.
         """
 
@@ -263,6 +270,7 @@ class LocalScaler(Scaler):
                         make_emitters=request.make_emitters,
                         watermark_delay=request.watermark_delay,
                         flush_interval=request.flush_interval,
+                        outputs=request.outputs,
                     )
                 )
             addresses = {rt.index: rt.address for rt in runtimes if rt.address is not None}
@@ -274,7 +282,7 @@ class LocalScaler(Scaler):
                 runtime.start()
         except BaseException:
             for runtime in runtimes:
-                runtime.stop()
+                runtime.stop(ok=False)
             transport.close()
             raise
         return _LocalRun(runtimes, transport)
@@ -298,10 +306,20 @@ class _LocalRun(ScaledRun):
             if failure is not None:
                 raise WorkerError(failure, worker=runtime.index, detail=failure)
 
-    def stop(self) -> dict[int, dict[str, Any]]:
+    def stop(self, ok: bool = True) -> dict[int, dict[str, Any]]:
         if self._metrics is None:
-            self._metrics = {rt.index: rt.stop() for rt in self.runtimes}
+            metrics: dict[int, dict[str, Any]] = {}
+            failure: BaseException | None = None
+            for rt in self.runtimes:
+                try:
+                    metrics[rt.index] = rt.stop(ok=ok)
+                except Exception as error:  # e.g. publishing an output file failed
+                    failure = failure or error
+                    metrics[rt.index] = rt.metrics()
+            self._metrics = metrics
             self.transport.close()
+            if failure is not None:
+                raise ScalingError(f"stopping the workers failed: {failure}") from failure
         return self._metrics
 
 
@@ -319,6 +337,7 @@ class ScaledRunSummary:
     :param strategy: the strategy used.
     :param scaler: the scaler used.
     :param fingerprint: the plan's fingerprint.
+    :param output_files: worker-output mode: the files the workers published, by worker.
     """
 
     events_in: int
@@ -331,6 +350,7 @@ class ScaledRunSummary:
     strategy: str = ""
     scaler: str = ""
     fingerprint: str = ""
+    output_files: tuple[str, ...] = ()
 
     @property
     def events_per_second(self) -> float:
@@ -351,6 +371,11 @@ class ScaledRunSummary:
                 f"  worker {index}: events in {metrics.get('events_in', 0):,}, records out "
                 f"{metrics.get('records_out', 0):,} in {metrics.get('batches_out', 0):,} batches, "
                 f"late {metrics.get('late_events', 0):,}, errors {metrics.get('errors', 0):,}"
+                + (
+                    f", wrote {metrics.get('rows_out', 0):,} rows to {metrics['output']}"
+                    if metrics.get("output")
+                    else ""
+                )
             )
         return "\n".join(lines)
 
@@ -358,7 +383,7 @@ class ScaledRunSummary:
 def run_scaled(
     config: FeaturizerConfig | Sequence[Feature],
     options: RunOptions,
-    sink: Sink,
+    sink: Sink | None,
     *,
     scaler: str = "local",
     workers: int = 1,
@@ -374,6 +399,7 @@ def run_scaled(
     make_emitters: EmitterFactory | None = None,
     metrics: RunMetrics | None = None,
     metrics_interval: float = 0.5,
+    outputs: WorkerOutputs | None = None,
 ) -> ScaledRunSummary:
     """Run a config scaled out: plan it, start the workers, merge their outputs, stop cleanly.
 
@@ -388,7 +414,8 @@ def run_scaled(
     :param config: the config, or the output features (in-process scalers only).
     :param options: emitter choice, bounds (``max_events`` bounds each worker's input),
         output shape and error policy.
-    :param sink: receives rows; closed with ``ok=True`` only when the run ends cleanly.
+    :param sink: receives rows; closed with ``ok=True`` only when the run ends cleanly
+        (``None``: rows are dropped; with ``outputs`` the driver receives no rows).
     :param scaler: a registered scaler (``local``, ``ray``).
     :param workers: the number of workers.
     :param strategy: a registered strategy; default ``single`` for one worker, else
@@ -408,6 +435,11 @@ def run_scaled(
         metrics of an enclosing :func:`reporting_metrics` block, if any.
     :param metrics_interval: seconds between polls of workers in other processes (Ray);
         in-process workers are read at every snapshot.
+    :param outputs: worker-output mode (see :class:`WorkerOutputs` and ``docs/scaling.md``):
+        each worker merges, combines and writes its own outputs to its own file and sends the
+        driver only its final metrics; files are published when the run ends cleanly and
+        deleted when it fails. ``on_combined`` and ``on_late`` are not called in this mode
+        (late events are counted in the summary).
     :returns: the summary.
     :raises ScalingError: for planning, transport or worker failures (a worker's error is
         a :class:`WorkerError` naming the worker and its original error).
@@ -438,6 +470,11 @@ def run_scaled(
     transports = plugins.transports()
     _lookup("transport", transport_name, transports, "--transport")
     plan = build_plan(features, strategy, workers, plugins)
+    output_files: tuple[str, ...] = ()
+    if outputs is not None:
+        outputs = outputs.absolute()
+        paths = outputs.check(plugins, plan.size)
+        output_files = tuple(str(paths[w.index]) for w in plan.workers if w.outputs)
     graph = FeatureStreamGraph(features)
     transport_obj = make_transport(transport_name, transport_options or {}, plugins)
     inbox: Inbox | None = None
@@ -446,15 +483,17 @@ def run_scaled(
     context = RunContext(config=request_config, options=options, graph=graph, emitters={})  # type: ignore[arg-type]
     rows = [0]
 
+    write_row = sink.write_row if sink is not None else (lambda row: None)
+
     def write_combined(grouped: GroupedNamedDataEvent) -> None:
         rows[0] += 1
-        sink.write_row(flatten_grouped(grouped))
+        write_row(flatten_grouped(grouped))
         if on_combined is not None:
             on_combined(grouped)
 
     def write_event(feature: Feature, event: Event) -> None:
         rows[0] += 1
-        sink.write_row({"feature": feature.name, **event})
+        write_row({"feature": feature.name, **event})
 
     collector = OutputCollector(
         plan,
@@ -487,6 +526,7 @@ def run_scaled(
             watermark_delay=watermark_delay,
             flush_interval=flush_interval,
             make_emitters=make_emitters,
+            outputs=outputs,
         )
         plugins.before_run(context)
         launched = scaler_obj.launch(request, plan, plugins)
@@ -495,18 +535,20 @@ def run_scaled(
         started = time.perf_counter()
         stopped_by = _collect(inbox, collector, launched, options, started)
         elapsed = time.perf_counter() - started
-        worker_metrics = launched.stop()
+        worker_metrics = launched.stop(ok=True)
     except KeyboardInterrupt:
         stopped_by = "interrupted"
         elapsed = time.perf_counter() - started
         worker_metrics = _cleanup(launched, inbox, transport_obj, scaler_obj, observer)
     except BaseException as error:
-        _cleanup(launched, inbox, transport_obj, scaler_obj, observer)
-        sink.close(ok=False)
+        _cleanup(launched, inbox, transport_obj, scaler_obj, observer, ok=False)
+        if sink is not None:
+            sink.close(ok=False)
         plugins.on_run_error(context, error)
         raise
     _cleanup(launched, inbox, transport_obj, scaler_obj, observer)
-    sink.close(ok=True)
+    if sink is not None:
+        sink.close(ok=True)
     if (
         stopped_by == "completed"
         and options.max_events is not None
@@ -515,15 +557,17 @@ def run_scaled(
         stopped_by = "max_events"
     summary = ScaledRunSummary(
         events_in=sum(int(m.get("events_in", 0)) for m in worker_metrics.values()),
-        outputs_out=rows[0],
+        outputs_out=rows[0] + sum(int(m.get("rows_out", 0)) for m in worker_metrics.values()),
         errors=sum(int(m.get("errors", 0)) for m in worker_metrics.values()),
         elapsed_seconds=elapsed,
         stopped_by=stopped_by,
-        late_events=sum(collector.late.values()),
+        late_events=sum(collector.late.values())
+        + (sum(int(m.get("late_events", 0)) for m in worker_metrics.values()) if outputs else 0),
         workers=worker_metrics,
         strategy=strategy,
         scaler=scaler,
         fingerprint=plan.fingerprint,
+        output_files=output_files,
     )
     plugins.after_run(context, summary)
     return summary
@@ -559,11 +603,13 @@ def _cleanup(
     transport: Transport,
     scaler: Scaler | None,
     observer: ScaledRunObserver | None = None,
+    *,
+    ok: bool = True,
 ) -> dict[int, dict[str, Any]]:
     metrics: dict[int, dict[str, Any]] = {}
     if launched is not None:
         try:
-            metrics = launched.stop()
+            metrics = launched.stop(ok=ok)
         except Exception:
             logger.exception("stopping the workers failed")
     if observer is not None:

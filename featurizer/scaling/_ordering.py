@@ -154,6 +154,9 @@ class OutputCollector:
     :param on_event: called with ``(feature, event)`` for each output event, in order.
     :param on_late: called with ``(source feature, event)`` for each late input event.
     :param combine: build combined outputs.
+    :param worker: collect only this worker's outputs (worker-output mode: the worker merges
+        and combines its own outputs, in the same order and the same way, restricted to the
+        features it outputs); ``None``: every worker's (the driver).
     """
 
     def __init__(
@@ -164,23 +167,27 @@ class OutputCollector:
         on_event: Callable[[Feature, Event], None] | None = None,
         on_late: Callable[[Feature, Event], None] | None = None,
         combine: bool = True,
+        worker: int | None = None,
     ) -> None:
         self.plan = plan
+        workers = plan.workers if worker is None else (plan.workers[worker],)
+        mine = {f for w in workers for f in w.outputs}
+        outputs = [f for f in plan.outputs if f in mine]
         self._by_key = plan.feature_by_key()
-        self._slot = {feature: i for i, feature in enumerate(plan.outputs)}
-        self._rank = {feature: plan.node_rank(feature) for feature in plan.outputs}
+        self._slot = {feature: i for i, feature in enumerate(outputs)}
+        self._rank = {feature: plan.node_rank(feature) for feature in outputs}
         self._on_combined = on_combined
         self._on_event = on_event
         self._on_late = on_late
         self._combine = combine
-        self._latest: list[NamedDataEvent | None] = [None] * len(plan.outputs)
-        self._missing = len(plan.outputs)
-        self.channels = {w.index: _Channel(w.index) for w in plan.workers}
+        self._latest: list[NamedDataEvent | None] = [None] * len(outputs)
+        self._missing = len(outputs)
+        self.channels = {w.index: _Channel(w.index) for w in workers}
         self.queues: dict[tuple[int, int], collections.deque[tuple[Any, ...]]] = {}
         self.marks: dict[tuple[int, int], tuple[float, int, int]] = {}
-        for worker in plan.workers:
-            for feature in worker.outputs:
-                pair = (worker.index, plan.group_of(feature))
+        for owner in workers:
+            for feature in owner.outputs:
+                pair = (owner.index, plan.group_of(feature))
                 self.queues.setdefault(pair, collections.deque())
                 self.marks[pair] = (_START[0], pair[1], _START[1])
         self.late: collections.Counter[int] = collections.Counter()

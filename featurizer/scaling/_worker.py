@@ -11,12 +11,14 @@ from typing import Any
 
 from featurizer._emitter import DataSourceEventEmitter
 from featurizer._errors import FeaturizerError
-from featurizer._events import Event
+from featurizer._events import Event, GroupedNamedDataEvent
 from featurizer._feature import Feature
 from featurizer._plugins import Plugins
 from featurizer._runner import RunOptions, assign_emitters
+from featurizer._sinks import Sink, flatten_grouped
 from featurizer.scaling._errors import ScalingError, TransportError
-from featurizer.scaling._ordering import GroupMerge, _Channel
+from featurizer.scaling._ordering import GroupMerge, OutputCollector, _Channel
+from featurizer.scaling._outputs import WorkerOutputs
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._transport import END_WATERMARK, Batch, Outbox, Transport, Watermark
 
@@ -92,6 +94,9 @@ class WorkerRuntime:
         input: watermarks follow the wall clock minus this delay and events behind them are
         late.
     :param flush_interval: seconds between flushes of partly filled batches and watermarks.
+    :param outputs: worker-output mode: merge, combine and write this worker's own outputs
+        to its own file (published by :meth:`stop` with ``ok=True``) and send the driver only
+        the final metrics; ``None``: send every output record to the driver.
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class WorkerRuntime:
         make_emitters: EmitterFactory | None = None,
         watermark_delay: float | None = None,
         flush_interval: float = 0.005,
+        outputs: WorkerOutputs | None = None,
     ) -> None:
         self.plan = plan
         self.index = index
@@ -150,7 +156,41 @@ class WorkerRuntime:
         self._channels = {s: _Channel(s) for s in plan.upstream_workers(index)}
         self._by_key = plan.feature_by_key()
         self._dispatch = {f: self.graph.input_callback(f) for f in self.worker.inputs}
-        self.inbox = transport.open_inbox(f"worker-{index}") if self._channels else None
+        self.rows_out = 0
+        self._control_sent = 0
+        self._local: OutputCollector | None = None
+        self._sink: Sink | None = None
+        self._output_path: str | None = None
+        if outputs is not None and self.worker.outputs:
+            self._open_outputs(outputs)
+        try:
+            self.inbox = transport.open_inbox(f"worker-{index}") if self._channels else None
+        except BaseException:
+            if self._sink is not None:
+                self._sink.close(ok=False)
+            raise
+
+    def _open_outputs(self, outputs: WorkerOutputs) -> None:
+        self._sink = sink = outputs.make_sink(self.index, self.plugins)
+        self._output_path = str(outputs.path_for(self.index, self.plugins.sinks()))
+        write_row = sink.write_row
+
+        def write_combined(grouped: GroupedNamedDataEvent) -> None:
+            self.rows_out += 1
+            write_row(flatten_grouped(grouped))
+
+        def write_event(feature: Feature, event: Event) -> None:
+            self.rows_out += 1
+            write_row({"feature": feature.name, **event})
+
+        combine = self.options.combine_outputs
+        self._local = OutputCollector(
+            self.plan,
+            on_combined=write_combined if combine else None,
+            on_event=None if combine else write_event,
+            combine=combine,
+            worker=self.index,
+        )
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -409,6 +449,9 @@ class WorkerRuntime:
             return
         if destination.outbox is None:
             return
+        if destination.index == DRIVER and self._local is not None:
+            self._flush_local(destination, marks, end)
+            return
         records = destination.buffer
         destination.buffer = []
         destination.total += len(records)
@@ -438,6 +481,51 @@ class WorkerRuntime:
                     raise
                 # the receiver is slow: keep waiting (backpressure), unless stopping
 
+    def _flush_local(
+        self, destination: _Destination, marks: dict[int, Watermark], end: bool
+    ) -> None:
+        """Worker-output mode: hand the batch to this worker's own collector, which writes the
+        rows; the driver gets only the last batch, without records, carrying the metrics."""
+        assert self._local is not None and destination.outbox is not None
+        records = destination.buffer
+        destination.buffer = []
+        destination.total += len(records)
+        late, self.late = self.late, []
+        self._local.handle(
+            Batch(
+                sender=self.index,
+                number=destination.number,
+                keys=self._keys,
+                records=records,
+                watermarks=marks,
+                end=end,
+                total=destination.total,
+                late=late,
+            )
+        )
+        destination.number += 1
+        destination.sent_marks = marks
+        if not end:
+            return
+        batch = Batch(
+            sender=self.index,
+            number=0,
+            keys=(),
+            records=[],
+            watermarks={},
+            end=True,
+            total=0,
+            metrics=self.metrics(),
+        )
+        while True:
+            try:
+                destination.outbox.send(batch, timeout=_SEND_TIMEOUT)
+                self._control_sent = 1
+                return
+            except TransportError:
+                if self._stopping.is_set():
+                    raise
+
     def _finish(self) -> None:
         for state in self._groups.values():
             state.done_time, state.done_sequence = END_WATERMARK
@@ -456,6 +544,11 @@ class WorkerRuntime:
             "batches_out": sum(d.number for d in self._destinations.values()),
             "late_events": self.late_count,
             "errors": self.errors,
+            **(
+                {"rows_out": self.rows_out, "output": self._output_path}
+                if self._local is not None
+                else {}
+            ),
         }
 
     def sent_stats(self) -> dict[int, dict[str, int | None]]:
@@ -463,7 +556,7 @@ class WorkerRuntime:
         the driver): ``batches``, ``records`` and ``bytes`` (``None`` when the transport does
         not serialise). Counted per batch, read from any thread, valid after :meth:`stop`.
         """
-        return {
+        stats: dict[int, dict[str, int | None]] = {
             target: {
                 "batches": destination.number,
                 "records": destination.total,
@@ -471,6 +564,9 @@ class WorkerRuntime:
             }
             for target, destination in self._destinations.items()
         }
+        if self._local is not None:  # only the last batch, without records, goes to the driver
+            stats[DRIVER].update(batches=self._control_sent, records=0)
+        return stats
 
     def received_stats(self) -> dict[int, dict[str, int | None]]:
         """What this worker received and accepted, by sending worker: ``batches``, ``records``
@@ -512,9 +608,15 @@ class WorkerRuntime:
         """The worker's formatted error, if it failed."""
         return self._failure
 
-    def stop(self, timeout: float = 5.0) -> dict[str, Any]:
+    def stop(self, timeout: float = 5.0, *, ok: bool = True) -> dict[str, Any]:
         """Stop emitters and threads, close sockets; safe to call twice.
 
+        In worker-output mode, publish this worker's file when ``ok`` (the run ended
+        cleanly, was interrupted or reached its duration) and the worker did not fail;
+        otherwise delete it.
+
+        :param timeout: seconds to wait for each thread.
+        :param ok: whether the run as a whole succeeded.
         :returns: the worker's metrics.
         """
         self._stop_requested = True
@@ -534,4 +636,8 @@ class WorkerRuntime:
                 destination.outbox = None
         if self.inbox is not None:
             self.inbox.close()
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            with self.lock:
+                sink.close(ok=ok and self._failure is None)
         return self.metrics()

@@ -43,6 +43,7 @@ class FeaturizerStreamWorkerActor:
             make_emitters=request.make_emitters,
             watermark_delay=request.watermark_delay,
             flush_interval=request.flush_interval,
+            outputs=request.outputs,
         )
         self._stopped: dict[str, Any] | None = None
 
@@ -71,11 +72,17 @@ class FeaturizerStreamWorkerActor:
         """The worker's live counters (:meth:`WorkerRuntime.live_stats`); valid once stopped."""
         return self.runtime.live_stats()
 
-    def stop(self) -> dict[str, Any]:
-        """Stop everything and close sockets; returns the metrics (idempotent)."""
+    def stop(self, ok: bool = True) -> dict[str, Any]:
+        """Stop everything and close sockets; returns the metrics (idempotent).
+
+        :param ok: whether the run succeeded (worker-output mode: publish the worker's file,
+            else delete it).
+        """
         if self._stopped is None:
-            self._stopped = self.runtime.stop()
-            self.transport.close()
+            try:
+                self._stopped = self.runtime.stop(ok=ok)
+            finally:
+                self.transport.close()
         return self._stopped
 
 
@@ -122,7 +129,7 @@ class FeaturizerStreamManagerActor:
             )
             ray.get([w.start.remote() for w in reversed(self.workers)], timeout=self.timeout)
         except BaseException:
-            self.stop()
+            self.stop(ok=False)
             raise
 
     def poll(self) -> list[tuple[int, str]]:
@@ -174,15 +181,25 @@ class FeaturizerStreamManagerActor:
                 self.live[index] = stats
         return dict(self.live)
 
-    def stop(self) -> dict[int, dict[str, Any]]:
-        """Stop every worker (gathering metrics and final stats) and kill the actors."""
+    def stop(self, ok: bool = True) -> dict[int, dict[str, Any]]:
+        """Stop every worker (gathering metrics and final stats) and kill the actors.
+
+        :param ok: whether the run succeeded (worker-output mode: workers publish their files,
+            else delete them).
+        :raises ScalingError: in worker-output mode with ``ok``, when a worker could not stop
+            (its file may not be published); every actor is killed first.
+        """
         import ray
 
+        from featurizer.scaling import ScalingError
+
+        failed: list[str] = []
         for index, worker in enumerate(self.workers):
             try:
-                self.metrics[index] = ray.get(worker.stop.remote(), timeout=self.timeout)
+                self.metrics[index] = ray.get(worker.stop.remote(ok), timeout=self.timeout)
             except Exception as error:
                 logger.warning("worker %d did not stop cleanly: %s", index, error)
+                failed.append(f"worker {index}: {error}")
         for index, worker in enumerate(self.workers):
             try:
                 self.live[index] = ray.get(worker.stats.remote(), timeout=self.timeout)
@@ -194,4 +211,6 @@ class FeaturizerStreamManagerActor:
             except Exception as error:
                 logger.warning("cannot kill worker %d: %s", index, error)
         self.workers = []
+        if failed and ok and self.request.outputs is not None:
+            raise ScalingError("stopping the workers failed: " + "; ".join(failed))
         return dict(self.metrics)

@@ -150,7 +150,7 @@ class RayScaler(Scaler):
         except Exception as error:
             _kill(ray, manager)
             raise _as_scaling_error(error) from error
-        return _RayRun(ray, manager, timeout)
+        return _RayRun(ray, manager, timeout, outputs=request.outputs is not None)
 
     def close(self) -> None:
         """Shut Ray down if this scaler started it."""
@@ -192,8 +192,9 @@ def _kill(ray: Any, actor: Any) -> None:
 
 
 class _RayRun(ScaledRun):
-    def __init__(self, ray: Any, manager: Any, timeout: float) -> None:
+    def __init__(self, ray: Any, manager: Any, timeout: float, *, outputs: bool = False) -> None:
         self._ray = ray
+        self._outputs = outputs
         self._manager = manager
         self._timeout = timeout
         self._metrics: dict[int, dict[str, Any]] | None = None
@@ -225,18 +226,27 @@ class _RayRun(ScaledRun):
             index, detail = failures[0]
             raise WorkerError(detail, worker=index, detail=detail)
 
-    def stop(self) -> dict[int, dict[str, Any]]:
+    def stop(self, ok: bool = True) -> dict[int, dict[str, Any]]:
         if self._metrics is None:
             ray = self._ray
+            failure: BaseException | None = None
             try:
-                self._metrics = ray.get(self._manager.stop.remote(), timeout=self._timeout * 2)
+                self._metrics = ray.get(self._manager.stop.remote(ok), timeout=self._timeout * 2)
             except Exception as error:
                 logger.warning("the manager did not stop cleanly: %s", error)
                 self._metrics = {}
+                failure = error
             try:
                 self._final_stats = ray.get(self._manager.stats.remote(), timeout=self._timeout)
             except Exception as error:
                 logger.warning("the manager did not report the final stats: %s", error)
                 self._final_stats = {}
             _kill(ray, self._manager)
+            if failure is not None and ok and self._outputs:  # files may not be published
+                cause = getattr(failure, "cause", None)
+                if isinstance(cause, ScalingError):
+                    raise cause from failure
+                raise ScalingError(
+                    f"ray scaler: stopping the workers failed: {type(failure).__name__}: {failure}"
+                ) from failure
         return self._metrics

@@ -1,0 +1,151 @@
+"""Worker-output mode: each worker writes its own outputs, the driver only gathers summaries.
+
+In the default mode every worker ships every output record to the driver, which merges and
+combines them into one output; on a small machine the driver becomes the bottleneck. With a
+:class:`WorkerOutputs`, each worker merges, combines and writes its own outputs to its own file
+(through a registered sink, see :meth:`~featurizer.Plugins.sinks`), and sends the driver
+nothing but its final metrics (and its error, if it fails).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from featurizer._plugins import Plugins
+from featurizer._sinks import Sink
+from featurizer.scaling._errors import ScalingError
+
+__all__ = ["OUTPUT_MODES", "WorkerOutputs"]
+
+OUTPUT_MODES = ("driver", "workers")
+"""``--outputs``: ``driver`` (the driver merges every output, default) or ``workers``."""
+
+_PLACEHOLDER = "{worker}"
+
+
+@attrs.frozen(kw_only=True)
+class WorkerOutputs:
+    """Where each worker of a run writes its own output (``--outputs workers --out TARGET``).
+
+    ``target`` names one file per worker:
+
+    * with ``{worker}`` in it, that is replaced by the worker's index
+      (``out/part-{worker}.parquet``);
+    * an existing directory (or a path ending in ``/``): ``DIR/worker-N.jsonl`` (the suffix of
+      ``format_name``, default ``jsonl``);
+    * otherwise a file name, with ``.worker-N`` inserted before its suffix
+      (``out.jsonl`` gives ``out.worker-0.jsonl``, ``out.worker-1.jsonl``, ...).
+
+    Each worker writes to a temporary name next to its file and renames it into place when the
+    run ends cleanly; a failed run deletes it.
+
+    :param target: a directory, a pattern with ``{worker}``, or a file name.
+    :param format_name: a registered sink (``jsonl``, ``parquet``); default: by suffix.
+
+    >>> outputs = WorkerOutputs(target="out.jsonl")
+    >>> [str(outputs.path_for(i)) for i in range(2)]
+    ['out.worker-0.jsonl', 'out.worker-1.jsonl']
+    >>> str(WorkerOutputs(target="part-{worker}.parquet").path_for(3))
+    'part-3.parquet'
+    """
+
+    target: str = attrs.field(validator=attrs.validators.min_len(1))
+    format_name: str | None = None
+
+    def _is_directory(self) -> bool:
+        return _PLACEHOLDER not in self.target and (
+            self.target.endswith(("/", os.sep)) or Path(self.target).is_dir()
+        )
+
+    def _default_suffix(self, sinks: Mapping[str, Any] | None) -> str:
+        if self.format_name is not None and sinks is not None and self.format_name in sinks:
+            suffixes = sinks[self.format_name].suffixes
+            if suffixes:
+                return str(suffixes[0])
+        return ".jsonl"
+
+    def path_for(self, index: int, sinks: Mapping[str, Any] | None = None) -> Path:
+        """The file worker ``index`` publishes.
+
+        :param index: the worker.
+        :param sinks: registered sinks (for the suffix of a directory target's files).
+        """
+        if _PLACEHOLDER in self.target:
+            return Path(self.target.replace(_PLACEHOLDER, str(index)))
+        if self._is_directory():
+            return Path(self.target) / f"worker-{index}{self._default_suffix(sinks)}"
+        path = Path(self.target)
+        return path.with_name(f"{path.stem}.worker-{index}{path.suffix}")
+
+    def absolute(self) -> WorkerOutputs:
+        """The same outputs with ``target`` made absolute (against this process's working
+        directory), so that workers started elsewhere (Ray actors) write where the driver
+        checked."""
+        trailing = self.target.endswith(("/", os.sep))
+        target = os.path.abspath(self.target) + (os.sep if trailing else "")
+        return attrs.evolve(self, target=target)
+
+    def sink_name(self, plugins: Plugins, index: int = 0) -> str:
+        """The registered sink that writes worker ``index``'s file.
+
+        :raises ScalingError: for an unknown format or a suffix no sink claims.
+        """
+        sinks = plugins.sinks()
+        if self.format_name is not None:
+            if self.format_name not in sinks:
+                raise ScalingError(
+                    f"--outputs workers: unknown output format {self.format_name!r}; "
+                    f"registered: {', '.join(sorted(sinks))}"
+                )
+            return self.format_name
+        path = self.path_for(index, sinks)
+        suffix = path.suffix.lower()
+        for name, spec in sinks.items():
+            if suffix in spec.suffixes:
+                return str(name)
+        known = ", ".join(sorted({x for s in sinks.values() for x in s.suffixes}))
+        raise ScalingError(
+            f"--outputs workers: cannot tell the output format of {str(path)!r} from its suffix "
+            f"(known: {known}); pass --format"
+        )
+
+    def check(self, plugins: Plugins, workers: int) -> list[Path]:
+        """Check, before anything starts, that every worker can write its file.
+
+        :returns: the files, by worker index.
+        :raises ScalingError: for an unknown format, a missing or unwritable directory, or two
+            workers given the same file.
+        """
+        sinks = plugins.sinks()
+        paths = [self.path_for(i, sinks) for i in range(workers)]
+        if len(set(paths)) != len(paths):
+            raise ScalingError(
+                f"--outputs workers: every worker would write {str(paths[0])!r}; use a "
+                f"directory, a file name, or a pattern containing {_PLACEHOLDER}"
+            )
+        for index, path in enumerate(paths):
+            self.sink_name(plugins, index)
+            parent = path.parent if str(path.parent) else Path(".")
+            if not parent.is_dir():
+                problem = "is not a directory" if parent.exists() else "does not exist"
+                raise ScalingError(
+                    f"--outputs workers: cannot write {str(path)!r} (worker {index}): directory "
+                    f"{str(parent)!r} {problem}"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ScalingError(
+                    f"--outputs workers: cannot write {str(path)!r} (worker {index}): directory "
+                    f"{str(parent)!r} is not writable"
+                )
+        return paths
+
+    def make_sink(self, index: int, plugins: Plugins) -> Sink:
+        """Open worker ``index``'s sink (it writes to a temporary name until closed)."""
+        spec = plugins.sinks()[self.sink_name(plugins, index)]
+        sink: Sink = spec.factory(str(self.path_for(index, plugins.sinks())))
+        return sink
