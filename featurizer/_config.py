@@ -263,7 +263,8 @@ def _parse_entry(raw: Any, index: int, path: str | None) -> FeatureConfig:
         isinstance(k, str) and isinstance(v, str) for k, v in deps.items()
     ):
         raise ConfigError(
-            f"expected a mapping of dependency name to the name of another entry, received {deps!r}",
+            f"expected a mapping of dependency name to the name of another entry, "
+            f"received {deps!r}",
             path=path,
             entry=label,
             field="deps",
@@ -369,7 +370,9 @@ class _Builder:
                     entry, f"{field}.feature", "a data source has no dependencies to configure"
                 )
             return self.intern(
-                Feature.create(definition, self.params(entry, definition, own, f"{field}.data_source"))
+                Feature.create(
+                    definition, self.params(entry, definition, own, f"{field}.data_source")
+                )
             )
         assert issubclass(definition, FeatureDefinition)
         own = {k: v for k, v in raw.items() if k not in _RESERVED_PARAMS}
@@ -378,7 +381,9 @@ class _Builder:
         dep_params = raw.get("feature", {}) or {}
         if not isinstance(dep_params, Mapping):
             raise self.error(
-                entry, f"{field}.feature", f"expected a mapping keyed by dependency name ({', '.join(upstream)})"
+                entry,
+                f"{field}.feature",
+                f"expected a mapping keyed by dependency name ({', '.join(upstream)})",
             )
         for dep in sorted(set(dep_params) & set(deps)):
             raise self.error(
@@ -432,7 +437,11 @@ class _Builder:
         return feature
 
     def params(
-        self, entry: FeatureConfig, definition: type[DataDefinition], given: Mapping[str, Any], field: str
+        self,
+        entry: FeatureConfig,
+        definition: type[DataDefinition],
+        given: Mapping[str, Any],
+        field: str,
     ) -> dict[str, Any]:
         try:
             return resolve_params(definition.params, given)

@@ -50,9 +50,7 @@ def register(commands: Any) -> None:
     add_config_argument(parser)
     parser.add_argument("--emitter", help="use this emitter for every data source (e.g. synthetic)")
     parser.add_argument("--max-events", type=positive_int, help="stop after N input events")
-    parser.add_argument(
-        "--duration", type=positive_float, help="stop after S wall-clock seconds"
-    )
+    parser.add_argument("--duration", type=positive_float, help="stop after S wall-clock seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed for generating emitters")
     parser.add_argument("--pace", type=_pace, default="max", help="'max' or a replay speed factor")
     parser.add_argument(

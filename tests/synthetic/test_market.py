@@ -26,9 +26,7 @@ def test_same_seed_same_events_and_different_seed_different_events() -> None:
 def test_each_stream_is_independent_of_the_other_streams_generated() -> None:
     alone = take([("ticker", "BTC-USDT")], 1_000, seed=3)
     crowd = [
-        pair
-        for pair in take(ALL_STREAMS, 12_000, seed=3)
-        if pair[0] == ("ticker", "BTC-USDT")
+        pair for pair in take(ALL_STREAMS, 12_000, seed=3) if pair[0] == ("ticker", "BTC-USDT")
     ]
     assert len(crowd) >= 1_000
     assert crowd[:1_000] == alone
