@@ -15,7 +15,7 @@ from featurizer._config import construct_features_from_configs
 from featurizer._plugins import Plugins, get_plugins
 from featurizer._runner import RunOptions
 from featurizer._sinks import Sink
-from featurizer.cli._common import add_config_argument, load, write
+from featurizer.cli._common import add_config_argument, load, positive_int, write
 
 __all__ = [
     "add_scaling_arguments",
@@ -23,16 +23,6 @@ __all__ = [
     "run_scaled_from_args",
     "worker_outputs_from_args",
 ]
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
 
 
 def _seconds(value: str) -> float:
@@ -46,7 +36,7 @@ def _seconds(value: str) -> float:
 
 
 def _port(value: str) -> int:
-    number = _positive_int(value)
+    number = positive_int(value)
     if number > 65535:
         raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {value!r}")
     return number
@@ -61,7 +51,7 @@ def register(commands: Any) -> None:
         "sources it ingests, the features it receives, computes, outputs and ships.",
     )
     add_config_argument(parser)
-    parser.add_argument("--workers", type=_positive_int, default=1, help="number of workers")
+    parser.add_argument("--workers", type=positive_int, default=1, help="number of workers")
     parser.add_argument(
         "--strategy",
         help="single, by_source or split (default: single for 1 worker, else by_source)",
@@ -119,7 +109,7 @@ def add_scaling_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--scaler``, ``--workers``, ``--strategy``, ``--address`` and friends to ``run``."""
     group = parser.add_argument_group("scale out (see docs/scaling.md)")
     group.add_argument("--scaler", help="run scaled out with this scaler: ray, local")
-    group.add_argument("--workers", type=_positive_int, default=1, help="number of workers")
+    group.add_argument("--workers", type=positive_int, default=1, help="number of workers")
     group.add_argument("--strategy", help="single, by_source or split")
     group.add_argument("--address", help="address of a running Ray cluster (default: start one)")
     group.add_argument("--transport", help="zmq or inproc (default: the scaler's)")

@@ -1,16 +1,27 @@
-"""Scaling tests: ``slow`` ones run only with FEATURIZER_SLOW=1."""
+"""Scaling fixtures: a local Ray on loopback with small resources, one per test module."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("FEATURIZER_SLOW"):
-        return
-    skip = pytest.mark.skip(reason="slow: set FEATURIZER_SLOW=1 to run")
-    for item in items:
-        if "slow" in item.keywords and "tests/scaling" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(skip)
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    """Start a local Ray bound to 127.0.0.1 (2 CPUs, 120 MB object store); shut it down after."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        object_store_memory=120 * 1024 * 1024,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

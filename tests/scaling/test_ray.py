@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -59,23 +58,6 @@ CONFIG = {
         },
     ]
 }
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Any]:
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray = pytest.importorskip("ray")
-    ray.init(
-        num_cpus=2,
-        object_store_memory=120 * 1024 * 1024,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def _all_cpus_free(ray: Any) -> bool:

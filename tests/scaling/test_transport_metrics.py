@@ -4,7 +4,6 @@ driver's Prometheus endpoint while the run goes, and add up at its end."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -393,24 +392,6 @@ def test_scaled_metric_names_are_documented() -> None:
 
 
 # -- Ray actors and ZeroMQ ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Any]:
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("featurizer_ray")
-    ray.init(
-        num_cpus=2,
-        object_store_memory=100 * 1024 * 1024,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def test_ray_scaler_polls_worker_actors_for_metrics(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -393,23 +393,6 @@ RAY_CONFIG = {
         },
     ]
 }
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Any]:
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray = pytest.importorskip("ray")
-    ray.init(
-        num_cpus=2,
-        object_store_memory=120 * 1024 * 1024,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def test_ray_by_source_worker_files_equal_single_process_rows(
