@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reference_workload import CONFIG  # the same reference workload, one definition
+
 from featurizer import (
     EmitterSpec,
     FeatureStreamGraph,
@@ -48,32 +50,6 @@ from featurizer._runner import RunOptions, run
 from featurizer.storage import MemoryBasedCompactor, Replay, Storage, record
 from featurizer.storage._replay import _Segment
 from featurizer.testing import InMemoryEmitter
-
-CONFIG = {
-    "feature_configs": [
-        {
-            "name": "mid",
-            "feature_definition": "mid_price",
-            "params": {"data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"}},
-        },
-        {
-            "name": "vol",
-            "feature_definition": "volatility",
-            "params": {
-                "window": "60s",
-                "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
-            },
-        },
-        {
-            "name": "tvi",
-            "feature_definition": "trade_volume_imbalance",
-            "params": {
-                "window": "60s",
-                "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
-            },
-        },
-    ]
-}
 
 
 class CountingSink:
