@@ -9,6 +9,7 @@ import pytest
 from hypothesis import settings
 
 from featurizer._plugins import reset_plugins
+from tests.docs.docs_support import graphviz_missing
 
 settings.register_profile("featurizer", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("featurizer")
@@ -19,6 +20,21 @@ def _fresh_plugins() -> Iterator[None]:
     reset_plugins()
     yield
     reset_plugins()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "graphviz: needs Graphviz's `dot`; skipped without it unless FEATURIZER_REQUIRE_GRAPHVIZ=1",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A ``graphviz`` test skips with the reason without ``dot``, and fails if CI requires it."""
+    if item.get_closest_marker("graphviz") is not None:
+        reason = graphviz_missing()
+        if reason is not None:
+            pytest.skip(reason)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

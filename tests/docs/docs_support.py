@@ -23,6 +23,11 @@ by prepending to ``sys.path``. Other shell commands (``pip``, ``python3 -m venv`
 run. ``featurizer run`` is bounded so that a page stays fast: ``--max-events`` above 50,000
 becomes 50,000, a missing bound becomes ``--max-events 2000``, and ``--duration`` is at most
 1 second.
+
+A ``featurizer graph`` command writing SVG or PNG needs Graphviz's ``dot``. Without it, the
+command is not run and, once the rest of the page passed, the page is reported as skipped with
+the reason, unless ``FEATURIZER_REQUIRE_GRAPHVIZ=1`` (set by ``.ci/run``, which installs
+Graphviz) makes a missing ``dot`` a failure (see :func:`graphviz_missing`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ from featurizer.cli import main
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 
+REQUIRE_GRAPHVIZ = "FEATURIZER_REQUIRE_GRAPHVIZ"
+"""Set to ``1`` where Graphviz is installed (CI): tests needing ``dot`` then never skip."""
+
 OWNED_PAGES = (
     "concepts.md",
     "quickstart.md",
@@ -68,6 +76,37 @@ MAX_RUN_SECONDS = 1.0
 _FENCE = re.compile(r"^```([\w+-]*)\s*$")
 _FILE_MARKER = re.compile(r"^#\s*file:\s*(\S+)\s*$")
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def graphviz_missing() -> str | None:
+    """Why a test needing Graphviz's ``dot`` cannot run here, or ``None`` when it can.
+
+    :raises pytest.fail.Exception: when ``dot`` is missing although ``FEATURIZER_REQUIRE_GRAPHVIZ``
+        is set: CI installed Graphviz, so a missing ``dot`` there is a broken setup, not a skip.
+    """
+    if shutil.which("dot") is not None:
+        return None
+    if os.environ.get(REQUIRE_GRAPHVIZ, "") not in ("", "0"):
+        pytest.fail(
+            f"{REQUIRE_GRAPHVIZ} is set but Graphviz's `dot` is not on PATH: install graphviz"
+        )
+    return (
+        "Graphviz's `dot` is not installed (apt-get install graphviz or brew install graphviz); "
+        f".ci/run installs it and sets {REQUIRE_GRAPHVIZ}=1 so that CI never skips this"
+    )
+
+
+def needs_graphviz(argv: tuple[str, ...]) -> bool:
+    """Whether a ``featurizer`` command renders with Graphviz (``graph`` to SVG or PNG)."""
+    if len(argv) < 2 or argv[1] != "graph":
+        return False
+    args = list(argv[2:])
+    for flag in ("--format", "-o", "--out"):
+        if flag in args and args.index(flag) + 1 < len(args):
+            value = args[args.index(flag) + 1].lower()
+            if value in ("svg", "png") or value.endswith((".svg", ".png")):
+                return True
+    return False
 
 
 def _normalised_lines(text: str) -> list[str]:
@@ -261,6 +300,7 @@ class PageRunner:
         self.commands_skipped: list[list[str]] = []
         self.python_blocks = 0
         self.tests_called: list[str] = []
+        self.graphviz_skipped: list[str] = []
         self._fixture_dirs = 0
 
     def run(self) -> None:
@@ -272,6 +312,11 @@ class PageRunner:
         try:
             for block in parse_blocks(self.page.read_text(encoding="utf-8")):
                 self.run_block(block)
+            if self.graphviz_skipped:
+                pytest.skip(
+                    f"{self.page.name}: everything ran except {', '.join(self.graphviz_skipped)}: "
+                    f"{graphviz_missing()}"
+                )
         finally:
             for name in set(sys.modules) - before:
                 module_file = getattr(sys.modules[name], "__file__", None) or ""
@@ -347,10 +392,14 @@ class PageRunner:
         if not command.is_featurizer:
             self.commands_skipped.append(list(command.argv))
             return
-        code, output = run_featurizer(command, self.monkeypatch)
-        self.commands_run.append(list(command.argv))
         shown = " ".join(command.argv)
         wants_error = expected is not None and "featurizer: error:" in expected
+        if not wants_error and needs_graphviz(command.argv) and graphviz_missing() is not None:
+            self.commands_skipped.append(list(command.argv))
+            self.graphviz_skipped.append(f"{where} `{shown}`")
+            return
+        code, output = run_featurizer(command, self.monkeypatch)
+        self.commands_run.append(list(command.argv))
         assert code == (1 if wants_error else 0), (
             f"{where}: `{shown}` exited with {code}; output:\n{output}"
         )

@@ -21,9 +21,12 @@ from tests.docs.docs_support import (
     DOCS,
     OWNED_PAGES,
     REPO,
+    REQUIRE_GRAPHVIZ,
     Block,
     PageRunner,
     bounded,
+    graphviz_missing,
+    needs_graphviz,
     output_matches,
     parse_blocks,
     split_commands,
@@ -243,3 +246,60 @@ def test_output_matching_rules() -> None:
     assert not output_matches("a ... c", "a b d\n")
     assert output_matches("...\nz", "".join(f"line {n}\n" for n in range(100_000)) + "z\n")
     assert not output_matches("a\n...\nz\n...\ny", "a\nz\nq\n")
+
+
+# --- Graphviz: a developer machine skips with a reason, CI (which installs it) never skips ------
+
+_GRAPH_PAGE = "```console\n$ featurizer graph examples/quickstart.yaml -o g.svg\nwrote svg picture to g.svg\n$ featurizer validate examples/quickstart.yaml\nexamples/quickstart.yaml: ok: ...\n...\n```\n"
+
+
+def _without_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def test_a_page_needing_graphviz_skips_with_the_reason_after_running_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_dot(tmp_path, monkeypatch)
+    monkeypatch.delenv(REQUIRE_GRAPHVIZ, raising=False)
+    assert needs_graphviz(("featurizer", "graph", "c.yaml", "--format", "png"))
+    assert not needs_graphviz(("featurizer", "graph", "c.yaml", "-o", "g.dot"))
+    assert not needs_graphviz(("featurizer", "plot", "c.yaml", "-o", "p.svg"))
+    with pytest.raises(pytest.skip.Exception, match="apt-get install graphviz") as skipped:
+        _run_markdown(_GRAPH_PAGE, tmp_path / "a", monkeypatch)
+    assert "page.md:2 `featurizer graph examples/quickstart.yaml -o g.svg`" in str(skipped.value)
+    # The rest of the page still ran and is still checked.
+    broken = _GRAPH_PAGE.replace("ok: ...", "not ok")
+    with pytest.raises(AssertionError, match="does not match the page"):
+        _run_markdown(broken, tmp_path / "b", monkeypatch)
+
+
+def test_ci_refuses_to_skip_graphviz_tests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_dot(tmp_path, monkeypatch)
+    monkeypatch.setenv(REQUIRE_GRAPHVIZ, "1")
+    with pytest.raises(pytest.fail.Exception, match="FEATURIZER_REQUIRE_GRAPHVIZ is set"):
+        graphviz_missing()
+    with pytest.raises(pytest.fail.Exception):
+        _run_markdown(_GRAPH_PAGE, tmp_path / "a", monkeypatch)
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert (
+        "install -y -qq graphviz" in ci and f"{REQUIRE_GRAPHVIZ}=1 .venv/bin/python -m pytest" in ci
+    )
+
+
+def test_graphviz_marker_skips_or_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import pytest_runtest_setup
+
+    class Item:
+        def get_closest_marker(self, name: str) -> object:
+            return pytest.mark.graphviz if name == "graphviz" else None
+
+    _without_dot(tmp_path, monkeypatch)
+    monkeypatch.delenv(REQUIRE_GRAPHVIZ, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="Graphviz's `dot` is not installed"):
+        pytest_runtest_setup(Item())  # type: ignore[arg-type]
+    monkeypatch.setenv(REQUIRE_GRAPHVIZ, "1")
+    with pytest.raises(pytest.fail.Exception, match="not on PATH"):
+        pytest_runtest_setup(Item())  # type: ignore[arg-type]

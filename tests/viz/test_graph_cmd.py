@@ -15,10 +15,7 @@ from featurizer.viz import GraphvizNotFoundError, graphviz_available, render, to
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart.yaml"
-needs_dot = pytest.mark.skipif(
-    not graphviz_available(),
-    reason="Graphviz's `dot` is not installed (apt-get install graphviz); .ci/run installs it",
-)
+needs_dot = pytest.mark.graphviz
 
 
 def _quickstart_graph() -> FeatureStreamGraph:

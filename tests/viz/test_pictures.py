@@ -16,7 +16,6 @@ from featurizer.viz import (
     Picture,
     describe_graph,
     describe_plan,
-    graphviz_available,
     node_ids,
     render,
     to_dot,
@@ -36,10 +35,7 @@ from tests.viz.viz_support import (
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = bool(os.environ.get("FEATURIZER_UPDATE_GOLDEN"))
-needs_dot = pytest.mark.skipif(
-    not graphviz_available(),
-    reason="Graphviz's `dot` is not installed (apt-get install graphviz); .ci/run installs it",
-)
+needs_dot = pytest.mark.graphviz
 
 
 def _golden(name: str, text: str) -> None:
