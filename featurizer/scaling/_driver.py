@@ -6,6 +6,8 @@ import abc
 import contextlib
 import contextvars
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ from featurizer.scaling._ordering import OutputCollector
 from featurizer.scaling._outputs import WorkerOutputs
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._specs import ScalerSpec
-from featurizer.scaling._transport import Inbox, Transport
+from featurizer.scaling._transport import Batch, Inbox, Transport
 from featurizer.scaling._worker import EmitterFactory, WorkerRuntime
 
 if TYPE_CHECKING:
@@ -48,6 +50,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.2
+
+_RECV_WAIT = 0.005
+"""Seconds the driver blocks on one inbox when no inbox had a batch (latency bound)."""
 
 _AMBIENT_METRICS: contextvars.ContextVar[RunMetrics | None] = contextvars.ContextVar(
     "featurizer_scaled_run_metrics", default=None
@@ -146,6 +151,12 @@ class ScaledRunRequest:
     :param make_emitters: replaces registered emitters (tests with in-memory data).
     :param outputs: worker-output mode: where each worker writes its own outputs; ``None``:
         workers send their outputs to the driver.
+    :param driver_addresses: the driver's inbox for each worker (one per worker, so that the
+        driver can stop reading a worker that runs ahead: backpressure); a worker missing
+        here sends to ``driver_address``.
+    :param idle_timeout: seconds without events after which a source group is idle (see
+        :class:`~featurizer.scaling.WorkerRuntime`); ``None``: never.
+    :param heartbeat_interval: seconds between a worker's heartbeats to the driver.
     """
 
     config: FeaturizerConfig | None
@@ -161,6 +172,25 @@ class ScaledRunRequest:
     flush_interval: float = 0.005
     make_emitters: EmitterFactory | None = None
     outputs: WorkerOutputs | None = None
+    driver_addresses: Mapping[int, str] = attrs.field(factory=dict)
+    idle_timeout: float | None = None
+    heartbeat_interval: float = 0.5
+
+    def driver_address_for(self, index: int) -> str:
+        """Where worker ``index`` sends to the driver."""
+        return self.driver_addresses.get(index, self.driver_address)
+
+    def worker_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`WorkerRuntime` this request sets."""
+        return {
+            "options": self.options,
+            "make_emitters": self.make_emitters,
+            "watermark_delay": self.watermark_delay,
+            "flush_interval": self.flush_interval,
+            "outputs": self.outputs,
+            "idle_timeout": self.idle_timeout,
+            "heartbeat_interval": self.heartbeat_interval,
+        }
 
 
 def plan_for_request(request: ScaledRunRequest, plugins: Plugins) -> FeatureStreamWorkerGraph:
@@ -209,6 +239,15 @@ class ScaledRun(abc.ABC):
         """Check the workers.
 
         :raises WorkerError: when a worker failed or died.
+        """
+
+    def drain(self) -> None:  # noqa: B027 - optional: scalers that cannot drain keep it
+        """Stop the run cleanly: every worker stops taking input, dispatches what it holds and
+        ends its channels (the driver goes on collecting until they all ended). Returns at
+        once. The default does nothing: such a run can only be stopped by :meth:`stop`, and a
+        stop by duration or Ctrl-C fails instead of publishing.
+
+        :raises ScalingError: when the workers cannot be told.
         """
 
     @abc.abstractmethod
@@ -262,20 +301,12 @@ class LocalScaler(Scaler):
             for index in range(plan.size):
                 runtimes.append(
                     WorkerRuntime(
-                        plan,
-                        index,
-                        transport,
-                        options=request.options,
-                        plugins=plugins,
-                        make_emitters=request.make_emitters,
-                        watermark_delay=request.watermark_delay,
-                        flush_interval=request.flush_interval,
-                        outputs=request.outputs,
+                        plan, index, transport, plugins=plugins, **request.worker_options()
                     )
                 )
             addresses = {rt.index: rt.address for rt in runtimes if rt.address is not None}
             for runtime in runtimes:
-                runtime.connect(addresses, request.driver_address)
+                runtime.connect(addresses, request.driver_address_for(runtime.index))
             for runtime in runtimes:
                 runtime.build_emitters()
             for runtime in reversed(runtimes):
@@ -305,6 +336,10 @@ class _LocalRun(ScaledRun):
             failure = runtime.failure()
             if failure is not None:
                 raise WorkerError(failure, worker=runtime.index, detail=failure)
+
+    def drain(self) -> None:
+        for runtime in self.runtimes:
+            runtime.drain()
 
     def stop(self, ok: bool = True) -> dict[int, dict[str, Any]]:
         if self._metrics is None:
@@ -400,6 +435,10 @@ def run_scaled(
     metrics: RunMetrics | None = None,
     metrics_interval: float = 0.5,
     outputs: WorkerOutputs | None = None,
+    idle_timeout: float | None = None,
+    heartbeat_timeout: float = 10.0,
+    drain_timeout: float = 10.0,
+    max_pending: int = 100_000,
 ) -> ScaledRunSummary:
     """Run a config scaled out: plan it, start the workers, merge their outputs, stop cleanly.
 
@@ -440,9 +479,22 @@ def run_scaled(
         driver only its final metrics; files are published when the run ends cleanly and
         deleted when it fails. ``on_combined`` and ``on_late`` are not called in this mode
         (late events are counted in the summary).
+    :param idle_timeout: seconds without events after which a source group is idle and stops
+        holding back the others (its watermark follows the worker's event clock minus this
+        timeout; events it emits behind it are late). ``None``: groups never go idle.
+    :param heartbeat_timeout: a worker the driver reads from that sends nothing (workers send
+        a heartbeat every 0.5 s) for this many seconds is hung: the run fails naming it.
+    :param drain_timeout: seconds a stop by duration, Ctrl-C or SIGTERM may take to drain
+        (workers dispatch what they hold, the driver releases every row); past it the run
+        fails and nothing is published. A second Ctrl-C while draining abandons the run.
+    :param max_pending: records per worker the driver holds at most before it stops reading
+        that worker (unless its watermark is the lowest): the worker then blocks on its full
+        channel and so does its emitter, which bounds the driver's memory whatever the speed
+        difference between workers.
     :returns: the summary.
     :raises ScalingError: for planning, transport or worker failures (a worker's error is
-        a :class:`WorkerError` naming the worker and its original error).
+        a :class:`WorkerError` naming the worker and its original error), a hung worker, or a
+        stop that could not drain.
 
     >>> from featurizer.testing import ExampleMid, ExampleTicker, InMemoryEmitter
     >>> from featurizer.testing import CollectingSink
@@ -477,7 +529,7 @@ def run_scaled(
         output_files = tuple(str(paths[w.index]) for w in plan.workers if w.outputs)
     graph = FeatureStreamGraph(features)
     transport_obj = make_transport(transport_name, transport_options or {}, plugins)
-    inbox: Inbox | None = None
+    inboxes: dict[int, Inbox] = {}
     scaler_obj: Scaler | None = None
     launched: ScaledRun | None = None
     context = RunContext(config=request_config, options=options, graph=graph, emitters={})  # type: ignore[arg-type]
@@ -510,8 +562,14 @@ def run_scaled(
     if run_metrics is not None:
         observer = ScaledRunObserver(run_metrics, plan, transport_name, interval=metrics_interval)
         observer.register()
+    restore_sigterm = _sigterm_interrupts()
     try:
-        inbox = transport_obj.open_inbox("driver", port=(transport_options or {}).get("port"))
+        port = (transport_options or {}).get("port")
+        for worker in plan.workers:
+            inboxes[worker.index] = transport_obj.open_inbox(
+                f"driver-{worker.index}", port=None if port is None else int(port) + worker.index
+            )
+        inbox = inboxes[0]
         scaler_obj = scaler_spec.factory(dict(scaler_options or {}))
         request = ScaledRunRequest(
             config=request_config,
@@ -522,6 +580,8 @@ def run_scaled(
             transport=transport_name,
             transport_options=dict(transport_options or {}),
             driver_address=inbox.address,
+            driver_addresses={index: box.address for index, box in inboxes.items()},
+            idle_timeout=idle_timeout,
             options=options,
             watermark_delay=watermark_delay,
             flush_interval=flush_interval,
@@ -531,22 +591,31 @@ def run_scaled(
         plugins.before_run(context)
         launched = scaler_obj.launch(request, plan, plugins)
         if observer is not None:
-            observer.bind(launched, inbox, collector)
+            observer.bind(launched, _InboxesBytes(inboxes), collector)
         started = time.perf_counter()
-        stopped_by = _collect(inbox, collector, launched, options, started)
+        gatherer = _Gatherer(
+            inboxes,
+            collector,
+            launched,
+            heartbeat_timeout=heartbeat_timeout,
+            max_pending=max_pending,
+        )
+        stopped_by = gatherer.collect(options.duration, drain_timeout)
         elapsed = time.perf_counter() - started
         worker_metrics = launched.stop(ok=True)
-    except KeyboardInterrupt:
-        stopped_by = "interrupted"
-        elapsed = time.perf_counter() - started
-        worker_metrics = _cleanup(launched, inbox, transport_obj, scaler_obj, observer)
     except BaseException as error:
-        _cleanup(launched, inbox, transport_obj, scaler_obj, observer, ok=False)
+        restore_sigterm()
+        _cleanup(launched, inboxes, transport_obj, scaler_obj, observer, ok=False)
         if sink is not None:
             sink.close(ok=False)
+        if isinstance(error, KeyboardInterrupt):  # while starting: nothing to drain
+            error = ScalingError("interrupted while starting the workers; nothing is published")
+            plugins.on_run_error(context, error)
+            raise error from None
         plugins.on_run_error(context, error)
         raise
-    _cleanup(launched, inbox, transport_obj, scaler_obj, observer)
+    restore_sigterm()
+    _cleanup(launched, inboxes, transport_obj, scaler_obj, observer)
     if sink is not None:
         sink.close(ok=True)
     if (
@@ -573,33 +642,162 @@ def run_scaled(
     return summary
 
 
-def _collect(
-    inbox: Inbox,
-    collector: OutputCollector,
-    launched: ScaledRun,
-    options: RunOptions,
-    started: float,
-) -> str:
-    last_poll = time.monotonic()
-    deadline = None if options.duration is None else time.monotonic() + options.duration
-    while not collector.finished:
-        batch = inbox.recv(0.05)
-        if batch is not None:
-            if batch.error is not None:
-                raise WorkerError(batch.error, worker=batch.sender, detail=batch.error)
-            collector.handle(batch)
+def _sigterm_interrupts() -> Callable[[], None]:
+    """Make SIGTERM stop the run like Ctrl-C (a clean, draining stop) while it runs; returns
+    the function restoring the previous handler (a no-op off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # pragma: no cover - platforms without SIGTERM
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+class _InboxesBytes(Inbox):
+    """The driver's inboxes seen as one, for the metrics (bytes received per worker)."""
+
+    def __init__(self, inboxes: Mapping[int, Inbox]) -> None:
+        self._inboxes = inboxes
+        self.address = ",".join(box.address for box in inboxes.values())
+
+    def recv(self, timeout: float) -> None:  # pragma: no cover - never read
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - the driver closes the inboxes
+        """Nothing: the inboxes are closed by the driver."""
+
+    def bytes_received(self) -> dict[int, int] | None:
+        total: dict[int, int] = {}
+        for index, box in self._inboxes.items():
+            counts = box.bytes_received()
+            if counts is None:
+                return None
+            total[index] = counts.get(index, 0)
+        return total
+
+
+class _Gatherer:
+    """The driver's loop: read the workers' inboxes, merge, watch heartbeats, stop cleanly.
+
+    A worker's inbox is read only while the driver holds fewer than ``max_pending`` of its
+    records or its watermark is the lowest (then only its batches can release anything), so
+    that a worker running ahead of the others blocks on its full channel instead of growing
+    the driver's memory.
+    """
+
+    def __init__(
+        self,
+        inboxes: Mapping[int, Inbox],
+        collector: OutputCollector,
+        launched: ScaledRun,
+        *,
+        heartbeat_timeout: float,
+        max_pending: int,
+    ) -> None:
+        self.inboxes = inboxes
+        self.collector = collector
+        self.launched = launched
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_pending = max_pending
         now = time.monotonic()
-        if now - last_poll >= _POLL_SECONDS:
-            launched.poll()
-            last_poll = now
-        if deadline is not None and now >= deadline:
-            return "duration"
-    return "completed"
+        self.last_seen = dict.fromkeys(inboxes, now)
+        self.last_poll = now
+        self._turn = 0
+
+    def collect(self, duration: float | None, drain_timeout: float) -> str:
+        """Collect until every worker ended; on ``duration`` or Ctrl-C, drain first.
+
+        :returns: ``"completed"``, ``"duration"`` or ``"interrupted"``.
+        :raises ScalingError: a worker failed or hung, or the drain did not finish in time or
+            was interrupted (nothing may be published then).
+        """
+        deadline = None if duration is None else time.monotonic() + duration
+        try:
+            if self._run(deadline):
+                return "completed"
+            stopped_by = "duration"
+        except KeyboardInterrupt:
+            stopped_by = "interrupted"
+        logger.info("stopping (%s): draining the workers", stopped_by)
+        try:
+            self.launched.drain()
+            if self._run(time.monotonic() + drain_timeout):
+                return stopped_by
+        except KeyboardInterrupt:
+            raise ScalingError(
+                "interrupted again while draining: the run is abandoned and nothing is published"
+            ) from None
+        late = [str(i) for i, c in self.collector.channels.items() if not c.ended]
+        raise ScalingError(
+            f"the run was stopped ({stopped_by}) but worker(s) {', '.join(late)} did not finish "
+            f"within {drain_timeout:g} s (a feature that never returns?); nothing is published"
+        )
+
+    def _run(self, until: float | None) -> bool:
+        collector = self.collector
+        while not collector.finished:
+            self._receive()
+            now = time.monotonic()
+            if now - self.last_poll >= _POLL_SECONDS:
+                self.launched.poll()
+                self._check_heartbeats(now)
+                self.last_poll = now
+            if until is not None and now >= until:
+                return False
+        return True
+
+    def _receive(self) -> None:
+        collector = self.collector
+        readable = [
+            index
+            for index, channel in collector.channels.items()
+            if not channel.ended and collector.queued(index) < self.max_pending
+        ]
+        if len(readable) < len(self.inboxes):
+            readable = sorted(set(readable) | collector.holding_back())
+        got = False
+        for index in readable:
+            batch = self.inboxes[index].recv(0)
+            if batch is not None:
+                self._take(index, batch)
+                got = True
+        if not got and readable:
+            self._turn = (self._turn + 1) % len(readable)
+            index = readable[self._turn]
+            batch = self.inboxes[index].recv(_RECV_WAIT)
+            if batch is not None:
+                self._take(index, batch)
+        now = time.monotonic()
+        for index in self.inboxes:  # a worker the driver does not read cannot be late
+            if index not in readable:
+                self.last_seen[index] = now
+
+    def _take(self, index: int, batch: Batch) -> None:
+        self.last_seen[index] = time.monotonic()
+        if batch.error is not None:
+            raise WorkerError(batch.error, worker=batch.sender, detail=batch.error)
+        self.collector.handle(batch)
+
+    def _check_heartbeats(self, now: float) -> None:
+        for index, seen in self.last_seen.items():
+            silent = now - seen
+            if silent > self.heartbeat_timeout and not self.collector.channels[index].ended:
+                message = (
+                    f"worker {index} sent nothing for {silent:.1f} s (heartbeat timeout "
+                    f"{self.heartbeat_timeout:g} s): it is hung, stopped (SIGSTOP) or stuck in "
+                    f"a feature that does not return"
+                )
+                raise WorkerError(message, worker=index, detail=message)
 
 
 def _cleanup(
     launched: ScaledRun | None,
-    inbox: Inbox | None,
+    inboxes: Mapping[int, Inbox],
     transport: Transport,
     scaler: Scaler | None,
     observer: ScaledRunObserver | None = None,
@@ -614,7 +812,7 @@ def _cleanup(
             logger.exception("stopping the workers failed")
     if observer is not None:
         observer.close()  # the final reading, once the workers stopped
-    if inbox is not None:
+    for inbox in inboxes.values():
         inbox.close()
     transport.close()
     if scaler is not None:

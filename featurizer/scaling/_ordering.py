@@ -104,9 +104,8 @@ class GroupMerge:
         self.marks[sender] = (key[0], key[2] - 1)
 
     def advance(self, sender: int, mark: Watermark) -> None:
-        """Record a sender's watermark for the group."""
-        if mark[1] > self.marks[sender][1]:
-            self.marks[sender] = mark
+        """Record a sender's watermark for the group (it only grows)."""
+        self.marks[sender] = max(self.marks[sender], mark)
 
     def release(self) -> Iterator[tuple[Any, ...]]:
         """Yield every record no sender can precede any more, in sequence order."""
@@ -205,6 +204,18 @@ class OutputCollector:
         """Records received but not yet released (held back by a watermark)."""
         return sum(len(q) for q in self.queues.values())
 
+    def queued(self, sender: int) -> int:
+        """Records of ``sender`` received but not yet released."""
+        return sum(len(q) for pair, q in self.queues.items() if pair[0] == sender)
+
+    def holding_back(self) -> set[int]:
+        """The senders whose watermark is the lowest: only their batches can release records
+        (the driver always reads them, so that bounding what it reads cannot deadlock)."""
+        if not self.marks:
+            return set(self.channels)
+        bound = min(self.marks.values())
+        return {pair[0] for pair, mark in self.marks.items() if mark == bound}
+
     def handle(self, batch: Batch) -> None:
         """Take one batch from a worker and release what the watermarks allow.
 
@@ -224,7 +235,9 @@ class OutputCollector:
             queues[sender, key[1]].append((key, rank[feature], self._arrival, feature, event))
         for group, (time, seq) in batch.watermarks.items():
             pair = (sender, group)
-            if pair in self.marks and seq > self.marks[pair][2]:
+            mark = self.marks.get(pair)
+            # a silent group's watermark advances in time with the same sequence (live input)
+            if mark is not None and (time, seq) > (mark[0], mark[2]):
                 self.marks[pair] = (time, group, seq)
         if batch.end:
             for pair in self.marks:

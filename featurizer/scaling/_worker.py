@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -36,6 +37,10 @@ EmitterFactory = Callable[
 
 _SEND_TIMEOUT = 0.25
 
+_STOP_WAIT = 2.0
+"""Seconds :meth:`WorkerRuntime.stop` waits for an emitter's ``stop()`` or for the worker's
+lock (held by a feature that never returns) before going on without it."""
+
 
 def format_error(index: int, error: BaseException) -> str:
     """The one-paragraph error a worker reports to the driver."""
@@ -53,6 +58,7 @@ class _Destination:
         self.total = 0
         self.sent_marks: dict[int, Watermark] = {}
         self.closed_bytes: int | None = None
+        self.last_sent = time.monotonic()
 
     def bytes_sent(self) -> int | None:
         outbox = self.outbox
@@ -62,7 +68,16 @@ class _Destination:
 class _GroupState:
     """Sequencing state of one source group this worker ingests (mutated under the lock)."""
 
-    __slots__ = ("announced", "done_sequence", "done_time", "max_time", "sequence")
+    __slots__ = (
+        "announced",
+        "done_sequence",
+        "done_time",
+        "held",
+        "idle",
+        "last_wall",
+        "max_time",
+        "sequence",
+    )
 
     def __init__(self) -> None:
         self.max_time = float("-inf")
@@ -74,7 +89,13 @@ class _GroupState:
         self.done_sequence = -1
         """The sequence of the last event fully dispatched (the watermark's sequence)."""
         self.announced = float("-inf")
-        """The wall-clock watermark (live input): events before it are late."""
+        """The live watermark (``watermark_delay`` or idleness): events before it are late."""
+        self.held: list[tuple[float, int, Callable[[Event], None], Event]] = []
+        """Events waiting for the live watermark, a heap by ``(time, arrival)``."""
+        self.last_wall = time.time()
+        """Processing time of the group's last event (or of the worker's start)."""
+        self.idle = False
+        """Whether the group had no event for ``idle_timeout`` seconds."""
 
 
 class WorkerRuntime:
@@ -91,8 +112,15 @@ class WorkerRuntime:
     :param plugins: where emitters come from.
     :param make_emitters: replaces the registered emitters (tests with in-memory data).
     :param watermark_delay: ``None`` for exact event-time order (replays); seconds for live
-        input: watermarks follow the wall clock minus this delay and events behind them are
+        input: each group's events are held and dispatched in event-time order once the
+        worker's event clock minus this delay passes them; events behind that watermark are
         late.
+    :param idle_timeout: seconds without an event after which a group is idle: its watermark
+        follows the worker's event clock minus this timeout, so that it does not hold back
+        the others; when it emits again, events behind its watermark are late. ``None``:
+        groups never go idle.
+    :param heartbeat_interval: seconds between batches to the driver when there is nothing
+        else to send (the driver detects a hung worker by their absence).
     :param flush_interval: seconds between flushes of partly filled batches and watermarks.
     :param outputs: worker-output mode: merge, combine and write this worker's own outputs
         to its own file (published by :meth:`stop` with ``ok=True``) and send the driver only
@@ -111,6 +139,8 @@ class WorkerRuntime:
         watermark_delay: float | None = None,
         flush_interval: float = 0.005,
         outputs: WorkerOutputs | None = None,
+        idle_timeout: float | None = None,
+        heartbeat_interval: float = 0.5,
     ) -> None:
         self.plan = plan
         self.index = index
@@ -119,7 +149,12 @@ class WorkerRuntime:
         self.options = options
         self.plugins = plugins
         self.watermark_delay = watermark_delay
+        self.idle_timeout = idle_timeout
+        self.heartbeat_interval = heartbeat_interval
         self.flush_interval = flush_interval
+        self._clock_offset = 0.0
+        self._arrivals = 0
+        self._draining = threading.Event()
         self.batch_size = max(1, int(getattr(transport, "batch_size", 1024)))
         self.lock = threading.RLock()
         self.graph = plan.worker_graph(
@@ -158,6 +193,7 @@ class WorkerRuntime:
         self._dispatch = {f: self.graph.input_callback(f) for f in self.worker.inputs}
         self.rows_out = 0
         self._control_sent = 0
+        self._control_last = time.monotonic()
         self._local: OutputCollector | None = None
         self._sink: Sink | None = None
         self._output_path: str | None = None
@@ -280,31 +316,78 @@ class WorkerRuntime:
         group = self.plan.group_of(source)
         state = self._groups[group]
         dispatch = self.graph.input_callback(source)
-        current = self._current
         lock = self.lock
         limit = self.options.max_events
         source_key = source.key
+        hold = self.watermark_delay is not None
+        stopping, draining = self._stopping, self._draining
+        run = self._run_event
 
         def ingest(event: Event) -> None:
             with lock:
-                if self._stopping.is_set():
+                if stopping.is_set() or draining.is_set():
                     return
                 if limit is not None and self.events_in >= limit:
                     return
                 ts = event["timestamp"]
+                now = time.time()
+                state.last_wall = now
+                state.idle = False
                 if ts < state.announced:
                     self.late_count += 1
                     self.late.append((group, source_key, event))
                     return
-                state.max_time = max(state.max_time, ts)
-                state.sequence += 1
-                current[0] = (state.max_time, group, state.sequence)
+                self._clock_offset = ts - now
                 self.events_in += 1
-                dispatch(event)
-                state.done_time = state.max_time
-                state.done_sequence = state.sequence
+                if hold:
+                    self._arrivals += 1
+                    heapq.heappush(state.held, (ts, self._arrivals, dispatch, event))
+                    return
+                run(state, group, ts, dispatch, event)
 
         return ingest
+
+    def _run_event(
+        self,
+        state: _GroupState,
+        group: int,
+        ts: float,
+        dispatch: Callable[[Event], None],
+        event: Event,
+    ) -> None:
+        """Key one input event of ``group`` and push it through the graph (under the lock)."""
+        state.max_time = max(state.max_time, ts)
+        state.sequence += 1
+        self._current[0] = (state.max_time, group, state.sequence)
+        dispatch(event)
+        state.done_time = state.max_time
+        state.done_sequence = state.sequence
+
+    def _advance_watermarks(self, now: float) -> None:
+        """Live watermarks (under the lock): move each group's watermark with the worker's
+        event clock (``watermark_delay``, idleness) and dispatch the held events it passed,
+        in event-time order."""
+        delay, idle_timeout = self.watermark_delay, self.idle_timeout
+        if delay is None and idle_timeout is None:
+            return
+        clock = now + self._clock_offset
+        for group, state in self._groups.items():
+            if state.done_sequence == END_WATERMARK[1]:
+                continue
+            mark = state.announced
+            if delay is not None:
+                mark = max(mark, clock - delay)
+            if idle_timeout is not None and now - state.last_wall >= idle_timeout:
+                state.idle = True
+                mark = max(mark, clock - idle_timeout)
+            state.announced = mark
+            self._release_held(state, group, mark)
+
+    def _release_held(self, state: _GroupState, group: int, bound: float) -> None:
+        held = state.held
+        while held and held[0][0] <= bound and not self._stopping.is_set():
+            ts, _, dispatch, event = heapq.heappop(held)
+            self._run_event(state, group, ts, dispatch, event)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -414,20 +497,41 @@ class WorkerRuntime:
                         )
                     ) from failure
             with self.lock:
-                if not self._inputs_done and self._local_inputs_finished():
+                now = time.time()
+                self._advance_watermarks(now)
+                if not self._inputs_done and (
+                    self._draining.is_set() or self._local_inputs_finished()
+                ):
                     self._inputs_done = True
-                    for state in self._groups.values():
+                    for group, state in self._groups.items():
+                        self._release_held(state, group, float("inf"))
                         state.done_time, state.done_sequence = END_WATERMARK
-                if self.watermark_delay is not None:
-                    horizon = time.time() - self.watermark_delay
-                    for state in self._groups.values():
-                        if horizon > state.announced and state.done_sequence != END_WATERMARK[1]:
-                            state.announced = horizon
                 for destination in self._destinations.values():
                     self._flush(destination, heartbeat=True)
                 if self._inputs_done and all(c.ended for c in self._channels.values()):
                     self._finish()
                     return
+
+    def drain(self) -> None:
+        """Stop taking input and finish cleanly (a stop by duration, Ctrl-C or SIGTERM): events
+        the emitters deliver from now on are ignored, the events held for the watermark are
+        dispatched in event-time order, and the worker ends its channels as at the end of its
+        data once its upstream workers ended theirs. Returns at once; the emitters are asked
+        to stop on a helper thread (a ``stop()`` that blocks cannot hold the drain back)."""
+        self._draining.set()
+        if self._emitters:
+            threading.Thread(
+                target=self._stop_emitters,
+                name=f"featurizer-worker-{self.index}-drain",
+                daemon=True,
+            ).start()
+
+    def _stop_emitters(self) -> None:
+        for name, emitter in self._emitters.items():
+            try:
+                emitter.stop()
+            except Exception:
+                logger.exception("worker %d: emitter %r failed to stop cleanly", self.index, name)
 
     def _local_inputs_finished(self) -> bool:
         if self.options.max_events is not None and self.events_in >= self.options.max_events:
@@ -445,10 +549,19 @@ class WorkerRuntime:
     ) -> None:
         marks = {g: self._watermark(g) for g in destination.groups}
         idle = not destination.buffer and marks == destination.sent_marks
-        if heartbeat and idle and not (destination.index == DRIVER and self.late):
+        if (
+            heartbeat
+            and idle
+            and not (destination.index == DRIVER and self.late)
+            and not (
+                destination.index == DRIVER
+                and time.monotonic() - destination.last_sent >= self.heartbeat_interval
+            )
+        ):
             return
         if destination.outbox is None:
             return
+        destination.last_sent = time.monotonic()
         if destination.index == DRIVER and self._local is not None:
             self._flush_local(destination, marks, end)
             return
@@ -479,13 +592,17 @@ class WorkerRuntime:
             except TransportError:
                 if self._stopping.is_set():
                     raise
-                # the receiver is slow: keep waiting (backpressure), unless stopping
+                # the receiver is slow: keep waiting (backpressure), unless stopping; the
+                # driver still hears from this worker meanwhile
+                if destination.index != DRIVER:
+                    self._flush(self._destinations[DRIVER], heartbeat=True)
 
     def _flush_local(
         self, destination: _Destination, marks: dict[int, Watermark], end: bool
     ) -> None:
         """Worker-output mode: hand the batch to this worker's own collector, which writes the
-        rows; the driver gets only the last batch, without records, carrying the metrics."""
+        rows; the driver gets only control batches without records: a heartbeat every
+        ``heartbeat_interval`` and the last one, carrying the metrics."""
         assert self._local is not None and destination.outbox is not None
         records = destination.buffer
         destination.buffer = []
@@ -505,26 +622,30 @@ class WorkerRuntime:
         )
         destination.number += 1
         destination.sent_marks = marks
-        if not end:
+        now = time.monotonic()
+        if not end and now - self._control_last < self.heartbeat_interval:
             return
         batch = Batch(
             sender=self.index,
-            number=0,
+            number=self._control_sent,
             keys=(),
             records=[],
             watermarks={},
-            end=True,
+            end=end,
             total=0,
-            metrics=self.metrics(),
+            metrics=self.metrics() if end else {},
         )
         while True:
             try:
                 destination.outbox.send(batch, timeout=_SEND_TIMEOUT)
-                self._control_sent = 1
+                self._control_sent += 1
+                self._control_last = now
                 return
             except TransportError:
                 if self._stopping.is_set():
                     raise
+                if not end:
+                    return  # a heartbeat: the next one will do
 
     def _finish(self) -> None:
         for state in self._groups.values():
@@ -564,7 +685,7 @@ class WorkerRuntime:
             }
             for target, destination in self._destinations.items()
         }
-        if self._local is not None:  # only the last batch, without records, goes to the driver
+        if self._local is not None:  # only control batches, without records, go to the driver
             stats[DRIVER].update(batches=self._control_sent, records=0)
         return stats
 
@@ -615,20 +736,27 @@ class WorkerRuntime:
         cleanly, was interrupted or reached its duration) and the worker did not fail;
         otherwise delete it.
 
-        :param timeout: seconds to wait for each thread.
+        :param timeout: seconds to wait for the worker's threads, in all.
         :param ok: whether the run as a whole succeeded.
         :returns: the worker's metrics.
         """
         self._stop_requested = True
         self._stopping.set()
-        for name, emitter in self._emitters.items():
-            try:
-                emitter.stop()
-            except Exception:
-                logger.exception("worker %d: emitter %r failed to stop cleanly", self.index, name)
+        stopper = threading.Thread(
+            target=self._stop_emitters, name=f"featurizer-worker-{self.index}-stop", daemon=True
+        )
+        stopper.start()
+        stopper.join(_STOP_WAIT)
+        if stopper.is_alive():
+            logger.warning(
+                "worker %d: an emitter did not stop within %.0f s; going on without it",
+                self.index,
+                _STOP_WAIT,
+            )
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(timeout)
+                thread.join(max(0.0, deadline - time.monotonic()))
         for destination in self._destinations.values():
             if destination.outbox is not None:
                 destination.closed_bytes = destination.outbox.bytes_sent()
@@ -638,6 +766,12 @@ class WorkerRuntime:
             self.inbox.close()
         sink, self._sink = self._sink, None
         if sink is not None:
-            with self.lock:
-                sink.close(ok=ok and self._failure is None)
+            if self.lock.acquire(timeout=_STOP_WAIT):
+                try:
+                    sink.close(ok=ok and self._failure is None)
+                finally:
+                    self.lock.release()
+            else:  # a feature never returned: what the file holds is not the run's output
+                logger.error("worker %d is stuck in a feature: its output is discarded", self.index)
+                sink.close(ok=False)
         return self.metrics()

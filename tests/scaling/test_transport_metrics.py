@@ -101,6 +101,8 @@ class CheckpointEmitter(DataSourceEventEmitter):
     :data:`CHECKPOINTS` (the worker has ingested exactly that many events then)."""
 
     checkpoint: ClassVar[Callable[[frozenset[str], int], None] | None] = None
+    #: called on the emitter's thread before its first event (waits until the run observes)
+    before_first: ClassVar[Callable[[], None] | None] = None
 
     def __init__(self) -> None:
         self._callbacks: dict[str, EventCallback] = {}
@@ -115,6 +117,9 @@ class CheckpointEmitter(DataSourceEventEmitter):
     def _run(self) -> None:
         emitted = 0
         try:
+            before_first = type(self).before_first
+            if before_first is not None:
+                before_first()
             for definition, event in SCRIPT:
                 if self._stop.is_set():
                     return
@@ -263,6 +268,7 @@ def scripted_run(tmp_path: Path) -> Iterator[dict[str, Any]]:
         yield state
     finally:
         CheckpointEmitter.checkpoint = None
+        CheckpointEmitter.before_first = None
         reset_plugins(None)
 
 
@@ -281,7 +287,23 @@ def test_local_scaler_serves_live_edge_and_worker_metrics(
         (definition,) = definitions
         state["during"].append((ingests[definition], emitted, _scrape(state["url"])))
 
+    def observed() -> None:
+        """The scaler starts the emitters before the driver binds its metrics to the run: wait
+        (bounded) until the endpoint shows both workers, so that counts taken at a checkpoint
+        are live counts and not the zeros of a run not yet observed."""
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:
+            try:
+                samples = _scrape(state["url"])
+            except OSError:
+                samples = {}
+            if set(_workers(samples, "featurizer_worker_events_in_total")) == {"0", "1"}:
+                return
+            time.sleep(0.01)  # polling a condition, bounded by the deadline
+        raise AssertionError("the run was not observed within 60 s")
+
     CheckpointEmitter.checkpoint = during
+    CheckpointEmitter.before_first = observed
     out = tmp_path / "out.jsonl"
     code = main(
         [

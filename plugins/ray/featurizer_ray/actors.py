@@ -35,15 +35,7 @@ class FeaturizerStreamWorkerActor:
         options = {k: v for k, v in request.transport_options.items() if k != "port"}
         self.transport = make_transport(request.transport, options, plugins)
         self.runtime = WorkerRuntime(
-            plan,
-            index,
-            self.transport,
-            options=request.options,
-            plugins=plugins,
-            make_emitters=request.make_emitters,
-            watermark_delay=request.watermark_delay,
-            flush_interval=request.flush_interval,
-            outputs=request.outputs,
+            plan, index, self.transport, plugins=plugins, **request.worker_options()
         )
         self._stopped: dict[str, Any] | None = None
 
@@ -59,6 +51,10 @@ class FeaturizerStreamWorkerActor:
     def start(self) -> None:
         """Start the emitters and the worker's threads."""
         self.runtime.start()
+
+    def drain(self) -> None:
+        """Stop taking input and finish cleanly (:meth:`WorkerRuntime.drain`)."""
+        self.runtime.drain()
 
     def status(self) -> tuple[bool, str | None, dict[str, Any]]:
         """``(finished, failure, metrics)``."""
@@ -124,7 +120,10 @@ class FeaturizerStreamManagerActor:
             addresses = ray.get([w.address.remote() for w in self.workers], timeout=self.timeout)
             known = {i: a for i, a in enumerate(addresses) if a is not None}
             ray.get(
-                [w.connect.remote(known, self.request.driver_address) for w in self.workers],
+                [
+                    w.connect.remote(known, self.request.driver_address_for(index))
+                    for index, w in enumerate(self.workers)
+                ],
                 timeout=self.timeout,
             )
             ray.get([w.start.remote() for w in reversed(self.workers)], timeout=self.timeout)
@@ -132,24 +131,33 @@ class FeaturizerStreamManagerActor:
             self.stop(ok=False)
             raise
 
-    def poll(self) -> list[tuple[int, str]]:
-        """The failures of workers: ``(index, error)`` for each failed or dead worker."""
+    def poll(self, timeout: float = 2.0) -> list[tuple[int, str]]:
+        """The failures of workers: ``(index, error)`` for each failed or dead worker. A worker
+        that does not answer within ``timeout`` is skipped (the driver's heartbeat timeout
+        names a hung worker)."""
         import ray
 
         failures = []
-        for index, worker in enumerate(self.workers):
+        refs = {index: worker.status.remote() for index, worker in enumerate(self.workers)}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
+        done = set(ready)
+        for index, ref in refs.items():
+            if ref not in done:
+                continue
             try:
-                _, failure, metrics = ray.get(worker.status.remote(), timeout=self.timeout)
+                _, failure, metrics = ray.get(ref)
             except ray.exceptions.RayActorError as error:
                 failures.append((index, f"worker {index} died: {type(error).__name__}: {error}"))
-                continue
-            except ray.exceptions.GetTimeoutError:
-                failures.append((index, f"worker {index} did not answer within {self.timeout} s"))
                 continue
             self.metrics[index] = metrics
             if failure is not None:
                 failures.append((index, failure))
         return failures
+
+    def drain(self) -> None:
+        """Ask every worker to stop taking input and finish cleanly (returns at once)."""
+        for worker in self.workers:
+            worker.drain.remote()
 
     def stats(self) -> dict[int, dict[str, Any]]:
         """Every worker's live counters, by index: all workers' ``received`` counts are read
@@ -194,17 +202,28 @@ class FeaturizerStreamManagerActor:
         from featurizer.scaling import ScalingError
 
         failed: list[str] = []
-        for index, worker in enumerate(self.workers):
-            try:
-                self.metrics[index] = ray.get(worker.stop.remote(ok), timeout=self.timeout)
-            except Exception as error:
-                logger.warning("worker %d did not stop cleanly: %s", index, error)
-                failed.append(f"worker {index}: {error}")
-        for index, worker in enumerate(self.workers):
-            try:
-                self.live[index] = ray.get(worker.stats.remote(), timeout=self.timeout)
-            except Exception as error:
-                logger.warning("worker %d did not report its final stats: %s", index, error)
+        # a failed run does not wait long for a hung worker: it is killed below
+        timeout = self.timeout if ok else min(self.timeout, 5.0)
+        for name, refs in (
+            ("stop", {i: w.stop.remote(ok) for i, w in enumerate(self.workers)}),
+            ("stats", {i: w.stats.remote() for i, w in enumerate(self.workers)}),
+        ):
+            ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
+            done = set(ready)
+            for index, ref in refs.items():
+                try:
+                    if ref not in done:
+                        raise TimeoutError(f"no answer within {timeout:g} s")
+                    value = ray.get(ref)
+                except Exception as error:
+                    logger.warning("worker %d did not %s cleanly: %s", index, name, error)
+                    if name == "stop":
+                        failed.append(f"worker {index}: {error}")
+                    continue
+                if name == "stop":
+                    self.metrics[index] = value
+                else:
+                    self.live[index] = value
         for index, worker in enumerate(self.workers):
             try:
                 ray.kill(worker)

@@ -199,6 +199,7 @@ class _RayRun(ScaledRun):
         self._timeout = timeout
         self._metrics: dict[int, dict[str, Any]] | None = None
         self._final_stats: dict[int, dict[str, Any]] | None = None
+        self._polling: Any = None
 
     def stats(self) -> dict[int, dict[str, Any]]:
         """The workers' live counters, through the manager (one remote call; the driver makes
@@ -217,14 +218,29 @@ class _RayRun(ScaledRun):
         return stats
 
     def poll(self) -> None:
+        """Check the answer of the previous poll, if it came, and ask again (never blocks:
+        a hung worker is named by the driver's heartbeat timeout)."""
         ray = self._ray
+        if self._polling is None:
+            self._polling = self._manager.poll.remote()
+            return
+        ready, _ = ray.wait([self._polling], timeout=0)
+        if not ready:
+            return
+        ref, self._polling = self._polling, self._manager.poll.remote()
         try:
-            failures = ray.get(self._manager.poll.remote(), timeout=self._timeout)
+            failures = ray.get(ref)
         except ray.exceptions.RayActorError as error:
             raise WorkerError(f"the manager actor died: {error}") from error
         if failures:
             index, detail = failures[0]
             raise WorkerError(detail, worker=index, detail=detail)
+
+    def drain(self) -> None:
+        try:
+            self._ray.get(self._manager.drain.remote(), timeout=min(self._timeout, 10.0))
+        except Exception as error:
+            raise ScalingError(f"ray scaler: cannot tell the workers to stop: {error}") from error
 
     def stop(self, ok: bool = True) -> dict[int, dict[str, Any]]:
         if self._metrics is None:
