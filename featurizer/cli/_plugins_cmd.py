@@ -14,7 +14,7 @@ def register(commands: Any) -> None:
     """Add the ``plugins`` subcommand."""
     parser = commands.add_parser("plugins", help="list plugins, their distributions and hooks")
     parser.add_argument(
-        "--verbose", action="store_true", help="also list definitions, emitters and sinks"
+        "-v", "--verbose", action="store_true", help="also list definitions, emitters and sinks"
     )
     parser.set_defaults(handler=handle)
 
@@ -40,6 +40,10 @@ def handle(args: argparse.Namespace) -> int:
         write("emitters:")
         for name, spec in plugins.emitters().items():
             write(f"    {name:28} {spec.description} (serves {', '.join(spec.data_sources)})")
+            # an emitter class may describe what it serves in detail, one line each
+            describe = getattr(spec.emitter_class, "describe_support", None)
+            for line in describe() if callable(describe) else ():
+                write(f"        {line}")
         write("sinks:")
         for name, sink in sorted(plugins.sinks().items()):
             write(f"    {name:28} {sink.description}")

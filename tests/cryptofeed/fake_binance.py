@@ -173,7 +173,9 @@ def generate_script(
 
     :param specials: steps inserted *before* market step ``i``: ``("gap", symbol)``,
         ``("bad_trade", symbol)``, ``("bad_depth", symbol)``, ``("nan_trade", symbol)``,
-        ``("garbage",)``, ``("disconnect", "close" | "abort")``.
+        ``("garbage",)``, ``("disconnect", "close" | "abort")``, and ``("foreign_depth",
+        symbol)``, ``("foreign_trade", symbol)``: valid messages sent even when the client did
+        not subscribe to their stream.
     :param weights: how often a market step is a ticker, a trade, a depth update.
     """
     rng = random.Random(seed)
@@ -196,7 +198,7 @@ def generate_script(
                 add(kind="disconnect", mode=special[1])
             elif kind == "garbage":
                 add(kind="garbage", text="this is not json {")
-            elif kind in ("gap", "bad_depth"):
+            elif kind in ("gap", "bad_depth", "foreign_depth"):
                 symbol = special[1]
                 model = models[symbol]
                 first = model.update_id + 1
@@ -214,7 +216,7 @@ def generate_script(
                     update_id=model.update_id,
                     text=json.dumps({"stream": stream, "data": data}),
                 )
-            elif kind in ("bad_trade", "nan_trade"):
+            elif kind in ("bad_trade", "nan_trade", "foreign_trade"):
                 symbol = special[1]
                 stream = f"{exchange_symbol(symbol).lower()}@aggTrade"
                 trade_ids[symbol] += 1
@@ -223,7 +225,7 @@ def generate_script(
                     "E": ms,
                     "s": exchange_symbol(symbol),
                     "a": trade_ids[symbol],
-                    "p": "oops" if kind == "bad_trade" else "NaN",
+                    "p": {"bad_trade": "oops", "nan_trade": "NaN"}.get(kind, "100.00"),
                     "q": "1.000",
                     "f": 1,
                     "l": 1,
@@ -232,7 +234,7 @@ def generate_script(
                     "M": True,
                 }
                 add(
-                    kind="bad_trade",
+                    kind="foreign_trade" if kind == "foreign_trade" else "bad_trade",
                     symbol=symbol,
                     stream=stream,
                     data=data,
@@ -593,6 +595,13 @@ class FakeBinance:
                 await ws.send_str(step.text)  # type: ignore[arg-type]
                 self.sent.append(Sent(step=step, connection=connection))
                 synced.clear()  # the emitter cannot tell whose message it was: it resets every book
+                continue
+            if kind in ("foreign_depth", "foreign_trade"):
+                # sent whether or not the client subscribed to its stream
+                if kind == "foreign_depth":
+                    self._apply(step)
+                await ws.send_str(step.text)  # type: ignore[arg-type]
+                self.sent.append(Sent(step=step, connection=connection))
                 continue
             if step.stream not in subscribed:
                 if kind in ("depth", "bad_depth"):

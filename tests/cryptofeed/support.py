@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from featurizer_cryptofeed import CryptofeedEventEmitter, FeedGapsSource
+from featurizer_cryptofeed import BookTickerSource, CryptofeedEventEmitter, FeedGapsSource
 from featurizer_features import L2BookSource, TickerSource, TradesSource
 
 from featurizer import Event, Feature
@@ -13,6 +13,7 @@ from tests.cryptofeed.fake_binance import FakeBinance, Sent, price_text, qty_tex
 
 SOURCES = {
     "ticker": TickerSource,
+    "book_ticker": BookTickerSource,
     "trades": TradesSource,
     "l2_book": L2BookSource,
     "feed_gaps": FeedGapsSource,

@@ -211,6 +211,35 @@ def test_a_sequence_gap_gives_gap_markers_and_then_a_correct_book(
     assert len(fake.snapshots) == 4  # one per symbol at the start, one per symbol after the reset
 
 
+def test_frames_of_streams_nobody_subscribed_to_are_counted_and_dropped(
+    fake_exchange: Start, make_emitter: Make
+) -> None:
+    specials = {
+        100: ("foreign_depth", "ETH-USDT"),
+        200: ("foreign_depth", "ETH-USDT"),
+        250: ("foreign_trade", "ETH-USDT"),
+        300: ("foreign_depth", "ETH-USDT"),
+    }
+    fake = fake_exchange(generate_script(7, SYMBOLS, 400, specials=specials))
+    emitter = make_emitter(fake.emitter_options())
+    received = subscribe(emitter, (*CHANNELS, "feed_gaps"), ("BTC-USDT",))
+    run_script(fake, emitter, received)
+
+    events = received[("l2_book", "BTC-USDT")]
+    assert not any(e["gap"] for e in events), "no book was reset"
+    assert [e["is_snapshot"] for e in events].count(True) == 1
+    assert rebuild_book(events) == fake.book("BTC-USDT")
+    assert received[("feed_gaps", "BTC-USDT")] == []
+    assert [e["trade_id"] for e in received[("trades", "BTC-USDT")]] == [
+        str(s.step.data["a"]) for s in fake.sent_of("trade", "BTC-USDT")
+    ]
+    stats = emitter.stats()
+    exchange = stats.exchange("BINANCE")
+    assert (exchange.unsubscribed_messages, exchange.book_resets) == (4, 0)
+    assert (stats.gaps, stats.malformed_messages) == (0, 0)
+    assert [symbol for symbol, _, _ in fake.snapshots] == ["BTC-USDT"]
+
+
 @pytest.mark.parametrize("mode", ["close", "abort"])
 def test_a_dropped_connection_gives_gaps_on_every_stream_and_then_a_correct_book(
     fake_exchange: Start, make_emitter: Make, mode: str

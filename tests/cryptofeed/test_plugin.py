@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 from featurizer_cryptofeed import (
+    FAMILIES,
+    GENERIC,
+    PINNED_EXCHANGES,
+    BookTickerSource,
     CryptofeedEventEmitter,
     CryptofeedOptions,
     Endpoints,
     FeedGapsSource,
+    family_of,
+    supported_exchanges,
 )
 
 from featurizer import ConfigError, EmitterError, Feature, get_plugins
@@ -37,10 +43,60 @@ def test_found_through_its_own_distributions_entry_point() -> None:
     )
     spec = plugins.emitters()["cryptofeed"]
     assert spec.emitter_class is CryptofeedEventEmitter
-    assert spec.data_sources == ("ticker", "trades", "l2_book", "feed_gaps")
+    assert spec.data_sources == ("ticker", "book_ticker", "trades", "l2_book", "feed_gaps")
     assert spec.is_default_for("l2_book", "binance") and spec.is_default_for("trades", "BINANCE_US")
+    for exchange in ("COINBASE", "KRAKEN", "OKX", "BYBIT", "BITMEX", "DERIBIT", "GEMINI"):
+        assert spec.is_default_for("trades", exchange), exchange
     assert not spec.is_default_for("ticker", "synthetic")
     assert plugins.data_source_definitions()["feed_gaps"] is FeedGapsSource
+    assert plugins.data_source_definitions()["book_ticker"] is BookTickerSource
+
+
+def test_every_exchange_is_derived_from_cryptofeed() -> None:
+    from cryptofeed.exchanges import EXCHANGE_MAP
+
+    assert set(PINNED_EXCHANGES) == set(EXCHANGE_MAP)
+    served = supported_exchanges()
+    for name, cls in EXCHANGE_MAP.items():
+        channels = [c for c in ("ticker", "trades", "l2_book") if c in cls.websocket_channels]
+        if not channels:
+            assert name not in served
+            continue
+        support = served[name]
+        assert support.load_feed_class() is cls
+        assert support.channels == tuple(channels)
+        assert ("ticker" in support.data_sources) == ("ticker" in channels)
+        assert ("book_ticker" in support.data_sources) == (
+            "ticker" in channels and support.family.ticker_sizes is not None
+        )
+    assert len(served) >= 40
+    # every family names real cryptofeed exchanges
+    for family in FAMILIES:
+        assert set(family.exchanges) <= set(served), family.name
+        assert family_of(family.exchanges[0]) is family
+    assert family_of("GEMINI") is GENERIC
+
+
+def test_plugins_verbose_lists_each_exchange_with_its_sources_and_gap_detection() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "featurizer", "plugins", "--verbose"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for exchange, sources, gaps in (
+        ("BINANCE", "ticker, book_ticker, trades, l2_book", "update ids"),
+        ("KRAKEN", "ticker, book_ticker, trades, l2_book", "checksums"),
+        ("COINBASE", "trades, l2_book", "dropped connections only"),
+        ("DERIBIT", "ticker, book_ticker, trades, l2_book", "change ids"),
+        ("GEMINI", "trades, l2_book", "dropped connections only"),
+    ):
+        (line,) = [li for li in lines if li.split()[:1] == [exchange]]
+        assert sources in line and gaps in line, line
 
 
 def test_the_runner_picks_it_by_the_exchange_param() -> None:
@@ -97,16 +153,35 @@ def test_discovery_does_not_import_cryptofeed_and_works_without_it() -> None:
 def test_an_unknown_exchange_lists_the_supported_ones() -> None:
     emitter = CryptofeedEventEmitter()
     with pytest.raises(
-        EmitterError, match="exchange 'KRAKEN'; supported exchanges: BINANCE, BINANCE_US"
+        EmitterError,
+        match=r"exchange 'KRAKENN' \(did you mean 'KRAKEN'.*\); supported exchanges: ASCENDEX, ",
     ):
-        emitter.register_callback(source("ticker", "BTC-USD", exchange="KRAKEN"), print)
+        emitter.register_callback(source("ticker", "BTC-USD", exchange="KRAKENN"), print)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "channel", "hint"),
+    [
+        ("COINBASE", "ticker", "take mid and spread from the book: mid_price_l2"),
+        ("BEQUANT", "book_ticker", "its ticker carries no sizes"),
+        ("BITHUMB", "l2_book", "it serves trades, feed_gaps"),
+    ],
+)
+def test_a_data_source_the_exchange_does_not_offer_says_what_it_serves(
+    exchange: str, channel: str, hint: str
+) -> None:
+    # checked before any instrument is loaded: nothing connects
+    emitter = CryptofeedEventEmitter()
+    with pytest.raises(EmitterError, match=f"{exchange} does not serve '{channel}'.*{hint}"):
+        emitter.register_callback(source(channel, "BTC-USD", exchange=exchange), print)
 
 
 def test_an_unknown_data_source_lists_the_served_ones() -> None:
     emitter = CryptofeedEventEmitter()
     feature = Feature.create(ExampleTicker, {"exchange": "BINANCE", "symbol": "BTC-USDT"})
     with pytest.raises(
-        EmitterError, match="serves data sources 'ticker', 'trades', 'l2_book', 'feed_gaps'"
+        EmitterError,
+        match="serves data sources 'ticker', 'book_ticker', 'trades', 'l2_book', 'feed_gaps'",
     ):
         emitter.register_callback(feature, print)
 

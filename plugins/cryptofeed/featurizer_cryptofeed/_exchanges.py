@@ -1,113 +1,165 @@
-"""The exchanges the cryptofeed emitter serves, and what it must know about each.
+"""The exchanges the cryptofeed emitter serves, derived from cryptofeed itself.
 
-cryptofeed normalises trades, tickers and books across exchanges, but not everything the
-emitter needs: its ``Ticker`` has no sizes (they are in the exchange's raw message), and which
-stream a malformed message belonged to can only be read from the exchange's own format. An
-exchange is supported once both are known and its book resets are observable (the Binance
-family resets through ``Binance._reset``); adding one means adding an :class:`ExchangeSupport`
-and a test against a fake of it.
+Every exchange in cryptofeed's ``EXCHANGE_MAP`` that offers at least one of the ``ticker``,
+``trades`` and ``l2_book`` websocket channels is served; the data sources of each follow from
+its ``websocket_channels`` and its family (:mod:`featurizer_cryptofeed._families`): ``ticker``
+(best bid and ask prices) where it has a ticker channel, ``book_ticker`` (the same with sizes)
+where its family also knows where the raw message keeps the sizes, ``trades``, ``l2_book``, and
+``feed_gaps`` everywhere.
 
-This module does not import cryptofeed: it is read at discovery time.
+cryptofeed is imported only when :func:`supported_exchanges` is first called (the plugin's
+registration hook); without it the emitter is registered for the exchange ids of the pinned
+release (:data:`PINNED_EXCHANGES`), so that a live config still reaches the emitter, which then
+says to install cryptofeed.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from typing import Any
+import functools
+import importlib
+from collections.abc import Mapping
 
 import attrs
 
+from featurizer_cryptofeed._families import ExchangeFamily, family_of
+
 __all__ = [
     "CHANNELS",
+    "DATA_SOURCES",
     "GAPS_SOURCE",
-    "SUPPORTED_EXCHANGES",
+    "PINNED_EXCHANGES",
     "ExchangeSupport",
-    "binance_attribute_message",
-    "binance_ticker_sizes",
+    "describe_exchanges",
+    "supported_exchanges",
 ]
 
 CHANNELS = ("ticker", "trades", "l2_book")
-"""Data-source definitions served from cryptofeed channels (the names are the same in both)."""
+"""cryptofeed channels the emitter reads (named like the data sources they feed)."""
 
 GAPS_SOURCE = "feed_gaps"
 """The data-source definition of gap events (see :class:`~featurizer_cryptofeed.FeedGapsSource`)."""
 
+BOOK_TICKER = "book_ticker"
+"""The ticker with sizes, fed by the ``ticker`` channel where the family knows the sizes."""
 
-def binance_ticker_sizes(raw: Any) -> tuple[float, float]:
-    """Best bid and ask sizes from a Binance ``bookTicker`` payload (``B`` and ``A``).
+DATA_SOURCES = ("ticker", BOOK_TICKER, "trades", "l2_book", GAPS_SOURCE)
+"""Every data-source definition the emitter can serve."""
 
-    >>> binance_ticker_sizes({"b": "1.0", "B": "2.5", "a": "1.1", "A": "0.5"})
-    (2.5, 0.5)
-    """
-    return float(raw["B"]), float(raw["A"])
-
-
-_BINANCE_CHANNELS = {"aggTrade": "trades", "bookTicker": "ticker", "depth": "l2_book"}
-
-
-def binance_attribute_message(message: str | bytes) -> tuple[str, str] | None:
-    """The ``(exchange symbol, channel)`` a Binance combined-stream message belongs to.
-
-    Used only for messages that failed to parse, to find the stream that lost data.
-
-    :returns: e.g. ``("BTCUSDT", "trades")``, or ``None`` if the message names no stream.
-
-    >>> binance_attribute_message('{"stream": "btcusdt@depth@100ms", "data": {"U": "x"}}')
-    ('BTCUSDT', 'l2_book')
-    >>> binance_attribute_message("not json") is None
-    True
-    """
-    try:
-        stream = json.loads(message)["stream"]
-        pair, _, channel = stream.partition("@")
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-    normalized = _BINANCE_CHANNELS.get(channel.split("@", 1)[0])
-    if not pair or normalized is None:
-        return None
-    return pair.upper(), normalized
+PINNED_EXCHANGES = (
+    "ASCENDEX",
+    "ASCENDEX_FUTURES",
+    "BEQUANT",
+    "BINANCE",
+    "BINANCE_DELIVERY",
+    "BINANCE_FUTURES",
+    "BINANCE_TR",
+    "BINANCE_US",
+    "BIT.COM",
+    "BITFINEX",
+    "BITFLYER",
+    "BITGET",
+    "BITHUMB",
+    "BITMEX",
+    "BITSTAMP",
+    "BLOCKCHAIN",
+    "BYBIT",
+    "COINBASE",
+    "CRYPTO.COM",
+    "DELTA",
+    "DERIBIT",
+    "DYDX",
+    "EXX",
+    "FMFW",
+    "GATEIO",
+    "GATEIO_FUTURES",
+    "GEMINI",
+    "HITBTC",
+    "HUOBI",
+    "HUOBI_DM",
+    "HUOBI_SWAP",
+    "INDEPENDENT_RESERVE",
+    "KRAKEN",
+    "KRAKEN_FUTURES",
+    "KUCOIN",
+    "OKCOIN",
+    "OKX",
+    "PHEMEX",
+    "POLONIEX",
+    "PROBIT",
+    "UPBIT",
+)
+"""The exchange ids of cryptofeed 2.4.1 (the pinned release), used only when it is missing;
+a test checks they equal its ``EXCHANGE_MAP``."""
 
 
 @attrs.frozen(kw_only=True)
 class ExchangeSupport:
-    """What the emitter needs to serve one cryptofeed exchange.
+    """One exchange the emitter serves.
 
     :param name: the cryptofeed exchange id, e.g. ``"BINANCE"``.
     :param feed_class: ``"module:Class"`` of its cryptofeed feed (imported when used).
-    :param ticker_sizes: best bid and ask sizes from the ticker's raw message.
-    :param attribute_message: the stream a raw websocket message belongs to, if any.
+    :param channels: the cryptofeed channels of :data:`CHANNELS` it offers.
+    :param family: what is specific to its wire protocol.
     """
 
     name: str
     feed_class: str
-    ticker_sizes: Callable[[Any], tuple[float, float]]
-    attribute_message: Callable[[str | bytes], tuple[str, str] | None]
+    channels: tuple[str, ...]
+    family: ExchangeFamily
+
+    @property
+    def data_sources(self) -> tuple[str, ...]:
+        """The data-source definitions served on this exchange."""
+        served = []
+        if "ticker" in self.channels:
+            served.append("ticker")
+            if self.family.ticker_sizes is not None:
+                served.append(BOOK_TICKER)
+        served.extend(c for c in ("trades", "l2_book") if c in self.channels)
+        served.append(GAPS_SOURCE)
+        return tuple(served)
 
     def load_feed_class(self) -> type:
         """Import the cryptofeed feed class."""
-        import importlib
-
         module_name, _, class_name = self.feed_class.partition(":")
         cls: type = getattr(importlib.import_module(module_name), class_name)
         return cls
 
 
-SUPPORTED_EXCHANGES: Mapping[str, ExchangeSupport] = {
-    support.name: support
-    for support in (
-        ExchangeSupport(
-            name="BINANCE",
-            feed_class="cryptofeed.exchanges.binance:Binance",
-            ticker_sizes=binance_ticker_sizes,
-            attribute_message=binance_attribute_message,
-        ),
-        ExchangeSupport(
-            name="BINANCE_US",
-            feed_class="cryptofeed.exchanges.binance_us:BinanceUS",
-            ticker_sizes=binance_ticker_sizes,
-            attribute_message=binance_attribute_message,
-        ),
-    )
-}
-"""Supported exchanges by cryptofeed id (the ``exchange`` param, matched case-insensitively)."""
+@functools.cache
+def supported_exchanges() -> Mapping[str, ExchangeSupport]:
+    """Every served exchange by cryptofeed id, read from cryptofeed's ``EXCHANGE_MAP``.
+
+    :returns: an empty mapping when cryptofeed is not installed.
+    """
+    try:
+        from cryptofeed.exchanges import EXCHANGE_MAP
+    except ImportError:
+        return {}
+    found = {}
+    for name, cls in sorted(EXCHANGE_MAP.items()):
+        channels = tuple(c for c in CHANNELS if c in (cls.websocket_channels or {}))
+        if channels:
+            found[name] = ExchangeSupport(
+                name=name,
+                feed_class=f"{cls.__module__}:{cls.__name__}",
+                channels=channels,
+                family=family_of(name),
+            )
+    return found
+
+
+def describe_exchanges() -> list[str]:
+    """One line per served exchange: its data sources and how gaps are detected there.
+
+    >>> any(line.startswith("OKX") for line in describe_exchanges())
+    True
+    """
+    exchanges = supported_exchanges()
+    if not exchanges:
+        return ["(cryptofeed is not installed: pip install featurizer-cryptofeed)"]
+    return [
+        f"{name:20} {', '.join(s for s in support.data_sources if s != GAPS_SOURCE):44} "
+        f"gaps: {support.family.gap_detection}"
+        for name, support in exchanges.items()
+    ]

@@ -9,13 +9,17 @@ cryptofeed 2.4.1 gives no callback for connection events, book resets or parse f
 
 * ``subscribe`` runs on every (re)connection: it reports the connection.
 * the connection handler's per-connection read loop ends when a connection drops: it reports
-  the drop (only while running, so stopping is not a drop).
-* ``_reset`` clears every book of the feed; outside ``subscribe`` it means cryptofeed found a
-  sequence gap (or the emitter asked for it): it reports a book reset.
+  the drop (only while running, so stopping is not a drop); a failed attempt to open a
+  connection is reported too (the emitter fails fast when an exchange is never reachable).
 * its HTTP connection resolves names without aiodns (see :class:`ThreadedResolverHTTPConn`).
-* ``message_handler`` raising would make cryptofeed drop the connection; parse and conversion
-  failures are reported instead and the message is dropped. Network errors still propagate,
-  so cryptofeed's reconnection and back-off apply to them.
+* ``message_handler`` raising would make cryptofeed drop the connection; failures (parse and
+  conversion errors, cryptofeed's ``MissingSequenceNumber`` and ``BadChecksum``) are reported
+  instead. The monitor answers whether the connection must be renewed to recover its books
+  (families that recover by reconnecting): then :class:`ResyncRequired` is raised, and
+  cryptofeed reconnects and subscribes again, which brings new snapshots. Network errors
+  propagate, so cryptofeed's reconnection and back-off apply to them.
+* for families that recover a book from a REST snapshot (Binance), :class:`_SnapshotResync`
+  also reports ``_reset`` (every book dropped after an update-id gap) and can drop one book.
 
 Endpoints are class attributes in cryptofeed (its constructor already loads the exchange's
 instruments from them), so address overrides are class attributes of the derived class.
@@ -28,6 +32,7 @@ import dataclasses
 import logging
 import ssl
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import requests
@@ -35,14 +40,15 @@ from cryptofeed.connection import (
     AsyncConnection,
     HTTPAsyncConn,
     HTTPSync,
-    RestEndpoint,
     WSAsyncConn,
 )
 from cryptofeed.connection_handler import ConnectionHandler
-from cryptofeed.exceptions import ExhaustedRetries
+from cryptofeed.exceptions import BadChecksum, ExhaustedRetries, MissingSequenceNumber
 from websockets.exceptions import ConnectionClosed
 
-__all__ = ["FeedMonitor", "make_feed_class"]
+from featurizer_cryptofeed._errors import ResyncRequired
+
+__all__ = ["FeedMonitor", "ResyncRequired", "failure_reason", "make_feed_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,19 @@ _NETWORK_ERRORS = (OSError, aiohttp.ClientError, ConnectionClosed)
 
 _CLOSE_TIMEOUT = 1.0
 """Seconds a closing websocket waits for the server's close frame (websockets' default: 10)."""
+
+
+def failure_reason(error: Exception) -> str:
+    """The gap reason of an exception raised while handling a message.
+
+    >>> failure_reason(BadChecksum()), failure_reason(ValueError("x"))
+    ('checksum_mismatch', 'malformed_message')
+    """
+    if isinstance(error, MissingSequenceNumber):
+        return "sequence_gap"
+    if isinstance(error, BadChecksum):
+        return "checksum_mismatch"
+    return "malformed_message"
 
 
 class FeedMonitor(Protocol):
@@ -62,13 +81,22 @@ class FeedMonitor(Protocol):
     def disconnected(self, feed: Any, connection: AsyncConnection) -> None:
         """An established websocket connection ended while running."""
 
+    def connect_failed(self, feed: Any, connection: AsyncConnection, error: Exception) -> None:
+        """An attempt to open a websocket connection failed."""
+
     def books_reset(self, feed: Any, reason: str) -> None:
         """Every book of ``feed`` was dropped; cryptofeed will fetch new snapshots."""
 
     def malformed(
         self, feed: Any, connection: AsyncConnection, message: Any, error: Exception
-    ) -> None:
-        """A message could not be handled and was dropped."""
+    ) -> bool:
+        """A message could not be handled and was dropped.
+
+        :returns: whether the connection must be renewed to recover its books.
+        """
+
+    def unsubscribed(self, feed: Any, channel: str, symbol: str) -> None:
+        """A message for a stream nobody subscribed to was dropped."""
 
     def gave_up(self, feed: Any, connection: AsyncConnection, error: Exception) -> None:
         """A connection failed more often than the retries allowed; it is not reopened."""
@@ -122,6 +150,18 @@ class _MonitoredConnectionHandler(ConnectionHandler):
     def __init__(self, feed: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.feed = feed
+        opener = self.conn._open
+
+        async def monitored_open() -> None:
+            try:
+                await opener()
+            except Exception as error:
+                monitor = self.feed._featurizer_monitor
+                if monitor is not None and self.running:
+                    monitor.connect_failed(self.feed, self.conn, error)
+                raise
+
+        self.conn._open = monitored_open
 
     async def _handler(self, connection: AsyncConnection, handler: Any) -> None:
         try:
@@ -141,11 +181,10 @@ class _MonitoredConnectionHandler(ConnectionHandler):
 
 
 class _MonitoredFeed:
-    """Mixed in before a cryptofeed feed class (the Binance family) to report to a monitor."""
+    """Mixed in before any cryptofeed feed class to report to a monitor."""
 
     _featurizer_monitor: FeedMonitor | None = None
     _featurizer_subscribing = False
-    _featurizer_reset_reason = "book_reset"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -155,25 +194,6 @@ class _MonitoredFeed:
     def attach(self, monitor: FeedMonitor) -> None:
         """Report to ``monitor`` from now on."""
         self._featurizer_monitor = monitor
-
-    def _reset(self) -> None:
-        super()._reset()  # type: ignore[misc]
-        monitor = self._featurizer_monitor
-        if monitor is not None and not self._featurizer_subscribing:
-            monitor.books_reset(self, self._featurizer_reset_reason)
-
-    def reset_books(self, reason: str) -> None:
-        """Drop every book (cryptofeed fetches new snapshots), reporting ``reason``."""
-        self._featurizer_reset_reason = reason
-        try:
-            self._reset()
-        finally:
-            self._featurizer_reset_reason = "book_reset"
-
-    def resync_book(self, symbol: str) -> None:
-        """Drop the book of ``symbol`` only: its next update fetches a new snapshot."""
-        self._l2_book.pop(symbol, None)  # type: ignore[attr-defined]
-        self.last_update_id.pop(symbol, None)  # type: ignore[attr-defined]
 
     async def subscribe(self, connection: AsyncConnection) -> None:
         monitor = self._featurizer_monitor
@@ -190,13 +210,14 @@ class _MonitoredFeed:
     ) -> None:
         try:
             await super().message_handler(message, connection, timestamp)  # type: ignore[misc]
-        except _NETWORK_ERRORS:
+        except (*_NETWORK_ERRORS, ResyncRequired):
             raise
         except Exception as error:
             monitor = self._featurizer_monitor
             if monitor is None:
                 raise
-            monitor.malformed(self, connection, message, error)
+            if monitor.malformed(self, connection, message, error):
+                raise ResyncRequired(f"{failure_reason(error)}: {error!r}") from error
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """cryptofeed's ``Feed.start`` with monitored connection handlers (no backends)."""
@@ -219,6 +240,73 @@ class _MonitoredFeed:
             monitored.start(loop)
 
 
+class _SnapshotResync(_MonitoredFeed):
+    """For feeds that rebuild a book from a REST snapshot (the Binance family).
+
+    ``_reset`` clears every book of the feed; outside ``subscribe`` it means cryptofeed found
+    an update-id gap (or the emitter asked for it): it reports a book reset.
+    """
+
+    _featurizer_reset_reason = "book_reset"
+    _featurizer_books: frozenset[str] | None = None
+
+    async def _book(self, msg: Any, pair: str, timestamp: float) -> None:
+        # An update of a book nobody subscribed to would fetch its snapshot and, at its next
+        # update-id gap, reset every book of the feed: it is counted and dropped instead.
+        feed: Any = self
+        books = self._featurizer_books
+        if books is None:
+            exchange_channel = feed.std_channel_to_exchange("l2_book")
+            books = self._featurizer_books = frozenset(
+                feed.exchange_symbol_to_std_symbol(symbol)
+                for symbol in feed.subscription.get(exchange_channel, ())
+            )
+        symbol = feed.exchange_symbol_mapping.get(pair)
+        if symbol not in books:
+            monitor = self._featurizer_monitor
+            if monitor is not None:
+                monitor.unsubscribed(self, "l2_book", pair)
+            return
+        await super()._book(msg, pair, timestamp)  # type: ignore[misc]
+
+    def _reset(self) -> None:
+        super()._reset()  # type: ignore[misc]
+        monitor = self._featurizer_monitor
+        if monitor is not None and not self._featurizer_subscribing:
+            monitor.books_reset(self, self._featurizer_reset_reason)
+
+    def reset_books(self, reason: str) -> None:
+        """Drop every book (cryptofeed fetches new snapshots), reporting ``reason``."""
+        self._featurizer_reset_reason = reason
+        try:
+            self._reset()
+        finally:
+            self._featurizer_reset_reason = "book_reset"
+
+    def resync_book(self, symbol: str) -> None:
+        """Drop the book of ``symbol`` only: its next update fetches a new snapshot."""
+        self._l2_book.pop(symbol, None)  # type: ignore[attr-defined]
+        self.last_update_id.pop(symbol, None)  # type: ignore[attr-defined]
+
+
+def _override(address: str, given: str | None, *, single: bool) -> str:
+    """``address`` moved to ``given``: the whole address for a lone endpoint given with a path,
+    else only the scheme and host, keeping the endpoint's own path.
+
+    >>> _override("wss://ws.okx.com:8443/ws/v5/public", "wss://127.0.0.1:9", single=False)
+    'wss://127.0.0.1:9/ws/v5/public'
+    >>> _override("wss://stream.binance.com:9443", "wss://127.0.0.1:9/x", single=True)
+    'wss://127.0.0.1:9/x'
+    """
+    if given is None:
+        return address
+    new = urlsplit(given)
+    if single and new.path not in ("", "/"):
+        return given
+    old = urlsplit(address)
+    return urlunsplit((new.scheme, new.netloc, old.path, old.query, old.fragment))
+
+
 def make_feed_class(
     base: type,
     *,
@@ -226,40 +314,48 @@ def make_feed_class(
     rest: str | None,
     ssl_context: ssl.SSLContext | None,
     http_timeout: float,
+    recovery: str = "reconnect",
 ) -> type:
     """Derive a monitored feed class from the cryptofeed feed ``base``.
 
     :param base: e.g. ``cryptofeed.exchanges.binance.Binance``.
-    :param websocket: replaces the address of its (single) websocket endpoint.
-    :param rest: replaces the address of its (single) REST endpoint, keeping the routes.
+    :param websocket: moves its websocket endpoints to this address (see :func:`_override`).
+    :param rest: moves its REST endpoints to this address, keeping the routes.
     :param ssl_context: used for its ``wss://`` connections (``None``: websockets' default).
     :param http_timeout: seconds allowed per synchronous REST request (instrument loading).
+    :param recovery: ``"snapshot"`` for feeds that rebuild books from REST snapshots
+        (:class:`_SnapshotResync`), else ``"reconnect"``.
     :returns: the class; instances need :meth:`attach` before they start.
-    :raises ValueError: when an address is overridden on an exchange with several endpoints.
+    :raises ValueError: when a websocket address is given for an exchange that has none (it
+        gets it from its REST API).
     """
     namespace: dict[str, Any] = {
         "http_sync": BoundedHTTPSync(http_timeout),
         "__module__": __name__,
     }
-    endpoints = list(base.websocket_endpoints)  # type: ignore[attr-defined]
-    if websocket is not None and len(endpoints) != 1:
-        raise ValueError(f"{base.__name__} has {len(endpoints)} websocket endpoints, expected 1")
+    endpoints = list(base.websocket_endpoints or [])  # type: ignore[attr-defined]
+    if websocket is not None and not endpoints:
+        raise ValueError(
+            f"{base.__name__} takes its websocket address from its REST API: override its "
+            f"rest address only"
+        )
     replaced = []
     for endpoint in endpoints:
         options = dict(endpoint.options or {})
         options["close_timeout"] = _CLOSE_TIMEOUT
         if ssl_context is not None:
             options["ssl"] = ssl_context
-        replaced.append(
-            dataclasses.replace(endpoint, address=websocket or endpoint.address, options=options)
-        )
+        address = _override(endpoint.address, websocket, single=len(endpoints) == 1)
+        replaced.append(dataclasses.replace(endpoint, address=address, options=options))
     namespace["websocket_endpoints"] = replaced
     if rest is not None:
         rest_endpoints = list(base.rest_endpoints)  # type: ignore[attr-defined]
-        if len(rest_endpoints) != 1:
-            raise ValueError(
-                f"{base.__name__} has {len(rest_endpoints)} REST endpoints, expected 1"
+        namespace["rest_endpoints"] = [
+            dataclasses.replace(
+                endpoint,
+                address=_override(endpoint.address, rest, single=len(rest_endpoints) == 1),
             )
-        (endpoint,) = rest_endpoints
-        namespace["rest_endpoints"] = [RestEndpoint(rest, routes=endpoint.routes)]
-    return type(f"Monitored{base.__name__}", (_MonitoredFeed, base), namespace)
+            for endpoint in rest_endpoints
+        ]
+    mixin = _SnapshotResync if recovery == "snapshot" else _MonitoredFeed
+    return type(f"Monitored{base.__name__}", (mixin, base), namespace)

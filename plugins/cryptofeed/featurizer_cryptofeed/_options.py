@@ -166,6 +166,7 @@ _PARSERS: dict[str, Any] = {
     "retries": _retries,
     "timeout": _timeout,
     "http_timeout": _seconds,
+    "connect_timeout": _timeout,
     "depth_interval": _depth_interval,
     "validate": _flag,
     "uvloop": _flag,
@@ -185,6 +186,10 @@ class CryptofeedOptions:
     :param timeout: seconds without a message after which a connection is considered dead and
         reopened; ``-1`` never (cryptofeed's ``timeout``).
     :param http_timeout: seconds allowed for loading an exchange's instruments at startup.
+    :param connect_timeout: seconds after :meth:`start` by which every exchange must have
+        accepted a websocket connection; otherwise the emitter fails (``failure()``), so a run
+        against an unreachable exchange ends with an error instead of retrying for half an
+        hour; ``-1`` waits for ever.
     :param depth_interval: Binance's book update interval, ``"100ms"`` or ``"1000ms"``.
     :param validate: check every event against its data source's schema before delivering it.
     :param uvloop: run the feed on a uvloop event loop (when installed) instead of asyncio's.
@@ -195,6 +200,7 @@ class CryptofeedOptions:
     retries: int = attrs.field(default=10, converter=_retries)
     timeout: float = attrs.field(default=120.0, converter=_timeout)
     http_timeout: float = attrs.field(default=10.0, converter=_seconds)
+    connect_timeout: float = attrs.field(default=15.0, converter=_timeout)
     depth_interval: str = attrs.field(default="100ms", converter=_depth_interval)
     validate: bool = attrs.field(default=False, converter=_flag)
     uvloop: bool = attrs.field(default=False, converter=_flag)
@@ -207,7 +213,8 @@ class CryptofeedOptions:
 
         Run option keys are prefixed with ``cryptofeed_`` (``cryptofeed_endpoints``,
         ``cryptofeed_ca_file``, ``cryptofeed_retries``, ``cryptofeed_timeout``,
-        ``cryptofeed_http_timeout``, ``cryptofeed_depth_interval``, ``cryptofeed_validate``,
+        ``cryptofeed_http_timeout``, ``cryptofeed_connect_timeout``,
+        ``cryptofeed_depth_interval``, ``cryptofeed_validate``,
         ``cryptofeed_uvloop``); other keys are ignored. The environment supplies what the
         command line cannot: ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_WEBSOCKET`` and
         ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_REST`` (addresses), ``FEATURIZER_CRYPTOFEED_CA_FILE``

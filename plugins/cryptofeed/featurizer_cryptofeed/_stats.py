@@ -22,7 +22,8 @@ class StreamStats:
     :param events: events delivered (book snapshots, deltas and gap markers included).
     :param gaps: gaps recorded: disconnects, book resets after a sequence gap, lost messages.
     :param callback_errors: exceptions raised by the stream's callbacks (caught, counted).
-    :param lag_last: ``now - exchange timestamp`` of the latest event, in seconds.
+    :param lag_last: ``receipt - exchange timestamp`` of the latest event, in seconds (``0``
+        where the exchange sends no time).
     :param lag_max: the largest lag seen.
     :param lag_mean: the mean lag over every event.
     """
@@ -46,9 +47,11 @@ class ExchangeStats:
     :param connects: websocket connections established (first ones and reconnections).
     :param reconnects: connections established again after one had been established.
     :param disconnects: established connections that ended while the emitter was running.
-    :param book_resets: times cryptofeed reset the books after a sequence gap or a bad book
-        message.
+    :param book_resets: times books were lost to an update-id or sequence gap or a checksum
+        mismatch (or reset after an unattributable bad message).
     :param malformed_messages: messages that could not be parsed or converted (dropped).
+    :param unsubscribed_messages: messages for streams nobody subscribed to (dropped).
+    :param connect_failures: attempts to open a websocket connection that failed.
     """
 
     exchange: str
@@ -57,6 +60,8 @@ class ExchangeStats:
     disconnects: int
     book_resets: int
     malformed_messages: int
+    unsubscribed_messages: int = 0
+    connect_failures: int = 0
 
 
 @attrs.frozen(kw_only=True)

@@ -22,12 +22,16 @@ from featurizer import (
     Feature,
     validate_event,
 )
+from featurizer_cryptofeed._errors import ResyncRequired
 from featurizer_cryptofeed._exchanges import (
-    CHANNELS,
+    BOOK_TICKER,
+    DATA_SOURCES,
     GAPS_SOURCE,
-    SUPPORTED_EXCHANGES,
     ExchangeSupport,
+    describe_exchanges,
+    supported_exchanges,
 )
+from featurizer_cryptofeed._logs import quiet_cryptofeed_logs
 from featurizer_cryptofeed._options import CryptofeedOptions
 from featurizer_cryptofeed._stats import EmitterStats, ExchangeStats, StreamStats
 
@@ -44,6 +48,7 @@ _FEEDHANDLER_CONFIG = {"uvloop": False, "log": {"disabled": True}}
 _LOGGED_ERRORS = 10
 """Errors of one kind logged with a traceback per stream; after that, every 1000th."""
 _BID, _ASK = "bid", "ask"
+_SIDES = frozenset(("buy", "sell"))
 """cryptofeed's ``BID`` and ``ASK`` (the keys of a book delta)."""
 
 
@@ -127,7 +132,11 @@ class _Exchange:
         self.disconnects = 0
         self.book_resets = 0
         self.malformed = 0
+        self.unsubscribed = 0
+        self.connect_failures = 0
+        self.last_connect_error: Exception | None = None
         self.connections: set[str] = set()
+        self.pending_reasons: dict[str, str] = {}
 
     def snapshot(self) -> ExchangeStats:
         return ExchangeStats(
@@ -137,6 +146,8 @@ class _Exchange:
             disconnects=self.disconnects,
             book_resets=self.book_resets,
             malformed_messages=self.malformed,
+            unsubscribed_messages=self.unsubscribed,
+            connect_failures=self.connect_failures,
         )
 
 
@@ -192,6 +203,14 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         """
         return cls(CryptofeedOptions.from_mapping(options))
 
+    @classmethod
+    def describe_support(cls) -> list[str]:
+        """Per exchange, the data sources served and how gaps are detected (one line each).
+
+        ``featurizer plugins --verbose`` prints these lines under the emitter.
+        """
+        return describe_exchanges()
+
     # -- registration -------------------------------------------------------------------
 
     def register_callback(self, feature: Feature, callback: EventCallback) -> None:
@@ -212,29 +231,28 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 f"cryptofeed emitter: cannot register {feature.name!r} after start()"
             )
         channel = feature.definition_name
-        served = (*CHANNELS, GAPS_SOURCE)
-        if channel not in served:
+        if channel not in DATA_SOURCES:
             raise EmitterError(
-                f"the cryptofeed emitter serves data sources {', '.join(map(repr, served))}; "
-                f"received {feature.name!r} of definition {channel!r}"
+                f"the cryptofeed emitter serves data sources "
+                f"{', '.join(map(repr, DATA_SOURCES))}; received {feature.name!r} of "
+                f"definition {channel!r}"
             )
         exchange = str(feature.params.get("exchange", "")).upper()
-        support = SUPPORTED_EXCHANGES.get(exchange)
-        if support is None:
-            raise EmitterError(
-                f"cryptofeed emitter: data source {feature.name!r} has exchange "
-                f"{feature.params.get('exchange')!r}; supported exchanges: "
-                f"{', '.join(SUPPORTED_EXCHANGES)}"
-            )
+        support = self._support(exchange, feature)
         symbol = feature.params.get("symbol")
+        if channel not in support.data_sources:
+            hint = (
+                " (its ticker carries no sizes: use 'ticker', or mid_price_l2 and the book)"
+                if channel == BOOK_TICKER and "ticker" in support.data_sources
+                else " (take mid and spread from the book: mid_price_l2 over l2_book)"
+                if channel in ("ticker", BOOK_TICKER) and "l2_book" in support.data_sources
+                else ""
+            )
+            raise EmitterError(
+                f"cryptofeed emitter: data source {feature.name!r}: {exchange} does not serve "
+                f"{channel!r}{hint}; it serves {', '.join(support.data_sources)}"
+            )
         feed_class = self._feed_class(support)
-        if channel != GAPS_SOURCE:
-            offered = [c for c in CHANNELS if c in feed_class.websocket_channels]  # type: ignore[attr-defined]
-            if channel not in offered:
-                raise EmitterError(
-                    f"cryptofeed emitter: {exchange} has no {channel!r} channel (its channels: "
-                    f"{', '.join(offered)})"
-                )
         instruments = self._load_instruments(support, feed_class)
         if not isinstance(symbol, str) or symbol not in instruments:
             raise EmitterError(
@@ -253,6 +271,28 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 (exchange, symbol, channel), _Stream(exchange, symbol, channel, feature)
             )
         stream.callbacks.append(callback)
+
+    def _support(self, exchange: str, feature: Feature) -> ExchangeSupport:
+        try:
+            exchanges = supported_exchanges()
+        except Exception as error:
+            raise EmitterError(
+                f"the cryptofeed emitter needs cryptofeed==2.4.1 ({type(error).__name__}: "
+                f"{error}); install it with: pip install featurizer-cryptofeed"
+            ) from error
+        if not exchanges:
+            raise EmitterError(
+                "the cryptofeed emitter needs cryptofeed==2.4.1, which is not installed; "
+                "install it with: pip install featurizer-cryptofeed"
+            )
+        support = exchanges.get(exchange)
+        if support is None:
+            raise EmitterError(
+                f"cryptofeed emitter: data source {feature.name!r} has exchange "
+                f"{feature.params.get('exchange')!r}{_suggest(exchange, list(exchanges))}; "
+                f"supported exchanges: {', '.join(exchanges)}"
+            )
+        return support
 
     def _feed_class(self, support: ExchangeSupport) -> type:
         found = self._feed_classes.get(support.name)
@@ -275,6 +315,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 rest=endpoints.rest,
                 ssl_context=self._make_ssl_context(),
                 http_timeout=self.options.http_timeout,
+                recovery=support.family.recovery,
             )
         except (ValueError, ssl.SSLError, OSError) as error:
             raise EmitterError(f"cryptofeed emitter: {support.name}: {error}") from error
@@ -342,9 +383,18 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         subscription: dict[str, list[str]] = {}
         for exchange_name, symbol, channel in self._streams:
             if exchange_name == name:
-                subscription.setdefault(channel, []).append(symbol)
+                cryptofeed_channel = "ticker" if channel == BOOK_TICKER else channel
+                symbols = subscription.setdefault(cryptofeed_channel, [])
+                if symbol not in symbols:
+                    symbols.append(symbol)
         timeout = self.options.timeout
         feed_class = self._feed_classes[name]
+        family = exchange.support.family
+        extra: dict[str, Any] = {}
+        if family.name == "binance":
+            extra["depth_interval"] = self.options.depth_interval
+        if family.checksum:
+            extra["checksum_validation"] = True
         try:
             feed = feed_class(
                 subscription=subscription,
@@ -352,8 +402,8 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 retries=self.options.retries,
                 timeout=timeout,
                 timeout_interval=min(30.0, timeout / 4) if timeout > 0 else 30.0,
-                depth_interval=self.options.depth_interval,
                 config=dict(_FEEDHANDLER_CONFIG),
+                **extra,
             )
         except Exception as error:
             raise EmitterError(
@@ -391,17 +441,22 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 self._loop = loop
                 self._wakeup = wakeup
                 stopping = self._stopping
-            if not stopping:
-                handler.run(start_loop=False, install_signal_handlers=False)
-                self._running = True
-                loop.run_until_complete(wakeup.wait())
-            self._running = False
-            try:
-                loop.run_until_complete(
-                    asyncio.wait_for(handler.stop_async(loop=loop), _SHUTDOWN_SECONDS)
-                )
-            except Exception:
-                logger.warning("cryptofeed emitter: feed shutdown did not complete", exc_info=True)
+            with quiet_cryptofeed_logs():
+                if not stopping:
+                    handler.run(start_loop=False, install_signal_handlers=False)
+                    self._running = True
+                    if self.options.connect_timeout > 0:
+                        loop.call_later(self.options.connect_timeout, self._check_connected)
+                    loop.run_until_complete(wakeup.wait())
+                self._running = False
+                try:
+                    loop.run_until_complete(
+                        asyncio.wait_for(handler.stop_async(loop=loop), _SHUTDOWN_SECONDS)
+                    )
+                except Exception:
+                    logger.warning(
+                        "cryptofeed emitter: feed shutdown did not complete", exc_info=True
+                    )
         except BaseException as error:
             logger.exception("cryptofeed emitter: the feed thread failed")
             if self._error is None:
@@ -497,66 +552,74 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
 
     def _callbacks_for(self, exchange: _Exchange) -> dict[str, list[Callable[..., Any]]]:
         name = exchange.support.name
-        by_channel: dict[str, dict[str, _Stream]] = {channel: {} for channel in CHANNELS}
+        by_channel: dict[str, dict[str, _Stream]] = {channel: {} for channel in DATA_SOURCES}
         for (exchange_name, symbol, channel), stream in self._streams.items():
             if exchange_name == name:
                 by_channel[channel][symbol] = stream
-        tickers, trades, books = by_channel["ticker"], by_channel["trades"], by_channel["l2_book"]
-        sizes = exchange.support.ticker_sizes
+        tickers, sized = by_channel["ticker"], by_channel[BOOK_TICKER]
+        trades, books = by_channel["trades"], by_channel["l2_book"]
+        family = exchange.support.family
+        sizes = family.ticker_sizes
+        scale = family.ticker_time_scale
         deliver = self._deliver_validated if self.options.validate else self._deliver
         isfinite = math.isfinite
 
         async def on_ticker(ticker: Any, receipt_timestamp: float) -> None:
-            stream = tickers.get(ticker.symbol)
-            if stream is None:
+            symbol = ticker.symbol
+            plain = tickers.get(symbol)
+            with_sizes = sized.get(symbol)
+            if plain is None and with_sizes is None:
+                exchange.unsubscribed += 1
                 return
             try:
-                timestamp = float(ticker.timestamp)
+                receipt = float(receipt_timestamp)
+                timestamp = receipt if ticker.timestamp is None else ticker.timestamp * scale
                 bid = float(ticker.bid)
                 ask = float(ticker.ask)
-                bid_size, ask_size = sizes(ticker.raw)
-                if not (
-                    isfinite(timestamp)
-                    and isfinite(bid)
-                    and isfinite(ask)
-                    and isfinite(bid_size)
-                    and isfinite(ask_size)
-                ):
-                    raise ValueError("non-finite ticker value")
-                event = {
-                    "timestamp": timestamp,
-                    "receipt_timestamp": float(receipt_timestamp),
-                    "bid": bid,
-                    "ask": ask,
-                    "bid_size": bid_size,
-                    "ask_size": ask_size,
-                }
+                if not (isfinite(timestamp + receipt + bid + ask) and bid > 0.0 and ask > 0.0):
+                    raise ValueError(f"ticker bid {bid!r}, ask {ask!r}, timestamp {timestamp!r}")
+                event = {"timestamp": float(timestamp), "receipt_timestamp": receipt}
+                event["bid"] = bid
+                event["ask"] = ask
+                if sizes is not None:
+                    bid_size, ask_size = sizes(ticker.raw)
+                    if not isfinite(bid_size + ask_size):
+                        raise ValueError(f"ticker sizes {bid_size!r}, {ask_size!r}")
+                    event["bid_size"] = bid_size
+                    event["ask_size"] = ask_size
             except Exception as error:
-                self._bad_event(exchange, stream, ticker, error)
+                for stream in (plain, with_sizes):
+                    if stream is not None:
+                        self._bad_event(exchange, stream, ticker, error)
                 return
-            deliver(stream, event)
+            if plain is not None:
+                deliver(plain, event)
+            if with_sizes is not None:
+                deliver(with_sizes, event if plain is None else dict(event))
 
         async def on_trade(trade: Any, receipt_timestamp: float) -> None:
             stream = trades.get(trade.symbol)
             if stream is None:
+                exchange.unsubscribed += 1
                 return
             try:
+                timestamp = float(trade.timestamp)
+                receipt = float(receipt_timestamp)
+                price = float(trade.price)
+                amount = float(trade.amount)
+                side = trade.side
+                if not isfinite(timestamp + receipt + price + amount):
+                    raise ValueError(f"non-finite trade {price!r} x {amount!r} at {timestamp!r}")
+                if side not in _SIDES:
+                    raise ValueError(f"side {side!r} is neither 'buy' nor 'sell'")
                 event = {
-                    "timestamp": float(trade.timestamp),
-                    "receipt_timestamp": float(receipt_timestamp),
-                    "price": float(trade.price),
-                    "amount": float(trade.amount),
-                    "side": trade.side,
+                    "timestamp": timestamp,
+                    "receipt_timestamp": receipt,
+                    "price": price,
+                    "amount": amount,
+                    "side": side,
                     "trade_id": str(trade.id),
                 }
-                if not (
-                    isfinite(event["timestamp"])
-                    and isfinite(event["price"])
-                    and isfinite(event["amount"])
-                ):
-                    raise ValueError(f"non-finite trade {event!r}")
-                if event["side"] not in ("buy", "sell"):
-                    raise ValueError(f"side {event['side']!r} is neither 'buy' nor 'sell'")
             except Exception as error:
                 self._bad_event(exchange, stream, trade, error)
                 return
@@ -565,6 +628,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         async def on_book(book: Any, receipt_timestamp: float) -> None:
             stream = books.get(book.symbol)
             if stream is None:
+                exchange.unsubscribed += 1
                 return
             try:
                 delta = book.delta
@@ -597,11 +661,13 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         return {"ticker": [on_ticker], "trades": [on_trade], "l2_book": [on_book]}
 
     def _deliver(self, stream: _Stream, event: Event) -> None:
-        lag = time.time() - event["timestamp"]
+        # lag: exchange time to receipt (no clock read per event; see StreamStats)
+        lag = event["receipt_timestamp"] - event["timestamp"]
         stream.events += 1
         stream.lag_last = lag
         stream.lag_sum += lag
-        stream.lag_max = max(stream.lag_max, lag)
+        if lag > stream.lag_max:  # noqa: PLR1730 (max() costs a call per event)
+            stream.lag_max = lag
         for callback in stream.callbacks:
             try:
                 callback(event)
@@ -683,18 +749,24 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
 
     def _bad_book(self, exchange: _Exchange, stream: _Stream, error: Exception) -> None:
         exchange.malformed += 1
+        snapshot = exchange.support.family.recovery == "snapshot"
         if _should_log(exchange.malformed):
             logger.warning(
                 "cryptofeed emitter: could not convert a %s %s book message (%s: %s); "
-                "resynchronising the book from a new snapshot",
+                "recovering the book from %s",
                 stream.exchange,
                 stream.symbol,
                 type(error).__name__,
                 error,
+                "a new snapshot" if snapshot else "a new connection",
             )
-        if exchange.feed is not None:
-            exchange.feed.resync_book(stream.symbol)
         self._record_gap(stream, "malformed_message")
+        if snapshot:
+            if exchange.feed is not None:
+                exchange.feed.resync_book(stream.symbol)
+            return
+        # the rest of this book is lost: subscribing again brings a new snapshot
+        raise ResyncRequired(f"{stream.exchange} {stream.symbol} book: {error!r}")
 
     def _streams_of_connection(self, feed: Any, connection: Any) -> list[_Stream]:
         found = []
@@ -703,11 +775,13 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 channel = feed.exchange_channel_to_std(exchange_channel)
             except ValueError:
                 continue
+            channels = (channel, BOOK_TICKER) if channel == "ticker" else (channel,)
             for exchange_symbol in symbols:
                 symbol = feed.exchange_symbol_mapping.get(exchange_symbol)
-                stream = self._streams.get((feed.id, symbol, channel))
-                if stream is not None:
-                    found.append(stream)
+                for name in channels:
+                    stream = self._streams.get((feed.id, symbol, name))
+                    if stream is not None:
+                        found.append(stream)
         return found
 
     def _on_connected(self, feed: Any, connection: Any) -> None:
@@ -718,15 +792,32 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
             logger.warning("cryptofeed emitter: %s reconnected (%s)", feed.id, connection.uuid)
         exchange.connections.add(connection.uuid)
 
+    def _on_connect_failed(self, feed: Any, connection: Any, error: Exception) -> None:
+        exchange = self._exchanges[feed.id]
+        exchange.connect_failures += 1
+        exchange.last_connect_error = error
+        if _should_log(exchange.connect_failures):
+            logger.warning(
+                "cryptofeed emitter: cannot connect to %s at %s (%s: %s)",
+                feed.id,
+                getattr(connection, "address", "?"),
+                type(error).__name__,
+                error,
+            )
+
     def _on_disconnected(self, feed: Any, connection: Any) -> None:
         exchange = self._exchanges[feed.id]
         exchange.disconnects += 1
+        reason = exchange.pending_reasons.pop(connection.uuid, "disconnect")
         logger.warning(
-            "cryptofeed emitter: %s connection %s dropped; marking gaps", feed.id, connection.uuid
+            "cryptofeed emitter: %s connection %s dropped (%s); marking gaps",
+            feed.id,
+            connection.uuid,
+            reason,
         )
         for stream in self._streams_of_connection(feed, connection):
             if stream.channel != "l2_book" or stream.synced:
-                self._record_gap(stream, "disconnect")
+                self._record_gap(stream, reason)
 
     def _on_books_reset(self, feed: Any, reason: str) -> None:
         exchange = self._exchanges[feed.id]
@@ -736,32 +827,72 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
             if name == feed.id and channel == "l2_book" and stream.synced:
                 self._record_gap(stream, reason)
 
-    def _on_malformed(self, feed: Any, connection: Any, message: Any, error: Exception) -> None:
+    def _on_unsubscribed(self, feed: Any, channel: str, symbol: str) -> None:
         exchange = self._exchanges[feed.id]
-        exchange.malformed += 1
-        if _should_log(exchange.malformed):
+        exchange.unsubscribed += 1
+        if _should_log(exchange.unsubscribed):
             logger.warning(
-                "cryptofeed emitter: dropped a malformed %s message (%s: %s): %.200r",
+                "cryptofeed emitter: %s sent a %s message for %s, which nobody subscribed to "
+                "(%d so far); dropped",
                 feed.id,
+                channel,
+                symbol,
+                exchange.unsubscribed,
+            )
+
+    def _on_malformed(self, feed: Any, connection: Any, message: Any, error: Exception) -> bool:
+        """Mark the gaps a failed message caused; whether the connection must be renewed."""
+        from featurizer_cryptofeed._feeds import failure_reason
+
+        exchange = self._exchanges[feed.id]
+        family = exchange.support.family
+        reason = failure_reason(error)
+        if reason == "malformed_message":
+            exchange.malformed += 1
+            count = exchange.malformed
+        else:
+            exchange.book_resets += 1
+            count = exchange.book_resets
+        if _should_log(count):
+            logger.warning(
+                "cryptofeed emitter: %s: %s (%s: %s) in message %.200r",
+                feed.id,
+                reason,
                 type(error).__name__,
                 error,
                 message,
             )
-        attributed = exchange.support.attribute_message(message)
+        attributed = family.attribute_message(message) if family.attribute_message else None
         if attributed is not None:
             exchange_symbol, channel = attributed
             symbol = feed.exchange_symbol_mapping.get(exchange_symbol)
-            stream = self._streams.get((feed.id, symbol, channel))
-            if stream is not None:
-                if channel == "l2_book":
-                    feed.resync_book(symbol)
-                self._record_gap(stream, "malformed_message")
-                return
-        # Which stream lost a message is unknown: any book may be missing an update.
-        feed.reset_books("malformed_message")
-        for stream in self._streams_of_connection(feed, connection):
-            if stream.channel != "l2_book":
-                self._record_gap(stream, "malformed_message")
+            names = (channel, BOOK_TICKER) if channel == "ticker" else (channel,)
+            streams = [
+                stream
+                for name in names
+                if (stream := self._streams.get((feed.id, symbol, name))) is not None
+            ]
+            if not streams:
+                self._on_unsubscribed(feed, channel, exchange_symbol)
+                return False
+            for stream in streams:
+                self._record_gap(stream, reason)
+            if channel != "l2_book":
+                return False
+            if family.recovery == "snapshot":
+                feed.resync_book(symbol)
+                return False
+            exchange.pending_reasons[connection.uuid] = reason
+            return True
+        if family.recovery == "snapshot":
+            # Which stream lost a message is unknown: any book may be missing an update.
+            feed.reset_books(reason)
+            for stream in self._streams_of_connection(feed, connection):
+                if stream.channel != "l2_book":
+                    self._record_gap(stream, reason)
+            return False
+        exchange.pending_reasons[connection.uuid] = reason
+        return True
 
     def _on_gave_up(self, feed: Any, connection: Any, error: Exception) -> None:
         failure = EmitterError(
@@ -774,6 +905,31 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         if self._error is None:
             self._error = failure
 
+    def _check_connected(self) -> None:
+        """Fail when an exchange was never reached within ``connect_timeout`` (loop thread)."""
+        for exchange in self._exchanges.values():
+            if exchange.feed is None or exchange.connects > 0:
+                continue
+            error = exchange.last_connect_error
+            addresses = sorted(
+                {
+                    str(getattr(handler.conn, "address", "?"))
+                    for handler in exchange.feed.connection_handlers
+                }
+            )
+            cause = f"{type(error).__name__}: {error}" if error else "no answer"
+            failure = EmitterError(
+                f"cryptofeed emitter: could not connect to {exchange.support.name} at "
+                f"{', '.join(addresses)} within {self.options.connect_timeout:g} s "
+                f"({exchange.connect_failures} failed attempts; last: {cause}); check the "
+                f"network, or the cryptofeed_endpoints option"
+            )
+            failure.__cause__ = error
+            logger.error("%s", failure)
+            if self._error is None:
+                self._error = failure
+            return
+
     def __repr__(self) -> str:
         streams = ", ".join("/".join(key) for key in self._streams)
         return f"CryptofeedEventEmitter(streams=[{streams}], running={self._running})"
@@ -785,13 +941,23 @@ class _Monitor:
     Kept apart from the emitter so that its hooks are not part of the emitter's public API.
     """
 
-    __slots__ = ("books_reset", "connected", "disconnected", "gave_up", "malformed")
+    __slots__ = (
+        "books_reset",
+        "connect_failed",
+        "connected",
+        "disconnected",
+        "gave_up",
+        "malformed",
+        "unsubscribed",
+    )
 
     def __init__(self, emitter: CryptofeedEventEmitter) -> None:
         self.connected = emitter._on_connected
+        self.connect_failed = emitter._on_connect_failed
         self.disconnected = emitter._on_disconnected
         self.books_reset = emitter._on_books_reset
         self.malformed = emitter._on_malformed
+        self.unsubscribed = emitter._on_unsubscribed
         self.gave_up = emitter._on_gave_up
 
 

@@ -16,15 +16,21 @@ BOOK_SIDES = ("bids", "asks")
 
 
 class TickerSource(DataSourceDefinition):
-    """Best bid and offer of one instrument (top of book)."""
+    """Best bid and offer prices of one instrument (top of book).
+
+    Only the prices are required: not every venue sends the sizes with its ticker. Emitters
+    that have them may add ``bid_size`` and ``ask_size`` (floats) to the events; a feature that
+    needs the sizes depends on a source that guarantees them (the cryptofeed plugin's
+    ``book_ticker``), never on this one.
+    """
 
     name = "ticker"
-    description = "best bid/ask price and size"
+    description = "best bid/ask price (sizes optional)"
 
     @classmethod
     def event_schema(cls) -> Schema:
-        """``bid``, ``ask``, ``bid_size``, ``ask_size``."""
-        return {"bid": float, "ask": float, "bid_size": float, "ask_size": float}
+        """``bid``, ``ask``."""
+        return {"bid": float, "ask": float}
 
 
 class TradesSource(DataSourceDefinition):
