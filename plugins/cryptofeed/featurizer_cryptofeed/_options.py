@@ -30,6 +30,7 @@ CA_FILE_ENV = "FEATURIZER_CRYPTOFEED_CA_FILE"
 """A PEM file of extra certificate authorities trusted for ``wss://`` connections."""
 
 RETRIES_ENV = "FEATURIZER_CRYPTOFEED_RETRIES"
+CONNECT_TIMEOUT_ENV = "FEATURIZER_CRYPTOFEED_CONNECT_TIMEOUT"
 
 
 def _websocket_url(value: Any) -> str | None:
@@ -83,6 +84,14 @@ def _seconds(value: Any) -> float:
     if not math.isfinite(value) or not value > 0:
         raise ValueError(f"expected a positive, finite number of seconds, received {value!r}")
     return float(value)
+
+
+def _number(text: str) -> Any:
+    """An environment value as a number when it reads as one (else unchanged, for the error)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _timeout(value: Any) -> float:
@@ -217,8 +226,8 @@ class CryptofeedOptions:
         ``cryptofeed_depth_interval``, ``cryptofeed_validate``,
         ``cryptofeed_uvloop``); other keys are ignored. The environment supplies what the
         command line cannot: ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_WEBSOCKET`` and
-        ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_REST`` (addresses), ``FEATURIZER_CRYPTOFEED_CA_FILE``
-        and ``FEATURIZER_CRYPTOFEED_RETRIES``. Run options win over the environment.
+        ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_REST`` (addresses), ``FEATURIZER_CRYPTOFEED_CA_FILE``,
+        ``FEATURIZER_CRYPTOFEED_RETRIES`` and ``FEATURIZER_CRYPTOFEED_CONNECT_TIMEOUT``. Run options win over the environment.
 
         :param options: the run options.
         :param environ: the environment (``os.environ`` by default).
@@ -237,6 +246,8 @@ class CryptofeedOptions:
             given["ca_file"] = (CA_FILE_ENV, env[CA_FILE_ENV])
         if env.get(RETRIES_ENV):
             given["retries"] = (RETRIES_ENV, env[RETRIES_ENV])
+        if env.get(CONNECT_TIMEOUT_ENV):
+            given["connect_timeout"] = (CONNECT_TIMEOUT_ENV, _number(env[CONNECT_TIMEOUT_ENV]))
         for key, value in options.items():
             if not key.startswith(OPTION_PREFIX) or value is None:
                 continue

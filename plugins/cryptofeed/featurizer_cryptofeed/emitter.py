@@ -797,7 +797,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         exchange.connect_failures += 1
         exchange.last_connect_error = error
         if _should_log(exchange.connect_failures):
-            logger.warning(
+            logger.info(  # the failure itself is reported once, by failure() and the runner
                 "cryptofeed emitter: cannot connect to %s at %s (%s: %s)",
                 feed.id,
                 getattr(connection, "address", "?"),
@@ -913,7 +913,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
             error = exchange.last_connect_error
             addresses = sorted(
                 {
-                    str(getattr(handler.conn, "address", "?"))
+                    str(getattr(handler.conn, "address", "?")).split("?", 1)[0]
                     for handler in exchange.feed.connection_handlers
                 }
             )
@@ -925,7 +925,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 f"network, or the cryptofeed_endpoints option"
             )
             failure.__cause__ = error
-            logger.error("%s", failure)
+            logger.info("%s", failure)
             if self._error is None:
                 self._error = failure
             return
