@@ -117,3 +117,21 @@ class FeatureDefinition(DataDefinition):
         :returns: the output stream, or ``(stream, state)``.
         """
         raise DefinitionError(f"{definition_name(cls)} does not implement stream()")
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """Optionally, a columnar implementation of :meth:`stream` for offline runs.
+
+        Backfills (:mod:`featurizer.batch`) call this for every node; a node that returns a
+        :class:`featurizer.batch.BatchKernel` is computed a chunk of columns at a time, the
+        others per event, transparently. The kernel must give the values :meth:`stream` gives,
+        bit for bit, for any input and any chunking, and carry the same per-event state object
+        (``kernel.state``) so that a backfill can continue live. Only features with a single
+        dependency may have one.
+
+        :param params: this feature's resolved params.
+        :param state: a per-event state (as returned by :meth:`stream`) to continue from;
+            ``None`` for a fresh one.
+        :returns: the kernel, or ``None`` (the default) when the feature has none.
+        """
+        return None

@@ -44,3 +44,10 @@ class MidPrice(FeatureDefinition):
     def stream(cls, upstreams: Mapping[str, Stream], params: Mapping[str, Any]) -> Stream:
         """A single ``map``."""
         return upstreams["ticker"].map(mid_from_ticker)
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel (:class:`featurizer_features.batch.MidPriceKernel`)."""
+        from featurizer_features.batch import MidPriceKernel
+
+        return MidPriceKernel()

@@ -59,3 +59,10 @@ class RelativeSpread(FeatureDefinition):
     def stream(cls, upstreams: Mapping[str, Stream], params: Mapping[str, Any]) -> Stream:
         """A single ``map``."""
         return upstreams["ticker"].map(relative_spread_from_ticker)
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel (:class:`featurizer_features.batch.RelativeSpreadKernel`)."""
+        from featurizer_features.batch import RelativeSpreadKernel
+
+        return RelativeSpreadKernel()

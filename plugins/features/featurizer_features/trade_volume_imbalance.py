@@ -104,3 +104,11 @@ class TradeVolumeImbalance(FeatureDefinition):
         """A ``map`` over a :class:`TradeVolumeImbalanceWindow` (returned as the state)."""
         window = TradeVolumeImbalanceWindow(params["window"])
         return upstreams["trades"].map(window.update), window
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel, carrying a :class:`TradeVolumeImbalanceWindow`."""
+        from featurizer_features.batch import TradeVolumeImbalanceKernel
+
+        window = state if state is not None else TradeVolumeImbalanceWindow(params["window"])
+        return TradeVolumeImbalanceKernel(window)

@@ -108,3 +108,10 @@ class Volatility(FeatureDefinition):
         """A ``map`` over a :class:`VolatilityWindow` (returned as the state)."""
         window = VolatilityWindow(params["window"])
         return upstreams["mid"].map(window.update), window
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel, carrying a :class:`VolatilityWindow` (``state`` or a new one)."""
+        from featurizer_features.batch import VolatilityKernel
+
+        return VolatilityKernel(state if state is not None else VolatilityWindow(params["window"]))

@@ -110,3 +110,10 @@ class VWAP(FeatureDefinition):
         """A ``map`` over a :class:`VWAPWindow` (returned as the state)."""
         window = VWAPWindow(params["window"])
         return upstreams["trades"].map(window.update), window
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel, carrying a :class:`VWAPWindow` (``state`` or a new one)."""
+        from featurizer_features.batch import VWAPKernel
+
+        return VWAPKernel(state if state is not None else VWAPWindow(params["window"]))

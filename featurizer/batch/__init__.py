@@ -1,0 +1,39 @@
+"""Backfills at columnar speed, bit-identical to live: the vectorized offline path.
+
+* :class:`BatchKernel`, :class:`Columns`, :class:`KernelOutput` — the protocol of a feature's
+  columnar implementation (:meth:`FeatureDefinition.batch_kernel`).
+* :class:`BatchExecutor` — a feature DAG over chunks of columns: kernels where nodes have one,
+  the per-event graph for the rest.
+* :func:`backfill_events` — the combined vectors of in-memory events through the batch path.
+
+numpy and pyarrow are needed; they are imported when used.
+"""
+
+from __future__ import annotations
+
+from featurizer.batch._combine import Combiner
+from featurizer.batch._executor import BatchExecutor, NodeOutput, SourceBatch
+from featurizer.batch._kernel import (
+    BatchKernel,
+    Columns,
+    ErrorHandler,
+    KernelOutput,
+    columns_from_events,
+    events_from_columns,
+)
+from featurizer.batch._memory import backfill_events, chunk_events
+
+__all__ = [
+    "BatchExecutor",
+    "BatchKernel",
+    "Columns",
+    "Combiner",
+    "ErrorHandler",
+    "KernelOutput",
+    "NodeOutput",
+    "SourceBatch",
+    "backfill_events",
+    "chunk_events",
+    "columns_from_events",
+    "events_from_columns",
+]

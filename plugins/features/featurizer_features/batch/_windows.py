@@ -1,0 +1,277 @@
+"""Kernels of the trailing-window features: volatility, trade volume imbalance and VWAP.
+
+Each kernel carries the feature's own per-event window object (``VolatilityWindow``,
+``TradeVolumeImbalanceWindow``, ``VWAPWindow``) and computes a chunk in columns:
+
+* the window of row ``i`` is found with one ``searchsorted`` over the timestamps of the items
+  the window still holds followed by the chunk's (the per-event rule: ``timestamp > t - window``,
+  subtraction in float; with non-decreasing timestamps that is exactly what the per-event
+  deque keeps);
+* values become exact integers at the window's binary scale (grown, like the per-event scale,
+  to the most fractional bits seen), window sums are differences of exact prefix sums, and the
+  result is the same correctly rounded ``int / int`` division: the same value bit for bit;
+* afterwards the window object is set to what the per-event code leaves: the items of the last
+  window at the final scale, the exact sums, the count.
+
+A chunk runs through the per-event ``update`` instead when that cannot be proven the same:
+non-finite values or timestamps, timestamps that decrease, a window too short to hold its own
+event at that timestamp's precision, or scales so large that results could be subnormal.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any
+
+import numpy as np
+
+from featurizer.batch import Columns, ErrorHandler, KernelOutput
+from featurizer_features.batch._exact import (
+    as_objects,
+    fraction_bits,
+    prefix_sums,
+    range_sums,
+    scaled_ints,
+    true_divide,
+)
+from featurizer_features.batch._fallback import empty_output, per_event
+
+__all__ = ["TradeVolumeImbalanceKernel", "VWAPKernel", "VolatilityKernel"]
+
+_MAX_BITS = 400
+"""Beyond this scale the fast path is not used (results could leave the normal range)."""
+_SMALL = 1 << 31
+
+
+def _windows(held_ts: list[float], ts: Any, window: float) -> tuple[Any, Any, Any] | None:
+    """``(timestamps, starts, ends)`` over held items + chunk, or ``None`` if not provable."""
+    if not np.isfinite(ts).all():
+        return None
+    stamps = np.concatenate([np.asarray(held_ts, dtype=np.float64), ts])
+    if len(stamps) > 1 and not (stamps[1:] >= stamps[:-1]).all():
+        return None
+    horizons = ts - window
+    if not (horizons < ts).all():
+        return None
+    starts = np.searchsorted(stamps, horizons, side="right").astype(np.int64)
+    held = len(held_ts)
+    ends = np.arange(held + 1, held + len(ts) + 1, dtype=np.int64)
+    return stamps, starts, ends
+
+
+def _concat(held: list[int], chunk: Any) -> Any:
+    """Held Python integers followed by the chunk's (int64 when everything fits)."""
+    if chunk.dtype != object and all(-_SMALL * _SMALL < v < _SMALL * _SMALL for v in held):
+        return np.concatenate([np.array(held, dtype=np.int64), chunk])
+    return np.concatenate([as_objects(np.array(held, dtype=object)), as_objects(chunk)])
+
+
+def _tail(values: Any, start: int) -> list[int]:
+    """``values[start:]`` as Python integers."""
+    return list(values[start:].tolist())
+
+
+def _set_scale(scale: Any, bits: int) -> None:
+    scale.bits = bits
+    scale.factor = math.ldexp(1.0, bits) if bits <= 900 else math.nan
+
+
+def _fits(bound: int) -> bool:
+    return bound < 1 << 62
+
+
+class VolatilityKernel:
+    """Columnar :class:`~featurizer_features.volatility.VolatilityWindow`.
+
+    :param state: the window to carry (a fresh one is built by the definition).
+    """
+
+    names = ("timestamp", "receipt_timestamp", "volatility")
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def process(self, batch: Columns, fail: ErrorHandler) -> KernelOutput:
+        """Volatility of every row."""
+        window = self.state
+        if not batch.size:
+            return empty_output(self.names)
+        x = batch.floats(window._field)
+        ts = batch.floats("timestamp")
+        plan = (
+            _windows([t for t, _ in window._items], ts, window.window)
+            if np.isfinite(x).all()
+            else None
+        )
+        bits = max(window._scale.bits, fraction_bits(x)) if plan is not None else 0
+        if plan is None or bits > _MAX_BITS:
+            return per_event(window.update, batch, self.names, fail)
+        stamps, starts, ends = plan
+        grow = bits - window._scale.bits
+        held = [v << grow for _, v in window._items]
+        values = _concat(held, scaled_ints(x, bits))
+        counts = ends - starts
+        most = int(counts.max())
+        center = int(values[len(held)])
+        with np.errstate(over="ignore"):
+            centered = values - center if values.dtype != object else None
+        if centered is not None:
+            spread = int(np.abs(centered).max())
+            if not _fits(most * most * spread * spread * 4):
+                centered = None
+        if centered is None:
+            centered = as_objects(values) - center
+        s1 = range_sums(prefix_sums(centered), starts, ends)
+        s2 = range_sums(prefix_sums(centered * centered), starts, ends)
+        if centered.dtype == object:
+            counts = as_objects(counts)
+        numerators = counts * s2 - s1 * s1
+        variance = np.ldexp(true_divide(numerators, counts * counts), -2 * bits)
+        last = int(starts[-1])
+        tail = _tail(values, last)
+        window._items = collections.deque(zip(stamps[last:].tolist(), tail, strict=True))
+        window._sum = sum(tail)
+        window._sum_sq = sum(v * v for v in tail)
+        window._count = len(tail)
+        _set_scale(window._scale, bits)
+        data = {
+            "timestamp": ts,
+            "receipt_timestamp": batch.floats("receipt_timestamp"),
+            "volatility": np.sqrt(variance),
+        }
+        return KernelOutput(
+            rows=np.arange(batch.size, dtype=np.int64), columns=Columns(size=batch.size, data=data)
+        )
+
+
+class TradeVolumeImbalanceKernel:
+    """Columnar :class:`~featurizer_features.trade_volume_imbalance.TradeVolumeImbalanceWindow`.
+
+    :param state: the window to carry.
+    """
+
+    names = ("timestamp", "receipt_timestamp", "tvi")
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def process(self, batch: Columns, fail: ErrorHandler) -> KernelOutput:
+        """Imbalance of every trade row."""
+        window = self.state
+        if not batch.size:
+            return empty_output(self.names)
+        amounts = batch.floats("amount")
+        ts = batch.floats("timestamp")
+        plan = (
+            _windows([t for t, _, _ in window._items], ts, window.window)
+            if np.isfinite(amounts).all()
+            else None
+        )
+        bits = max(window._scale.bits, fraction_bits(amounts)) if plan is not None else 0
+        if plan is None or bits > _MAX_BITS:
+            return per_event(window.update, batch, self.names, fail)
+        stamps, starts, ends = plan
+        grow = bits - window._scale.bits
+        held = [v << grow for _, v, _ in window._items]
+        values = _concat(held, scaled_ints(amounts, bits))
+        held_buys = np.array([b for _, _, b in window._items], dtype=bool)
+        buys = np.concatenate([held_buys, batch.equals("side", "buy")])
+        most = int((ends - starts).max())
+        if values.dtype != object and not _fits(most * int(np.abs(values).max()) * 2):
+            values = as_objects(values)
+        bought = np.where(buys, values, 0)
+        sold = np.where(buys, 0, values)
+        buy = range_sums(prefix_sums(bought), starts, ends)
+        sell = range_sums(prefix_sums(sold), starts, ends)
+        totals = buy + sell
+        nonzero = totals != 0
+        tvi = np.zeros(batch.size, dtype=np.float64)
+        if nonzero.all():
+            tvi = true_divide(buy - sell, totals)
+        elif nonzero.any():
+            tvi[nonzero] = true_divide((buy - sell)[nonzero], totals[nonzero])
+        last = int(starts[-1])
+        tail = _tail(values, last)
+        flags = buys[last:].tolist()
+        window._items = collections.deque(zip(stamps[last:].tolist(), tail, flags, strict=True))
+        window._buy = sum(v for v, b in zip(tail, flags, strict=True) if b)
+        window._sell = sum(v for v, b in zip(tail, flags, strict=True) if not b)
+        _set_scale(window._scale, bits)
+        data = {
+            "timestamp": ts,
+            "receipt_timestamp": batch.floats("receipt_timestamp"),
+            "tvi": tvi,
+        }
+        return KernelOutput(
+            rows=np.arange(batch.size, dtype=np.int64), columns=Columns(size=batch.size, data=data)
+        )
+
+
+class VWAPKernel:
+    """Columnar :class:`~featurizer_features.vwap.VWAPWindow`.
+
+    :param state: the window to carry.
+    """
+
+    names = ("timestamp", "receipt_timestamp", "vwap")
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def process(self, batch: Columns, fail: ErrorHandler) -> KernelOutput:
+        """VWAP of every trade row whose window holds a non-zero amount."""
+        window = self.state
+        if not batch.size:
+            return empty_output(self.names)
+        prices = batch.floats("price")
+        amounts = batch.floats("amount")
+        ts = batch.floats("timestamp")
+        finite = np.isfinite(prices).all() and np.isfinite(amounts).all()
+        plan = _windows([t for t, _, _ in window._items], ts, window.window) if finite else None
+        bits = (
+            max(window._scale.bits, fraction_bits(prices), fraction_bits(amounts))
+            if plan is not None
+            else 0
+        )
+        if plan is None or bits > _MAX_BITS:
+            return per_event(window.update, batch, self.names, fail)
+        stamps, starts, ends = plan
+        grow = bits - window._scale.bits
+        held_notional = [n << (2 * grow) for _, n, _ in window._items]
+        held_amount = [a << grow for _, _, a in window._items]
+        price_ints = scaled_ints(prices, bits, limit=_SMALL)
+        amount_ints = scaled_ints(amounts, bits, limit=_SMALL)
+        if object in (price_ints.dtype, amount_ints.dtype):
+            price_ints, amount_ints = as_objects(price_ints), as_objects(amount_ints)
+        notional = _concat(held_notional, price_ints * amount_ints)
+        amount = _concat(held_amount, amount_ints)
+        most = int((ends - starts).max())
+        if notional.dtype != object and not _fits(most * int(np.abs(notional).max()) * 2):
+            notional = as_objects(notional)
+        if amount.dtype != object and not _fits(most * int(np.abs(amount).max()) * 2):
+            amount = as_objects(amount)
+        sums = range_sums(prefix_sums(notional), starts, ends)
+        volume = range_sums(prefix_sums(amount), starts, ends)
+        rows = np.flatnonzero(volume != 0)
+        denominators = volume[rows]
+        if denominators.dtype != object and _fits(int(np.abs(denominators).max(initial=0)) << bits):
+            denominators = denominators << bits
+        else:
+            denominators = as_objects(denominators) << bits
+        vwap = true_divide(sums[rows], denominators)
+        last = int(starts[-1])
+        notional_tail = _tail(notional, last)
+        amount_tail = _tail(amount, last)
+        window._items = collections.deque(
+            zip(stamps[last:].tolist(), notional_tail, amount_tail, strict=True)
+        )
+        window._notional = sum(notional_tail)
+        window._amount = sum(amount_tail)
+        _set_scale(window._scale, bits)
+        data = {
+            "timestamp": ts[rows],
+            "receipt_timestamp": batch.floats("receipt_timestamp")[rows],
+            "vwap": vwap,
+        }
+        return KernelOutput(rows=rows.astype(np.int64), columns=Columns(size=len(rows), data=data))
