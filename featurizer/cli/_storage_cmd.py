@@ -1,4 +1,4 @@
-"""``featurizer storage ls|info|verify|recover``: look into a storage root."""
+"""``featurizer storage ls|info|verify|recover|rebuild-catalog``: look into a storage root."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ from typing import Any
 from featurizer._config import FeaturizerConfig
 from featurizer.cli._common import write
 from featurizer.cli._record_cmd import add_storage_argument
-from featurizer.storage import Storage, VerifyReport, format_ts, resolve_root
+from featurizer.storage import (
+    Storage,
+    VerifyReport,
+    format_ts,
+    rebuild_catalog,
+    resolve_root,
+)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -55,16 +61,31 @@ def register(commands: Any) -> None:
     )
     _common(recover)
     recover.set_defaults(handler=handle_recover)
+    rebuild = actions.add_parser(
+        "rebuild-catalog",
+        help="rebuild a lost, emptied or outdated catalog from the self-describing blocks",
+        description="Read every block file (each carries its series, session, arrival and "
+        "time ranges and schema in its Parquet metadata), check it, and write a new "
+        "catalog from those that pass. The previous catalog, if any, is moved to "
+        "quarantine/catalog/; no block file is moved or changed.",
+    )
+    _common(rebuild)
+    rebuild.add_argument("--dry-run", action="store_true", help="only show what would be adopted")
+    rebuild.set_defaults(handler=handle_rebuild)
 
 
-def _open(args: argparse.Namespace) -> Storage:
+def _root(args: argparse.Namespace) -> Path:
     config = FeaturizerConfig.from_yaml(args.config) if args.config is not None else None
-    root = resolve_root(
+    return resolve_root(
         config.storage if config is not None else None,
         config_path=config.path if config is not None else None,
         override=args.storage,
     )
-    return Storage.open(root)
+
+
+def _open(args: argparse.Namespace, *, readonly: bool = True) -> Storage:
+    """Open the root; read-only unless the command writes (ls, info and verify never do)."""
+    return Storage.open(_root(args), readonly=readonly)
 
 
 def handle_ls(args: argparse.Namespace) -> int:
@@ -161,7 +182,15 @@ def _with_definitions(storage: Storage, report: VerifyReport, config_path: Path)
 
 def handle_recover(args: argparse.Namespace) -> int:
     """Recover a crashed recorder's WAL."""
-    with _open(args) as storage:
+    with _open(args, readonly=False) as storage:
         report = storage.recover()
         write(f"{storage.root}: {report.describe()}")
+    return 0 if report.ok else 1
+
+
+def handle_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild the catalog from the blocks."""
+    root = Path(_root(args))
+    report = rebuild_catalog(root, dry_run=args.dry_run)
+    write(f"{root.resolve()}: {report.describe()}")
     return 0

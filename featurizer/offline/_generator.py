@@ -102,7 +102,7 @@ class OfflineFeatureStreamGenerator:
             self.storage = storage
         else:
             root = resolve_root(config.storage, config_path=config.path, override=storage)
-            self.storage = Storage.open(root)
+            self.storage = Storage.open(root, readonly=True)
         self._features = construct_features_from_configs(config, plugins)
         self._out: list[GroupedNamedDataEvent] = []
         self._collect: Callable[[GroupedNamedDataEvent], None] = self._out.append

@@ -35,7 +35,9 @@ from featurizer.storage._errors import (
     StorageLockedError,
 )
 from featurizer.storage._reader import Hole, SeriesPlan, format_ts
+from featurizer.storage._rebuild import RebuildReport, rebuild_catalog
 from featurizer.storage._record import DiscardSink, RecordSummary, record
+from featurizer.storage._recovery import RecoveryReport
 from featurizer.storage._replay import HOLE_POLICIES, Replay, ReplayChunk
 from featurizer.storage._select import select_features
 from featurizer.storage._settings import (
@@ -44,7 +46,7 @@ from featurizer.storage._settings import (
     parse_size,
     resolve_root,
 )
-from featurizer.storage._storage import Problem, RecoveryReport, Storage, VerifyReport
+from featurizer.storage._storage import Problem, Storage, VerifyReport
 from featurizer.storage._writer import BlockWriter
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "OpenBlockState",
     "OverlapError",
     "Problem",
+    "RebuildReport",
     "RecordSummary",
     "RecoveryReport",
     "Replay",
@@ -80,6 +83,7 @@ __all__ = [
     "VerifyReport",
     "format_ts",
     "parse_size",
+    "rebuild_catalog",
     "record",
     "resolve_root",
     "select_features",

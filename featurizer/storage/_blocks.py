@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,11 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 __all__ = [
+    "BLOCK_KEY",
     "BlockFormat",
+    "block_description",
     "encode_block",
+    "read_description",
     "read_block_bytes",
     "open_block",
     "schema_bytes",
@@ -24,6 +28,11 @@ __all__ = [
     "write_block",
 ]
 
+
+BLOCK_KEY = b"featurizer.block"
+"""Parquet metadata key: the block's self-description (JSON): storage identity, session,
+ordinal, the series (key, name, definition, kind, params, children, schema), arrival-number and
+timestamp ranges, row count. With it the catalog can be rebuilt from the blocks alone."""
 
 DICTIONARY_KEY = b"featurizer.dictionary"
 """Parquet metadata key: the string columns with few distinct values (dictionary-encoded,
@@ -53,7 +62,48 @@ def schema_from_bytes(data: bytes) -> pa.Schema:
     return pa.ipc.read_schema(pa.py_buffer(data))
 
 
-def encode_block(table: pa.Table, series: SeriesInfo, fmt: BlockFormat) -> Any:
+def block_description(
+    table: pa.Table, series: SeriesInfo, session: str, ordinal: int, storage_id: str
+) -> dict[str, Any]:
+    """The self-description stored in a block's metadata (see :data:`BLOCK_KEY`)."""
+    import pyarrow.compute as pc
+
+    timestamps = pc.min_max(table.column("timestamp")).as_py()
+    seqs = table.column(SEQ_COLUMN)
+    return {
+        "format": 1,
+        "storage": storage_id,
+        "session": session,
+        "ordinal": ordinal,
+        "series": {
+            "key": series.key,
+            "name": series.name,
+            "definition": series.definition,
+            "kind": series.kind,
+            "params": series.params,
+            "children": series.children,
+            "schema": series.schema,
+        },
+        "rows": table.num_rows,
+        "min_seq": int(seqs[0].as_py()),
+        "max_seq": int(seqs[-1].as_py()),
+        "start_ts": float(timestamps["min"]),
+        "end_ts": float(timestamps["max"]),
+    }
+
+
+def read_description(parquet: pq.ParquetFile) -> dict[str, Any] | None:
+    """A block's self-description, if it has one (blocks written before it had none)."""
+    raw = (parquet.metadata.metadata or {}).get(BLOCK_KEY)
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else None
+
+
+def encode_block(
+    table: pa.Table, series: SeriesInfo, fmt: BlockFormat, description: dict[str, Any]
+) -> Any:
     """Encode a table of one series as Parquet bytes (a ``pyarrow.Buffer``)."""
     pa = require_pyarrow()
     import pyarrow.compute as pc
@@ -69,6 +119,7 @@ def encode_block(table: pa.Table, series: SeriesInfo, fmt: BlockFormat) -> Any:
         b"featurizer.series": series.key.encode(),
         b"featurizer.definition": series.definition.encode(),
         DICTIONARY_KEY: ",".join(repeated).encode(),
+        BLOCK_KEY: json.dumps(description, sort_keys=True).encode(),
     }
     table = table.replace_schema_metadata(metadata)
     sink = pa.BufferOutputStream()
@@ -90,6 +141,7 @@ def write_block(
     session: str,
     ordinal: int,
     fmt: BlockFormat,
+    storage_id: str = "",
 ) -> BlockInfo:
     """Encode, checksum and atomically publish one block file (not yet in the catalog).
 
@@ -99,15 +151,15 @@ def write_block(
     :param session: the recording session.
     :param ordinal: the block's position in the session's blocks of the series.
     :param fmt: the encoding.
+    :param storage_id: the storage's identity (recorded in the block's metadata).
     :returns: the block's catalog row (``id`` 0 until committed).
+    :raises StorageError: if a file of that name exists (block files are never replaced).
     """
-    import pyarrow.compute as pc
-
-    data = encode_block(table, series, fmt)
-    timestamps = pc.min_max(table.column("timestamp")).as_py()
-    seqs = table.column(SEQ_COLUMN)
-    min_seq, max_seq = seqs[0].as_py(), seqs[-1].as_py()
-    relative = block_relative_path(series.definition, series.key, timestamps["min"], min_seq)
+    description = block_description(table, series, session, ordinal, storage_id)
+    data = encode_block(table, series, fmt, description)
+    relative = block_relative_path(
+        series.definition, series.key, description["start_ts"], description["min_seq"], session
+    )
     view = memoryview(data)
     publish(root, relative, view)
     return BlockInfo(
@@ -116,11 +168,11 @@ def write_block(
         session=session,
         ordinal=ordinal,
         path=relative,
-        start_ts=float(timestamps["min"]),
-        end_ts=float(timestamps["max"]),
+        start_ts=description["start_ts"],
+        end_ts=description["end_ts"],
         rows=table.num_rows,
-        min_seq=int(min_seq),
-        max_seq=int(max_seq),
+        min_seq=description["min_seq"],
+        max_seq=description["max_seq"],
         bytes=data.size,
         checksum=checksum(view),
     )

@@ -22,7 +22,15 @@ import attrs
 
 from featurizer.storage._errors import SchemaMismatchError, StorageError
 
-__all__ = ["BlockInfo", "Catalog", "SeriesInfo", "SessionInfo", "SessionSeries"]
+__all__ = [
+    "BlockInfo",
+    "Catalog",
+    "RecordedHole",
+    "SeriesInfo",
+    "SessionInfo",
+    "SessionSeries",
+    "catalog_tables",
+]
 
 FORMAT_VERSION = "1"
 
@@ -71,7 +79,26 @@ CREATE TABLE IF NOT EXISTS blocks (
     UNIQUE (series_key, session, ordinal)
 );
 CREATE INDEX IF NOT EXISTS blocks_by_series ON blocks (series_key, min_seq);
+CREATE TABLE IF NOT EXISTS holes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    series_key TEXT,
+    start_ts REAL NOT NULL,
+    end_ts REAL NOT NULL,
+    min_seq INTEGER,
+    max_seq INTEGER,
+    reason TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS series_cover (
+    session TEXT NOT NULL,
+    series_key TEXT NOT NULL,
+    covered_end REAL NOT NULL,
+    PRIMARY KEY (session, series_key)
+);
 """
+
+_TABLES = ("meta", "series", "sessions", "session_series", "blocks")
 
 
 @attrs.frozen(kw_only=True)
@@ -170,6 +197,71 @@ class SessionSeries:
     rows: int
 
 
+@attrs.frozen(kw_only=True)
+class RecordedHole:
+    """A span recovery could not restore (a damaged WAL record), kept in the catalog.
+
+    :param session: the session that lost it.
+    :param series_key: the series, or ``None`` when the damaged record's series is unknown
+        (then every series of the session has the hole).
+    :param start_ts: where the lost events may start.
+    :param end_ts: where they end.
+    :param min_seq: the first lost arrival number, if known.
+    :param max_seq: the last lost arrival number, if known.
+    :param reason: what was lost and why.
+    """
+
+    session: str
+    series_key: str | None
+    start_ts: float
+    end_ts: float
+    min_seq: int | None
+    max_seq: int | None
+    reason: str
+
+
+def catalog_tables(path: Path) -> set[str] | None:
+    """The tables of an existing catalog file, or ``None`` if the file is missing.
+
+    An empty file (or one without tables) gives an empty set. Nothing is written.
+
+    :raises StorageError: if the file is not a readable SQLite database.
+    """
+    if not path.exists():
+        return None
+    if path.stat().st_size == 0:
+        return set()
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {row[0] for row in rows}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        raise StorageError(
+            f"the catalog is not a readable SQLite database: {error}", path=str(path)
+        ) from error
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection; on a read-only mount (where SQLite cannot create the shared
+    memory file of WAL mode) the database is opened as immutable: nothing can change it."""
+    uri = path.resolve().as_uri()
+    options: dict[str, Any] = {
+        "uri": True,
+        "timeout": 60.0,
+        "isolation_level": None,
+        "check_same_thread": False,
+    }
+    try:
+        connection = sqlite3.connect(f"{uri}?mode=ro", **options)
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", **options)
+
+
 def _series(row: sqlite3.Row) -> SeriesInfo:
     return SeriesInfo(
         key=row["key"],
@@ -195,26 +287,43 @@ class Catalog:
     """The SQLite catalog of a storage root (one connection per thread).
 
     :param path: the database file.
+    :param readonly: open it read-only (nothing is ever written: no schema upgrade, no WAL
+        file); the tables added by later versions then read as empty.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        self.readonly = readonly
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         connection = self._connection()
         try:
-            connection.executescript(_DDL)
+            if not readonly:
+                connection.executescript(_DDL)
+            tables = {
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
         except sqlite3.DatabaseError as error:
             raise StorageError(
                 f"the catalog is not a readable SQLite database: {error}", path=str(path)
             ) from error
+        missing = [table for table in _TABLES if table not in tables]
+        if missing:
+            raise StorageError(
+                f"the catalog has no {', '.join(missing)} table(s) (an empty or foreign "
+                f"database); run `featurizer storage rebuild-catalog` to rebuild it from the "
+                f"blocks",
+                path=str(path),
+            )
+        self._tables = tables
         row = connection.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        if row is None:
+        if row is None and not readonly:
             connection.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (FORMAT_VERSION,)
             )
-        elif row["value"] != FORMAT_VERSION:
+        elif row is not None and row["value"] != FORMAT_VERSION:
             raise StorageError(
                 f"catalog format {row['value']!r} is not supported (this version reads "
                 f"{FORMAT_VERSION!r})",
@@ -225,12 +334,16 @@ class Catalog:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             try:
-                connection = sqlite3.connect(
-                    self.path, timeout=60.0, isolation_level=None, check_same_thread=False
-                )
+                if self.readonly:
+                    connection = _connect_readonly(self.path)
+                else:
+                    connection = sqlite3.connect(
+                        self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+                    )
                 connection.row_factory = sqlite3.Row
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
+                if not self.readonly:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    connection.execute("PRAGMA synchronous=FULL")
             except sqlite3.DatabaseError as error:
                 raise StorageError(
                     f"cannot open the catalog: {error}", path=str(self.path)
@@ -280,6 +393,68 @@ class Catalog:
             with contextlib.suppress(sqlite3.Error):
                 connection.close()
         self._local = threading.local()
+
+    # identity -------------------------------------------------------------------------------
+
+    def storage_id(self) -> str | None:
+        """The identity of the storage this catalog belongs to, if recorded."""
+        rows = self.query("SELECT value FROM meta WHERE key = 'storage_id'")
+        return str(rows[0]["value"]) if rows else None
+
+    def set_storage_id(self, storage_id: str) -> None:
+        """Record the storage identity (kept if one is already recorded)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('storage_id', ?)", (storage_id,)
+            )
+
+    # holes and coverage ---------------------------------------------------------------------
+
+    def add_hole(self, hole: RecordedHole) -> None:
+        """Record a span that was lost (reported by every replay over it)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO holes (session, series_key, start_ts, end_ts, min_seq, max_seq, "
+                "reason, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    hole.session,
+                    hole.series_key,
+                    hole.start_ts,
+                    hole.end_ts,
+                    hole.min_seq,
+                    hole.max_seq,
+                    hole.reason,
+                    time.time(),
+                ),
+            )
+
+    def recorded_holes(self, series_key: str | None = None) -> list[RecordedHole]:
+        """Recorded holes (of one series: its own and its sessions' unknown-series ones)."""
+        if "holes" not in self._tables:
+            return []
+        if series_key is None:
+            rows = self.query("SELECT * FROM holes ORDER BY start_ts, id")
+        else:
+            rows = self.query(
+                "SELECT * FROM holes WHERE series_key = ? OR (series_key IS NULL AND session IN "
+                "(SELECT session FROM session_series WHERE series_key = ?)) "
+                "ORDER BY start_ts, id",
+                (series_key, series_key),
+            )
+        return [
+            RecordedHole(**{k: row[k] for k in row.keys() if k not in ("id", "created")})  # noqa: SIM118
+            for row in rows
+        ]
+
+    def covers(self, series_key: str) -> dict[str, float]:
+        """Per session, the time before which every event of the series is committed (only
+        for sessions whose writer recorded it: running ones)."""
+        if "series_cover" not in self._tables:
+            return {}
+        rows = self.query(
+            "SELECT session, covered_end FROM series_cover WHERE series_key = ?", (series_key,)
+        )
+        return {row["session"]: float(row["covered_end"]) for row in rows}
 
     # series ---------------------------------------------------------------------------------
 
@@ -346,6 +521,7 @@ class Catalog:
         """Mark a session ``closed`` or ``recovered``."""
         with self.transaction() as db:
             db.execute("UPDATE sessions SET status = ? WHERE id = ?", (status, session))
+            db.execute("DELETE FROM series_cover WHERE session = ?", (session,))
 
     def sessions(self) -> list[SessionInfo]:
         """Every session, oldest first."""
@@ -376,6 +552,7 @@ class Catalog:
         session_first_ts: float,
         session_last_ts: float,
         arrow_schema: bytes | None = None,
+        covers: dict[str, float] | None = None,
     ) -> int:
         """Make a block visible, in one transaction with the session's bookkeeping.
 
@@ -384,6 +561,8 @@ class Catalog:
         :param session_last_ts: the largest timestamp the session has acknowledged so far.
         :param arrow_schema: the series' Arrow schema, stored if the series has none yet or
             only a less specific one.
+        :param covers: per series key of the session, the time before which all its events
+            are now committed (what readers of a running session may read).
         :returns: the block's id.
         """
         with self.transaction() as db:
@@ -430,6 +609,12 @@ class Catalog:
                 db.execute(
                     "UPDATE series SET arrow_schema = ? WHERE key = ?",
                     (arrow_schema, block.series_key),
+                )
+            if covers:
+                db.executemany(
+                    "INSERT OR REPLACE INTO series_cover (session, series_key, covered_end) "
+                    "VALUES (?, ?, ?)",
+                    [(block.session, key, value) for key, value in covers.items()],
                 )
             block_id = cursor.lastrowid
         assert block_id is not None

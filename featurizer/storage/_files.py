@@ -5,26 +5,39 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
+import json
 import os
 import re
+import time
+import uuid
 from pathlib import Path
 from typing import IO
 
-from featurizer.storage._errors import StorageLockedError
+from featurizer.storage._errors import StorageError, StorageLockedError
 
 __all__ = [
     "CATALOG_NAME",
+    "IDENTITY_NAME",
+    "QUARANTINE_DIR",
     "WriterLock",
+    "block_files",
     "block_relative_path",
     "checksum",
     "fsync_dir",
+    "make_dirs",
+    "new_storage_id",
     "publish",
+    "quarantine",
+    "read_identity",
+    "write_identity",
 ]
 
 CATALOG_NAME = "catalog.sqlite"
+IDENTITY_NAME = "storage.json"
 BLOCKS_DIR = "blocks"
 TMP_DIR = "tmp"
 WAL_DIR = "wal"
+QUARANTINE_DIR = "quarantine"
 LOCK_NAME = "writer.lock"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -35,20 +48,117 @@ def checksum(data: bytes | memoryview) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def block_relative_path(definition: str, key: str, first_ts: float, first_seq: int) -> str:
+def block_relative_path(
+    definition: str, key: str, first_ts: float, first_seq: int, session: str = ""
+) -> str:
     """Where a block lives under the root: partitioned by series and by UTC day.
 
-    ``blocks/<definition>/<key[:16]>/date=YYYY-MM-DD/<first_seq>.parquet``
+    ``blocks/<definition>/<key[:16]>/date=YYYY-MM-DD/<first_seq>-<session>.parquet``: the
+    session id (unique per recording) makes block names unique across catalogs, so a block
+    of one catalog can never be overwritten by a block of another (a rebuilt, restored or
+    re-created one).
 
-    >>> block_relative_path("ticker", "ab" * 32, 1704067200.0, 7)
-    'blocks/ticker/abababababababab/date=2024-01-01/00000000000000000007.parquet'
+    >>> block_relative_path("ticker", "ab" * 32, 1704067200.0, 7, "s1")
+    'blocks/ticker/abababababababab/date=2024-01-01/00000000000000000007-s1.parquet'
     """
     try:
         day = dt.datetime.fromtimestamp(first_ts, tz=dt.UTC).strftime("%Y-%m-%d")
     except (OverflowError, OSError, ValueError):
         day = "unknown"
     safe = _UNSAFE.sub("_", definition).strip("_") or "series"
-    return f"{BLOCKS_DIR}/{safe}/{key[:16]}/date={day}/{first_seq:020d}.parquet"
+    suffix = f"-{_UNSAFE.sub('_', session)}" if session else ""
+    return f"{BLOCKS_DIR}/{safe}/{key[:16]}/date={day}/{first_seq:020d}{suffix}.parquet"
+
+
+def block_files(root: Path) -> list[Path]:
+    """Every block file under the root's ``blocks/`` directory, sorted."""
+    blocks = root / BLOCKS_DIR
+    return sorted(blocks.rglob("*.parquet")) if blocks.is_dir() else []
+
+
+def new_storage_id() -> str:
+    """A new storage identity (random, 32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def read_identity(root: Path) -> str | None:
+    """The storage identity recorded in ``root/storage.json``, if the file exists.
+
+    :raises StorageError: if the file exists but is unreadable.
+    """
+    path = root / IDENTITY_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise StorageError(f"cannot read the storage identity: {error}", path=str(path)) from error
+    try:
+        value = json.loads(text)["storage_id"]
+    except (ValueError, KeyError, TypeError):
+        raise StorageError(
+            "the storage identity file is damaged (expected JSON with 'storage_id'); restore "
+            "it from a backup or from the 'featurizer.block' metadata of any block",
+            path=str(path),
+        ) from None
+    return str(value)
+
+
+def write_identity(root: Path, storage_id: str) -> None:
+    """Write ``root/storage.json`` atomically (never replacing an existing one)."""
+    data = json.dumps({"storage_id": storage_id, "created": time.time()}).encode()
+    target = root / IDENTITY_NAME
+    if target.exists():
+        return
+    tmp = root / f".{IDENTITY_NAME}.{os.getpid()}.partial"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(root)
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` whose new directories survive a power loss (each parent fsynced)."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        fsync_dir(directory.parent)
+
+
+def quarantine(root: Path, path: Path, kind: str) -> Path:
+    """Move a file aside to ``root/quarantine/<kind>/`` (never deleting it).
+
+    :param root: the storage root.
+    :param path: the file (under the root).
+    :param kind: the subdirectory (``blocks``, ``wal``, ``foreign``, ``catalog``).
+    :returns: where it now is.
+    """
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        relative = Path(path.name)
+    target = root / QUARANTINE_DIR / kind / relative
+    while target.exists():
+        target = target.with_name(f"{target.name}.{uuid.uuid4().hex[:6]}")
+    make_dirs(target.parent)
+    os.replace(path, target)
+    fsync_dir(path.parent)
+    fsync_dir(target.parent)
+    return target
 
 
 def fsync_dir(path: Path) -> None:
@@ -69,24 +179,48 @@ def fsync_dir(path: Path) -> None:
 def publish(root: Path, relative: str, data: bytes | memoryview) -> None:
     """Write ``data`` to ``root/relative`` atomically.
 
-    The bytes go to a temporary file under ``root/tmp``, which is fsynced and renamed into
-    place, and the directory is fsynced: the file appears complete or not at all.
+    The bytes go to a temporary file under ``root/tmp``, which is fsynced and linked into
+    place (never replacing an existing file), and the directory is fsynced: the file appears
+    complete or not at all. New directories are fsynced into their parents.
 
     :param root: the storage root.
     :param relative: the target path under the root.
     :param data: the file's bytes.
     """
     target = root / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     tmp_dir = root / TMP_DIR
-    tmp_dir.mkdir(exist_ok=True)
+    make_dirs(tmp_dir)
     tmp = tmp_dir / f"{target.name}.{os.getpid()}.partial"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _link_no_clobber(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     fsync_dir(target.parent)
+
+
+def _link_no_clobber(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the name ``target``, refusing to replace an existing file."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise StorageError(
+            "refusing to overwrite an existing block file (block names are unique: another "
+            "catalog's block is there; run `featurizer storage verify`)",
+            path=str(target),
+        ) from None
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        if target.exists():
+            raise StorageError(
+                "refusing to overwrite an existing block file", path=str(target)
+            ) from None
+        os.replace(tmp, target)
 
 
 class WriterLock:

@@ -83,6 +83,11 @@ class SeriesPlan:
     :param end: the range end, exclusive (``None``: to the end).
     :param blocks: the blocks overlapping the range, in recording order.
     :param holes: spans of the range the series was not recorded for.
+    :param committed_end: when the series' latest data is from a session still recording,
+        the time before which all its events of that session are committed (a reader must
+        not read further: later events of this series may still be on their way), else
+        ``None``.
+    :param recording: that session's id, if any.
     """
 
     series: SeriesInfo
@@ -90,6 +95,8 @@ class SeriesPlan:
     end: float | None
     blocks: tuple[BlockInfo, ...]
     holes: tuple[Hole, ...]
+    committed_end: float | None = None
+    recording: str | None = None
 
     @property
     def rows(self) -> int:
@@ -128,11 +135,20 @@ def _plan_series(
     by_session: dict[str, list[BlockInfo]] = {}
     for block in every_block:
         by_session.setdefault(block.session, []).append(block)
+    covers = catalog.covers(series.key)
+    live: list[tuple[float, str]] = []
     for entry in stored:
         session = sessions.get(entry.session)
         if session is None or session.first_ts is None or session.last_ts is None:
             continue
-        coverage.append((session.first_ts, session.last_ts, session.id))
+        if session.status == "recording":
+            cover = covers.get(session.id)
+            if cover is None:
+                continue
+            live.append((cover, session.id))
+            coverage.append((session.first_ts, min(session.last_ts, cover), session.id))
+        else:
+            coverage.append((session.first_ts, session.last_ts, session.id))
         own = sorted(by_session.get(entry.session, []), key=lambda b: b.ordinal)
         if own:
             extents.append((min(b.start_ts for b in own), max(b.end_ts for b in own), session.id))
@@ -206,13 +222,43 @@ def _plan_series(
             holes.append(
                 Hole(series=label, start=merged[-1][1], end=end, reason="after the last recording")
             )
+    for recorded in catalog.recorded_holes(series.key):
+        holes.append(
+            Hole(
+                series=label,
+                start=recorded.start_ts,
+                end=recorded.end_ts,
+                reason=f"lost in session {recorded.session}: {recorded.reason}",
+            )
+        )
     holes = [
         h
         for h in holes
-        if _intersects(h.start, h.end, start, end) and h.end - h.start > HOLE_RESOLUTION
+        if _intersects(h.start, h.end, start, end)
+        and (h.end - h.start > HOLE_RESOLUTION or h.reason.startswith("lost"))
     ]
     holes.sort(key=lambda h: (h.start, h.end))
-    return SeriesPlan(series=series, start=start, end=end, blocks=blocks, holes=tuple(holes))
+    committed_end, recording = None, None
+    if live:
+        newest = max(
+            (c for c in coverage if c[2] not in {s for _, s in live}),
+            default=None,
+            key=lambda c: c[1],
+        )
+        cover, recording = max(live)
+        if newest is not None and newest[1] >= cover:
+            recording = None
+        else:
+            committed_end = cover
+    return SeriesPlan(
+        series=series,
+        start=start,
+        end=end,
+        blocks=blocks,
+        holes=tuple(holes),
+        committed_end=committed_end,
+        recording=recording,
+    )
 
 
 def _intersects(a: float, b: float, start: float | None, end: float | None) -> bool:

@@ -216,6 +216,13 @@ class Replay:
         self.segment_rows = segment_rows
         self.prefetch = prefetch
         self.plans: list[SeriesPlan] = [self._plan(feature) for feature in self.sources]
+        self.data_end: float | None = None
+        """Where the replayed data ends when a source is being recorded right now: the time
+        before which every source has committed its events (a consistent cut); ``None`` when
+        no source is being recorded."""
+        self.recording: str | None = None
+        """The session still recording when :attr:`data_end` is set."""
+        self._cut_at_consistent_end()
         self.holes: list[Hole] = [hole for plan in self.plans for hole in self._holes_of(plan)]
         if self.holes and holes != "ignore":
             text = "; ".join(hole.describe() for hole in self.holes[:10])
@@ -232,6 +239,26 @@ class Replay:
         self._threads: list[threading.Thread] = []
         self._queues: list[queue.Queue[Any]] = []
         self.events_out = 0
+
+    def _cut_at_consistent_end(self) -> None:
+        """Read a running recording only up to where every source has committed."""
+        live = [(p.committed_end, p.recording) for p in self.plans if p.committed_end is not None]
+        if not live:
+            return
+        cut, session = min(live)  # type: ignore[type-var]
+        assert cut is not None
+        if self.end is not None and self.end <= cut:
+            return
+        if self.start is not None and cut <= self.start:
+            raise NoDataError(
+                f"session {session} is still recording and has committed every source only "
+                f"up to {format_ts(cut)}, before the requested start {format_ts(self.start)}; "
+                f"wait for it to commit more (or to end)",
+                path=str(self.catalog.path),
+            )
+        self.end = cut
+        self.data_end = cut
+        self.recording = session
 
     @property
     def total_rows(self) -> int:

@@ -13,24 +13,19 @@ import attrs
 
 from featurizer._events import Event
 from featurizer._feature import Feature
-from featurizer.storage._blocks import (
-    BlockFormat,
-    open_block,
-    read_block_bytes,
-    schema_bytes,
-    write_block,
-)
-from featurizer.storage._catalog import BlockInfo, Catalog, SeriesInfo
+from featurizer.storage._blocks import BlockFormat, open_block, read_block_bytes
+from featurizer.storage._catalog import BlockInfo, Catalog, SeriesInfo, catalog_tables
 from featurizer.storage._codec import SEQ_COLUMN, EventDecoder, require_pyarrow
 from featurizer.storage._errors import NoDataError, StorageError
 from featurizer.storage._files import (
-    BLOCKS_DIR,
     CATALOG_NAME,
     TMP_DIR,
     WAL_DIR,
     WriterLock,
-    block_relative_path,
-    fsync_dir,
+    block_files,
+    new_storage_id,
+    read_identity,
+    write_identity,
 )
 from featurizer.storage._reader import (
     Hole,
@@ -40,7 +35,8 @@ from featurizer.storage._reader import (
     read_tables,
     series_arrow_schema,
 )
-from featurizer.storage._wal import read_segment, segments
+from featurizer.storage._recovery import RecoveryReport
+from featurizer.storage._wal import segments
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -52,37 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["Problem", "RecoveryReport", "Storage", "VerifyReport"]
 
 logger = logging.getLogger(__name__)
-
-_RECOVERY_BLOCK_BYTES = 16 * 1024 * 1024
-
-
-@attrs.frozen(kw_only=True)
-class RecoveryReport:
-    """What :meth:`Storage.recover` did.
-
-    :param segments: WAL segments read (and then deleted).
-    :param events: events recovered into new blocks (not already in committed blocks).
-    :param blocks: blocks written.
-    :param torn: where segments ended early (a record cut short by the crash), if anywhere.
-    :param removed: temporary and orphan files deleted.
-    :param sessions: sessions marked ``recovered``.
-    """
-
-    segments: int = 0
-    events: int = 0
-    blocks: int = 0
-    torn: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    sessions: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        """One line."""
-        return (
-            f"recovered {self.events:,} events into {self.blocks:,} blocks from "
-            f"{self.segments} WAL segment(s); sessions closed: {len(self.sessions)}; files "
-            f"removed: {len(self.removed)}"
-            + (f"; torn tails: {'; '.join(self.torn)}" if self.torn else "")
-        )
 
 
 @attrs.frozen(kw_only=True)
@@ -147,8 +112,10 @@ class Storage:
     :param create: create the root and an empty catalog if missing; else a missing root is an
         error.
     :param block_format: how new blocks are encoded.
-    :raises StorageError: if the root does not exist (``create=False``) or the catalog is
-        unreadable.
+    :param readonly: never write to the root (no catalog upgrade, no identity file).
+    :raises StorageError: if the root does not exist (``create=False``), the catalog is
+        unreadable, or the catalog is missing or empty next to existing blocks (a fresh
+        catalog would hide them: rebuild it with :meth:`rebuild_catalog`).
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as root, Storage(root) as storage:
@@ -162,9 +129,26 @@ class Storage:
         *,
         create: bool = True,
         block_format: BlockFormat | None = None,
+        readonly: bool = False,
     ) -> None:
         path = Path(root).expanduser()
-        if not create and not (path / CATALOG_NAME).is_file():
+        catalog_path = path / CATALOG_NAME
+        tables = catalog_tables(catalog_path) if path.is_dir() else None
+        fresh = not tables
+        if fresh and path.is_dir():
+            blocks = block_files(path)
+            identity = read_identity(path)
+            if blocks or identity is not None:
+                state = "missing" if tables is None else "empty"
+                raise StorageError(
+                    f"{CATALOG_NAME} is {state} but the root holds {len(blocks):,} block "
+                    f"file(s){' and a storage identity' if identity else ''}: refusing to start "
+                    f"a new catalog over them (nothing was changed). Rebuild the catalog from "
+                    f"the blocks with `featurizer storage rebuild-catalog --storage {path}`, "
+                    f"or restore it from a backup",
+                    path=str(catalog_path),
+                )
+        if fresh and (not create or readonly):
             raise StorageError(
                 f"no featurizer storage here (missing {CATALOG_NAME}); record into it with "
                 f"`featurizer record` or pass the right --storage",
@@ -177,13 +161,40 @@ class Storage:
                 f"cannot create the storage root: {error}", path=str(path)
             ) from error
         self.root = path.resolve()
-        self.catalog = Catalog(self.root / CATALOG_NAME)
+        self.readonly = readonly
+        self.catalog = Catalog(self.root / CATALOG_NAME, readonly=readonly)
+        self.storage_id = self._identity()
         self.format = block_format or BlockFormat()
 
+    def _identity(self) -> str:
+        """The storage identity: in the catalog and in ``storage.json``, which must agree."""
+        in_catalog = self.catalog.storage_id()
+        in_file = read_identity(self.root)
+        if in_catalog is not None and in_file is not None and in_catalog != in_file:
+            raise StorageError(
+                f"the catalog belongs to storage {in_catalog!r} but this root is storage "
+                f"{in_file!r} (a catalog copied from another root?); restore this root's "
+                f"catalog or run `featurizer storage rebuild-catalog`",
+                path=str(self.catalog.path),
+            )
+        identity = in_catalog or in_file
+        if self.readonly:
+            return identity or ""
+        if identity is None:
+            identity = new_storage_id()
+        if in_catalog is None:
+            self.catalog.set_storage_id(identity)
+        if in_file is None:
+            write_identity(self.root, identity)
+        return identity
+
     @classmethod
-    def open(cls, root: str | os.PathLike[str]) -> Storage:
-        """Open an existing root (an error if there is none)."""
-        return cls(root, create=False)
+    def open(cls, root: str | os.PathLike[str], *, readonly: bool = False) -> Storage:
+        """Open an existing root (an error if there is none).
+
+        :param readonly: never write (listing, verifying and replaying a read-only copy).
+        """
+        return cls(root, create=False, readonly=readonly)
 
     def close(self) -> None:
         """Close the catalog connections."""
@@ -354,107 +365,9 @@ class Storage:
                 lock.release()
 
     def _recover(self) -> RecoveryReport:
-        pa = require_pyarrow()
-        import pyarrow.compute as pc
+        from featurizer.storage._recovery import recover
 
-        removed: list[str] = []
-        tmp = self.root / TMP_DIR
-        if tmp.is_dir():
-            for leftover in sorted(tmp.iterdir()):
-                leftover.unlink(missing_ok=True)
-                removed.append(str(leftover))
-        wal_segments = segments(self.root / WAL_DIR)
-        torn: list[str] = []
-        by_series: dict[str, list[tuple[str, Any]]] = {}
-        for segment in wal_segments:
-            records, segment_report = read_segment(segment)
-            if segment_report.problem is not None:
-                torn.append(f"{segment.name}: {segment_report.problem}")
-            for record in records:
-                by_series.setdefault(record.series, []).append((record.session, record.batch))
-        events = 0
-        blocks = 0
-        touched_sessions: set[str] = set()
-        for key, items in by_series.items():
-            info = self.catalog.series(key)
-            if info is None:
-                torn.append(f"records of unknown series {key[:10]} skipped")
-                continue
-            committed = self.catalog.committed_max_seq(key)
-            per_session: dict[str, list[Any]] = {}
-            for session, batch in items:
-                table = pa.Table.from_batches([batch])
-                table = table.filter(pc.greater(table.column(SEQ_COLUMN), committed))
-                if table.num_rows:
-                    per_session.setdefault(session, []).append(table)
-            for session, tables in per_session.items():
-                target = self._recovery_schema(info, tables)
-                table = pa.concat_tables([t.select(target.names).cast(target) for t in tables])
-                row_bytes = max(1.0, table.nbytes / table.num_rows)
-                per_block = max(1, int(_RECOVERY_BLOCK_BYTES // row_bytes))
-                ordinal = self.catalog.next_ordinal(key, session)
-                for offset in range(0, table.num_rows, per_block):
-                    piece = table.slice(offset, per_block)
-                    block = write_block(self.root, piece, info, session, ordinal, self.format)
-                    stored = info.arrow_schema
-                    new_schema = schema_bytes(target)
-                    update = stored is None or (stored != new_schema and not _has_nulls(target))
-                    self.catalog.commit_block(
-                        block,
-                        session_first_ts=block.start_ts,
-                        session_last_ts=block.end_ts,
-                        arrow_schema=new_schema if update else None,
-                    )
-                    info = self.catalog.series(key) or info
-                    ordinal += 1
-                    blocks += 1
-                    events += piece.num_rows
-                touched_sessions.add(session)
-            removed.extend(self._remove_orphans(info))
-        closed = []
-        for info_ in self.catalog.sessions():
-            crashed = info_.status == "recording" or info_.id in touched_sessions
-            if crashed and info_.status != "closed":
-                self.catalog.end_session(info_.id, "recovered")
-                closed.append(info_.id)
-        for segment in wal_segments:
-            segment.unlink(missing_ok=True)
-        if wal_segments:
-            fsync_dir(self.root / WAL_DIR)
-        report = RecoveryReport(
-            segments=len(wal_segments),
-            events=events,
-            blocks=blocks,
-            torn=tuple(torn),
-            removed=tuple(removed),
-            sessions=tuple(closed),
-        )
-        if wal_segments or removed or closed:
-            logger.warning("storage %s: %s", self.root, report.describe())
-        return report
-
-    def _recovery_schema(self, info: SeriesInfo, tables: list[pa.Table]) -> pa.Schema:
-        known = series_arrow_schema(info)
-        if known is not None and not _has_nulls(known):
-            return known
-        for table in tables:
-            if not _has_nulls(table.schema):
-                return table.schema
-        return known if known is not None else tables[0].schema
-
-    def _remove_orphans(self, info: SeriesInfo) -> list[str]:
-        known = {block.path for block in self.catalog.blocks(info.key)}
-        removed: list[str] = []
-        sample = block_relative_path(info.definition, info.key, 0.0, 0)
-        series_dir = self.root / Path(sample).parent.parent
-        if not series_dir.is_dir():
-            return removed
-        for path in sorted(series_dir.rglob("*.parquet")):
-            relative = path.relative_to(self.root).as_posix()
-            if relative not in known:
-                path.unlink(missing_ok=True)
-                removed.append(str(path))
-        return removed
+        return recover(self)
 
     # verification ---------------------------------------------------------------------------
 
@@ -643,21 +556,21 @@ class Storage:
         live = self._writer_running()
         note = " (a recorder is running: probably a block being published)" if live else ""
         known = {block.path for block in blocks}
-        block_root = self.root / BLOCKS_DIR
-        if block_root.is_dir():
-            for path in sorted(block_root.rglob("*.parquet")):
-                relative = path.relative_to(self.root).as_posix()
-                if relative not in known:
-                    problems.append(
-                        Problem(
-                            kind="orphan",
-                            message=f"path {str(path)!r}: a block file no catalog row points "
-                            f"to (left by a crash; `featurizer storage recover` deletes it)"
-                            f"{note}",
-                            path=str(path),
-                            severe=False,
-                        )
+        for path in block_files(self.root):
+            relative = path.relative_to(self.root).as_posix()
+            if relative not in known:
+                problems.append(
+                    Problem(
+                        kind="orphan",
+                        message=f"path {str(path)!r}: a block file no catalog row points to "
+                        f"(left by a crash: `featurizer storage recover` moves it to "
+                        f"quarantine/ if its events are in committed blocks; else from a lost "
+                        f"or older catalog: `featurizer storage rebuild-catalog` adopts it)"
+                        f"{note}",
+                        path=str(path),
+                        severe=False,
                     )
+                )
         tmp = self.root / TMP_DIR
         if tmp.is_dir():
             for path in sorted(tmp.iterdir()):
@@ -691,6 +604,8 @@ class Storage:
         return problems
 
     def _writer_running(self) -> bool:
+        if self.readonly:
+            return False
         lock = self.writer_lock()
         try:
             lock.acquire()
@@ -698,9 +613,3 @@ class Storage:
             return True
         lock.release()
         return False
-
-
-def _has_nulls(schema: pa.Schema) -> bool:
-    from featurizer.storage._codec import _has_null_type
-
-    return any(_has_null_type(field.type) for field in schema)

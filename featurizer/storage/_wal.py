@@ -3,12 +3,21 @@
 A segment file is a sequence of records. Each record holds events of one series as an Arrow
 IPC stream (schema and one record batch) behind a fixed header::
 
-    magic "FZW1" | header length (u32) | payload length (u64) | CRC-32 (u32) | header | payload
+    magic "FZW2" | header length (u32) | payload length (u64) | payload CRC-32 (u32)
+        | header CRC-32 (u32) | header | payload
 
-where the header is JSON (series key, session, rows, first and last arrival number) and the
-CRC covers header and payload. The writer appends the records of one flush and fsyncs the
-segment: from then on the events are *acknowledged*. A record cut short by a crash (or with a
-wrong CRC) ends the readable part of its segment; everything before it is recovered.
+The header is JSON: the storage's identity, the session, the series key, the record's rows,
+first and last arrival numbers and timestamps, and the *cycle* it belongs to (one flush of the
+writer: its first arrival number, its row count and its timestamp span). The header CRC covers
+the fixed fields and the header, so a record whose payload is damaged is still known exactly
+(series, arrival numbers, time span) and can be skipped; a record whose header is damaged is
+found by scanning for the next valid header. The writer appends the records of one cycle and
+fsyncs the segment: from then on the events are *acknowledged*.
+
+Segments are read as a stream, one record at a time (recovery never holds a whole segment in
+memory). Reading classifies what it finds: complete records; *damage* followed by a readable
+record (corruption in the middle: recovery skips it and records a hole); damage at the end
+(a torn tail: the only thing recovery may drop).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -29,46 +39,77 @@ from featurizer.storage._files import fsync_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["WalRecord", "WalSegmentReport", "WalWriter", "read_segment", "segments"]
+__all__ = [
+    "WalDamage",
+    "WalRecord",
+    "WalWriter",
+    "encode_record",
+    "read_batch",
+    "scan_segment",
+    "segments",
+]
 
-MAGIC = b"FZW1"
-_HEADER = struct.Struct("<4sIQI")
+MAGIC = b"FZW2"
+_FIXED = struct.Struct("<4sIQII")
+_MAX_HEADER = 1 << 20
+_SCAN_CHUNK = 1 << 20
 
 
 @attrs.frozen(kw_only=True)
 class WalRecord:
-    """One record: events of one series.
+    """One record: events of one series (the payload is decoded only when asked for).
 
-    :param series: the series key.
-    :param session: the session that wrote it.
-    :param first_seq: the arrival number of its first event.
-    :param last_seq: the arrival number of its last event.
-    :param batch: the events (one column per field plus the arrival numbers).
+    :param meta: the record's header (see the module docs).
+    :param offset: where it starts in its segment.
+    :param length: its length in bytes.
     """
 
-    series: str
-    session: str
-    first_seq: int
-    last_seq: int
-    batch: Any
+    meta: dict[str, Any]
+    offset: int
+    length: int
+
+    @property
+    def series(self) -> str:
+        """The series key."""
+        return str(self.meta["series"])
+
+    @property
+    def session(self) -> str:
+        """The session that wrote it."""
+        return str(self.meta["session"])
+
+    @property
+    def first_seq(self) -> int:
+        """The arrival number of its first event."""
+        return int(self.meta["first_seq"])
+
+    @property
+    def last_seq(self) -> int:
+        """The arrival number of its last event."""
+        return int(self.meta["last_seq"])
+
+    @property
+    def cycle(self) -> tuple[str, int, int]:
+        """``(session, first arrival number, rows)`` of the writer cycle it belongs to."""
+        return (self.session, int(self.meta["cycle_first"]), int(self.meta["cycle_rows"]))
 
 
 @attrs.frozen(kw_only=True)
-class WalSegmentReport:
-    """What reading a segment found.
+class WalDamage:
+    """Bytes of a segment that are not a readable record.
 
-    :param path: the segment file.
-    :param records: complete records read.
-    :param valid_bytes: bytes up to the end of the last complete record.
-    :param size: the file's size.
-    :param problem: why reading stopped before the end (torn or corrupt record), if it did.
+    :param offset: where the damage starts.
+    :param length: how many bytes are skipped.
+    :param reason: what is wrong.
+    :param meta: the damaged record's header, when only its payload is damaged.
+    :param tail: whether nothing readable follows (a torn tail).
     """
 
-    path: str
-    records: int
-    valid_bytes: int
-    size: int
-    problem: str | None
+    offset: int
+    length: int
+    reason: str
+    meta: dict[str, Any] | None
+    tail: bool
 
 
 def segments(wal_dir: Path) -> list[Path]:
@@ -78,79 +119,151 @@ def segments(wal_dir: Path) -> list[Path]:
     return sorted(wal_dir.glob("*.wal"))
 
 
-def encode_record(series: str, session: str, batch: pa.RecordBatch, first_seq: int) -> bytes:
-    """Frame one record (see the module docs)."""
+def encode_record(batch: pa.RecordBatch, meta: dict[str, Any]) -> bytes:
+    """Frame one record (see the module docs).
+
+    :param batch: the events.
+    :param meta: the header fields (``storage``, ``session``, ``series``, ``first_seq``,
+        ``min_ts``, ``max_ts`` and the cycle's ``cycle_first``, ``cycle_rows``,
+        ``cycle_min_ts``, ``cycle_max_ts``); ``rows`` and ``last_seq`` are added.
+    """
     pa = require_pyarrow()
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as stream:
         stream.write_batch(batch)
     payload = sink.getvalue()
-    header = json.dumps(
-        {
-            "series": series,
-            "session": session,
-            "rows": batch.num_rows,
-            "first_seq": first_seq,
-            "last_seq": first_seq + batch.num_rows - 1,
-        },
-        sort_keys=True,
-    ).encode("utf-8")
-    crc = zlib.crc32(payload, zlib.crc32(header))
-    return b"".join((_HEADER.pack(MAGIC, len(header), payload.size, crc), header, payload))
+    full = {**meta, "rows": batch.num_rows, "last_seq": meta["first_seq"] + batch.num_rows - 1}
+    header = json.dumps(full, sort_keys=True).encode("utf-8")
+    payload_crc = zlib.crc32(payload)
+    head = _FIXED.pack(MAGIC, len(header), payload.size, payload_crc, 0)[:-4]
+    header_crc = zlib.crc32(header, zlib.crc32(head))
+    fixed = _FIXED.pack(MAGIC, len(header), payload.size, payload_crc, header_crc)
+    return b"".join((fixed, header, payload))
 
 
-def read_segment(path: Path) -> tuple[list[WalRecord], WalSegmentReport]:
-    """Read every complete record of a segment.
+def _header_at(
+    handle: IO[bytes], offset: int, size: int
+) -> tuple[dict[str, Any], int, int, int] | str:
+    """The header of a record at ``offset``: ``(meta, payload offset, payload length, payload
+    CRC)``, or why there is no valid header there."""
+    handle.seek(offset)
+    fixed = handle.read(_FIXED.size)
+    if len(fixed) < _FIXED.size:
+        return "torn record header"
+    magic, header_len, payload_len, payload_crc, header_crc = _FIXED.unpack(fixed)
+    if magic != MAGIC:
+        return "bad record magic"
+    if header_len > _MAX_HEADER or offset + _FIXED.size + header_len > size:
+        return "bad or torn record header"
+    header = handle.read(header_len)
+    if zlib.crc32(header, zlib.crc32(fixed[:-4])) != header_crc:
+        return "header CRC mismatch"
+    try:
+        meta = json.loads(header)
+    except ValueError:
+        return "unreadable record header"
+    if not isinstance(meta, dict):
+        return "unreadable record header"
+    return meta, offset + _FIXED.size + header_len, payload_len, payload_crc
+
+
+def _next_header(handle: IO[bytes], offset: int, size: int) -> int | None:
+    """The offset of the next valid record header at or after ``offset``, if any."""
+    position = offset
+    while position < size:
+        handle.seek(position)
+        chunk = handle.read(_SCAN_CHUNK + len(MAGIC))
+        index = chunk.find(MAGIC)
+        while index >= 0:
+            candidate = position + index
+            if not isinstance(_header_at(handle, candidate, size), str):
+                return candidate
+            index = chunk.find(MAGIC, index + 1)
+        position += _SCAN_CHUNK
+    return None
+
+
+def _payload_crc(handle: IO[bytes], offset: int, length: int) -> int:
+    handle.seek(offset)
+    crc = 0
+    remaining = length
+    while remaining:
+        chunk = handle.read(min(remaining, _SCAN_CHUNK))
+        if not chunk:
+            break
+        crc = zlib.crc32(chunk, crc)
+        remaining -= len(chunk)
+    return crc
+
+
+def scan_segment(path: Path) -> Iterator[WalRecord | WalDamage]:
+    """Stream a segment: its records (payloads checked, not kept) and damaged spans.
 
     :param path: the segment file.
-    :returns: the records, and a report saying where (and why) reading stopped.
+    :returns: records and damage in file order; damage with ``tail=True`` ends the segment.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        offset = 0
+        while offset < size:
+            found = _header_at(handle, offset, size)
+            if isinstance(found, str):
+                following = _next_header(handle, offset + 1, size)
+                end = size if following is None else following
+                yield WalDamage(
+                    offset=offset,
+                    length=end - offset,
+                    reason=f"{found} at byte {offset}",
+                    meta=None,
+                    tail=following is None,
+                )
+                offset = end
+                continue
+            meta, payload_at, payload_len, crc = found
+            end = payload_at + payload_len
+            if end > size:
+                yield WalDamage(
+                    offset=offset,
+                    length=size - offset,
+                    reason=f"torn record at byte {offset} ({size - payload_at} of "
+                    f"{payload_len} payload bytes)",
+                    meta=meta,
+                    tail=True,
+                )
+                return
+            if _payload_crc(handle, payload_at, payload_len) != crc:
+                following = _next_header(handle, end, size) if end < size else None
+                yield WalDamage(
+                    offset=offset,
+                    length=end - offset,
+                    reason=f"payload CRC mismatch in the record at byte {offset}",
+                    meta=meta,
+                    tail=following is None,
+                )
+                offset = end
+                continue
+            yield WalRecord(meta=meta, offset=offset, length=end - offset)
+            offset = end
+
+
+def read_batch(path: Path, record: WalRecord) -> pa.RecordBatch:
+    """Decode a record's events (one record batch).
+
+    :raises ValueError: if the CRC-valid payload is not an Arrow stream.
     """
     pa = require_pyarrow()
-    data = path.read_bytes()
-    records: list[WalRecord] = []
-    offset = 0
-    problem: str | None = None
-    while offset < len(data):
-        if len(data) - offset < _HEADER.size:
-            problem = f"torn record header at byte {offset}"
-            break
-        magic, header_len, payload_len, crc = _HEADER.unpack_from(data, offset)
-        if magic != MAGIC:
-            problem = f"bad record magic at byte {offset}"
-            break
-        start = offset + _HEADER.size
-        end = start + header_len + payload_len
-        if end > len(data):
-            wanted = header_len + payload_len
-            problem = f"torn record at byte {offset} ({len(data) - start} of {wanted} bytes)"
-            break
-        header = data[start : start + header_len]
-        payload = data[start + header_len : end]
-        if zlib.crc32(payload, zlib.crc32(header)) != crc:
-            problem = f"CRC mismatch in the record at byte {offset}"
-            break
-        try:
-            meta = json.loads(header)
-            reader = pa.ipc.open_stream(pa.py_buffer(payload))
-            batches = list(reader)
-        except Exception as error:  # a CRC-valid but unreadable record: stop here
-            problem = f"unreadable record at byte {offset}: {error}"
-            break
-        for batch in batches:
-            records.append(
-                WalRecord(
-                    series=str(meta["series"]),
-                    session=str(meta["session"]),
-                    first_seq=int(meta["first_seq"]),
-                    last_seq=int(meta["last_seq"]),
-                    batch=batch,
-                )
-            )
-        offset = end
-    report = WalSegmentReport(
-        path=str(path), records=len(records), valid_bytes=offset, size=len(data), problem=problem
-    )
-    return records, report
+    with open(path, "rb") as handle:
+        handle.seek(record.offset)
+        data = handle.read(record.length)
+    header_len = _FIXED.unpack_from(data)[1]
+    payload = data[_FIXED.size + header_len :]
+    try:
+        batches = list(pa.ipc.open_stream(pa.py_buffer(payload)))
+    except Exception as error:
+        raise ValueError(f"unreadable record payload at byte {record.offset}: {error}") from error
+    if len(batches) != 1:
+        raise ValueError(f"record at byte {record.offset} holds {len(batches)} batches, not 1")
+    return batches[0]
 
 
 class WalWriter:

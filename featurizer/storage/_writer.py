@@ -219,6 +219,11 @@ class BlockWriter:
         self.on_acknowledged = on_acknowledged
         self.format = block_format or storage.format
         self._features = list(unique.values())
+        if storage.readonly:
+            raise StorageError(
+                "this storage root is open read-only; it cannot be recorded into",
+                path=str(storage.root),
+            )
         self._lock = storage.writer_lock()
         self._lock.acquire()
         try:
@@ -244,6 +249,8 @@ class BlockWriter:
         self._published: queue.Queue[Any] = queue.Queue(maxsize=4)
         self._processed_seq = self._next_seq
         self._session_max_ts: float | None = None
+        self._covered_ts: float | None = None
+        self._pending_ts: dict[int, float] = {}
         self._wake = threading.Event()
         self._room = threading.Condition()
         self._acked = threading.Condition()
@@ -431,8 +438,9 @@ class BlockWriter:
         self._next_seq += n
         indices = pa.array(taken, type=pa.int32())
         counts = pc.value_counts(indices)
-        records: list[bytes] = []
         batches: list[tuple[_Series, Any]] = []
+        spans: list[tuple[float | None, float | None]] = []
+        firsts: list[int] = []
         low: float | None = None
         high: float | None = None
         for item in counts:
@@ -442,13 +450,34 @@ class BlockWriter:
             positions = pc.indices_nonzero(pc.equal(indices, index))
             seqs = pc.add(positions.cast(pa.int64()), base)
             batch = series.buffer.take(count, seqs)
-            first_seq = int(seqs[0].as_py())
-            records.append(encode_record(series.info.key, self.session, batch, first_seq))
+            firsts.append(int(seqs[0].as_py()))
             batches.append((series, batch))
             span = pc.min_max(batch.column("timestamp")).as_py()
+            spans.append((span["min"], span["max"]))
             if span["min"] is not None:
                 low = span["min"] if low is None else min(low, span["min"])
                 high = span["max"] if high is None else max(high, span["max"])
+        cycle = {
+            "storage": self.storage.storage_id,
+            "session": self.session,
+            "cycle_first": base,
+            "cycle_rows": n,
+            "cycle_min_ts": low,
+            "cycle_max_ts": high,
+        }
+        records = [
+            encode_record(
+                batch,
+                {
+                    **cycle,
+                    "series": series.info.key,
+                    "first_seq": first,
+                    "min_ts": span[0],
+                    "max_ts": span[1],
+                },
+            )
+            for (series, batch), first, span in zip(batches, firsts, spans, strict=True)
+        ]
         self._wal.write(records, base + n - 1)
         if low is not None and high is not None:
             self._min_ts = low if self._min_ts is None else min(self._min_ts, low)
@@ -475,8 +504,15 @@ class BlockWriter:
                 if self._failure is not None:
                     continue
                 self._session_max_ts = item.max_ts
+                self._pending_ts = {
+                    series.index: batch.column("timestamp")[0].as_py()
+                    for series, batch in item.batches
+                    if batch.num_rows
+                }
                 for series, batch in item.batches:
                     self._add(series, batch)
+                    self._pending_ts.pop(series.index, None)
+                self._covered_ts = item.max_ts
                 self._processed_seq = item.end_seq
                 self._enforce_memory()
                 if self._wal.bytes_written >= self.max_wal_bytes:
@@ -494,6 +530,10 @@ class BlockWriter:
             if cut > start:
                 block.add(batch.slice(start, cut - start))
                 self._track_max(block, timestamps[start:cut])
+            if cut < batch.num_rows:
+                self._pending_ts[series.index] = timestamps[cut]
+            else:
+                self._pending_ts.pop(series.index, None)
             self._flush(series)
             start = cut
         if start < batch.num_rows:
@@ -541,7 +581,13 @@ class BlockWriter:
             tables = [t if t.schema.equals(schema) else t.cast(schema) for t in tables]
         table = pa.concat_tables(tables)
         block = write_block(
-            self.storage.root, table, series.info, self.session, series.ordinal, self.format
+            self.storage.root,
+            table,
+            series.info,
+            self.session,
+            series.ordinal,
+            self.format,
+            self.storage.storage_id,
         )
         stored_schema = series.info.arrow_schema
         new_schema = schema_bytes(table.schema)
@@ -552,6 +598,7 @@ class BlockWriter:
             session_first_ts=block.start_ts if first is None else min(block.start_ts, first),
             session_last_ts=block.end_ts if last is None else max(block.end_ts, last),
             arrow_schema=new_schema if (stored_schema is None or refine) else None,
+            covers=self._covers(),
         )
         if stored_schema is None or refine:
             import attrs
@@ -560,6 +607,25 @@ class BlockWriter:
         series.ordinal += 1
         self.blocks_written += 1
         self.bytes_written += block.bytes
+
+    def _covers(self) -> dict[str, float]:
+        """Per series, the time before which all its events are committed (what a reader of
+        this running session may read: a consistent cut across series)."""
+        import math
+
+        done = self._covered_ts
+        covers = {}
+        for series in self._series:
+            pending = self._pending_ts.get(series.index)
+            if series.open.rows and series.open.first_ts is not None:
+                pending = (
+                    series.open.first_ts if pending is None else min(pending, series.open.first_ts)
+                )
+            if pending is not None:
+                covers[series.info.key] = pending
+            elif done is not None:
+                covers[series.info.key] = math.nextafter(done, math.inf)
+        return covers
 
     def _finish(self) -> None:
         for series in self._series:

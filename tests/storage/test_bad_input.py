@@ -123,7 +123,7 @@ def test_a_block_with_another_schema(tmp_path: Path) -> None:
         }
     )
     series = storage.find_series(TICKER)
-    data = encode_block(wrong, series, storage.format)
+    data = encode_block(wrong, series, storage.format, {})
     path = tmp_path / victim.path
     path.write_bytes(data.to_pybytes())
     with storage.catalog.transaction() as db:
