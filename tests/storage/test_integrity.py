@@ -1,0 +1,263 @@
+"""Storage never returns wrong data and never destroys data: corrupt WAL records, foreign
+segments, lost or outdated catalogs, partial flushes and readers of a running recording."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from featurizer import Feature
+from featurizer.storage import (
+    DataHoleWarning,
+    Storage,
+    StorageError,
+    rebuild_catalog,
+)
+from featurizer.storage._wal import WalRecord, scan_segment, segments
+from featurizer.testing import ExampleTicker
+
+A = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "A"})
+B = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "B"})
+
+CRASHING_RECORDER = textwrap.dedent(
+    """
+    import os, sys
+    from featurizer import Feature
+    from featurizer.storage import Storage, MemoryBasedCompactor
+    from featurizer.testing import ExampleTicker
+
+    root, cycles, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+    a = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "A"})
+    b = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "B"})
+    storage = Storage(root)
+    writer = storage.writer([a, b], compactor=MemoryBasedCompactor(max_block_bytes=1 << 30),
+                            sync_interval=60.0)
+    record_a, record_b = writer.event_callback(a), writer.event_callback(b)
+    t = start
+    for cycle in range(cycles):
+        for i in range(50):
+            t += 0.01
+            record_a({"timestamp": t, "receipt_timestamp": t, "bid": t, "ask": t + 1})
+            record_b({"timestamp": t, "receipt_timestamp": t, "bid": -t, "ask": -t + 1})
+        writer.sync()
+    os._exit(0)  # a crash: everything acknowledged is in the WAL, nothing in blocks
+    """
+)
+
+
+def _crash(root: Path, cycles: int = 20, start: float = 1000.0) -> None:
+    subprocess.run(
+        [sys.executable, "-c", CRASHING_RECORDER, str(root), str(cycles), str(start)],
+        check=True,
+        timeout=120,
+    )
+
+
+def _expected(cycles: int = 20, start: float = 1000.0) -> list[float]:
+    out, t = [], start
+    for _ in range(cycles * 50):
+        t += 0.01
+        out.append(t)
+    return out
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Every block file (wherever it is now, by name) with its hash."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in root.rglob("*.parquet")
+    }
+
+
+def _records(path: Path) -> list[WalRecord]:
+    return [item for item in scan_segment(path) if isinstance(item, WalRecord)]
+
+
+def test_a_corrupt_record_in_the_middle_is_a_hole_and_the_rest_is_recovered(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    _crash(root)
+    (segment,) = segments(root / "wal")
+    records = _records(segment)
+    assert len(records) == 40  # 20 cycles of 2 series
+    victim = records[4]  # cycle 2, series A
+    data = bytearray(segment.read_bytes())
+    data[victim.offset + victim.length - 20] ^= 0x40  # a flipped bit in its payload
+    segment.write_bytes(bytes(data))
+    with Storage(root) as storage:
+        report = storage.recover()
+        assert not report.ok and len(report.holes) == 1
+        lost = set(range(victim.first_seq, victim.last_seq + 1))
+        assert f"arrival numbers {victim.first_seq}..{victim.last_seq}" in report.holes[0]
+        series_a = storage.find_series(A)
+        a_events = [e["timestamp"] for e in storage.read_events(A)]
+        b_events = [e["timestamp"] for e in storage.read_events(B)]
+        assert b_events == _expected()  # nothing of the other series lost
+        # exactly the corrupt record's 50 events of A are missing, in one run
+        assert len(lost) == 50 and len(a_events) == 950
+        missing = [ts for ts in _expected() if ts not in set(a_events)]
+        assert missing == _expected()[100:150]
+        (hole,) = storage.holes(series_a)
+        assert hole.start == victim.meta["min_ts"] and hole.end == victim.meta["max_ts"]
+        with pytest.warns(DataHoleWarning, match="corrupt WAL record"):
+            storage.replay([A, B]).close()
+    # the damaged segment is kept aside, not deleted
+    assert not segments(root / "wal")
+    assert list((root / "quarantine" / "wal").rglob("*.wal"))
+
+
+def test_a_torn_tail_is_dropped_with_its_whole_unacknowledged_cycle(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _crash(root)
+    (segment,) = segments(root / "wal")
+    records = _records(segment)
+    last_a = records[-2]  # the last cycle: A's record is complete, B's is torn
+    with open(segment, "r+b") as handle:
+        handle.truncate(records[-1].offset + 30)
+    with Storage(root) as storage:
+        report = storage.recover()
+        assert report.ok and report.torn and report.dropped == 50
+        a_events = [e["timestamp"] for e in storage.read_events(A)]
+        b_events = [e["timestamp"] for e in storage.read_events(B)]
+        # a complete cut: both series end at the last complete cycle
+        assert a_events == b_events == _expected()[:950]
+        assert last_a.first_seq > 0
+    assert not list((root / "quarantine").rglob("*.wal"))
+
+
+def test_foreign_wal_segments_are_refused(tmp_path: Path) -> None:
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    _crash(mine, cycles=2)
+    with Storage(mine) as storage:
+        storage.recover()
+    _crash(other, cycles=3, start=5000.0)
+    (foreign,) = segments(other / "wal")
+    shutil.copy(foreign, mine / "wal" / foreign.name)
+    with Storage(mine) as storage:
+        report = storage.recover()
+        assert not report.ok and "written by storage" in report.refused[0]
+        assert [e["timestamp"] for e in storage.read_events(A)] == _expected(cycles=2)
+        assert {s.id for s in storage.catalog.sessions()} == {
+            s.session for s in storage.catalog.session_series()
+        }
+    assert list((mine / "quarantine" / "foreign").rglob("*.wal"))
+
+
+def test_a_lost_or_emptied_catalog_is_an_error_and_can_be_rebuilt(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _crash(root, cycles=4)
+    with Storage(root) as storage:
+        storage.recover()
+        want_a = storage.read_events(A)
+        want_b = storage.read_events(B)
+    before = _files(root)
+    (root / "catalog.sqlite").write_bytes(b"")
+    for side in root.glob("catalog.sqlite-*"):
+        side.unlink()
+    for attempt in (lambda: Storage.open(root), lambda: Storage(root)):
+        with pytest.raises(StorageError, match="rebuild-catalog"):
+            attempt()
+    (root / "catalog.sqlite").unlink()
+    with pytest.raises(StorageError, match="missing but the root holds 2 block"):
+        Storage(root)
+    assert not (root / "catalog.sqlite").exists()
+    report = rebuild_catalog(root)
+    assert (report.series, report.blocks, report.rows) == (2, 2, 400)
+    with Storage.open(root) as storage:
+        assert storage.read_events(A) == want_a and storage.read_events(B) == want_b
+        assert storage.verify().ok
+    assert _files(root) == before
+
+
+def test_an_older_catalog_never_leads_to_deleted_or_overwritten_blocks(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _crash(root, cycles=3)
+    with Storage(root) as storage:
+        storage.recover()
+    backup = tmp_path / "catalog.backup"
+    shutil.copy(root / "catalog.sqlite", backup)
+    _crash(root, cycles=3, start=2000.0)
+    with Storage(root) as storage:
+        storage.recover()
+    before = _files(root)
+    for side in root.glob("catalog.sqlite-*"):
+        side.unlink()
+    shutil.copy(backup, root / "catalog.sqlite")  # the backup knows only the first session
+    _crash(root, cycles=3, start=3000.0)
+    with Storage(root) as storage:
+        report = storage.recover()
+        assert len(report.unadopted) == 2  # the second session's blocks: left in place
+    after = _files(root)
+    assert all(after.get(name) == digest for name, digest in before.items())
+    rebuild_catalog(root)
+    with Storage.open(root) as storage:
+        got = [e["timestamp"] for e in storage.read_events(A)]
+        assert got == _expected(3) + _expected(3, 2000.0) + _expected(3, 3000.0)
+        assert storage.verify().ok
+
+
+def test_block_files_are_never_replaced(tmp_path: Path) -> None:
+    from featurizer.storage._files import publish
+
+    root = tmp_path / "root"
+    publish(root, "blocks/x/1.parquet", b"first")
+    with pytest.raises(StorageError, match="refusing to overwrite"):
+        publish(root, "blocks/x/1.parquet", b"second")
+    assert (root / "blocks/x/1.parquet").read_bytes() == b"first"
+    assert not list((root / "tmp").iterdir())
+
+
+def test_a_reader_during_a_recording_sees_a_consistent_cut(tmp_path: Path) -> None:
+    """A commits a block every few events, B rarely: a reader must not merge A's longer
+    tail with B's shorter one as if both were complete."""
+    from featurizer.storage import MemoryBasedCompactor
+
+    root = tmp_path / "root"
+    storage = Storage(root)
+    writer = storage.writer(
+        [A, B], compactor=MemoryBasedCompactor(max_block_bytes=4096), sync_interval=0.005
+    )
+    record_a, record_b = writer.event_callback(A), writer.event_callback(B)
+    stop = threading.Event()
+    snapshots: list[tuple[float, list[tuple[str, float]]]] = []
+
+    def read() -> None:
+        deadline = time.monotonic() + 30.0
+        with Storage.open(root, readonly=True) as reader:
+            while not stop.is_set() and time.monotonic() < deadline and len(snapshots) < 20:
+                try:
+                    replay = reader.replay([A, B], holes="ignore")
+                except StorageError:
+                    continue  # nothing committed yet
+                events = [(f.name, e["timestamp"]) for f, e in replay.events()]
+                if replay.data_end is not None:
+                    snapshots.append((replay.data_end, events))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    t = 0.0
+    for i in range(30_000):
+        t += 0.001
+        record_a({"timestamp": t, "receipt_timestamp": t, "bid": t, "ask": t})
+        if i % 10 == 0:
+            record_b({"timestamp": t, "receipt_timestamp": t, "bid": t, "ask": t})
+        if i % 1000 == 0:
+            writer.sync()
+        if len(snapshots) >= 5:
+            break
+    writer.stop()
+    stop.set()
+    reader.join(timeout=60)
+    final = [(f.name, e["timestamp"]) for f, e in storage.replay([A, B]).events()]
+    storage.close()
+    assert snapshots, "the reader never saw a running session"
+    for data_end, events in snapshots:
+        assert events == [item for item in final if item[1] < data_end]
