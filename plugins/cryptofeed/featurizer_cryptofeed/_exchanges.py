@@ -100,12 +100,14 @@ class ExchangeSupport:
     :param feed_class: ``"module:Class"`` of its cryptofeed feed (imported when used).
     :param channels: the cryptofeed channels of :data:`CHANNELS` it offers.
     :param family: what is specific to its wire protocol.
+    :param keyed_channels: the channels cryptofeed 2.4.1 subscribes to only with API keys.
     """
 
     name: str
     feed_class: str
     channels: tuple[str, ...]
     family: ExchangeFamily
+    keyed_channels: tuple[str, ...] = ()
 
     @property
     def data_sources(self) -> tuple[str, ...]:
@@ -140,11 +142,15 @@ def supported_exchanges() -> Mapping[str, ExchangeSupport]:
     for name, cls in sorted(EXCHANGE_MAP.items()):
         channels = tuple(c for c in CHANNELS if c in (cls.websocket_channels or {}))
         if channels:
+            family = family_of(name)
             found[name] = ExchangeSupport(
                 name=name,
                 feed_class=f"{cls.__module__}:{cls.__name__}",
                 channels=channels,
-                family=family_of(name),
+                family=family,
+                keyed_channels=tuple(
+                    c for c in channels if family.needs_keys or cls.is_authenticated_channel(c)
+                ),
             )
     return found
 
@@ -161,5 +167,10 @@ def describe_exchanges() -> list[str]:
     return [
         f"{name:20} {', '.join(s for s in support.data_sources if s != GAPS_SOURCE):44} "
         f"gaps: {support.family.gap_detection}"
+        + (
+            f"; API keys needed for {', '.join(support.keyed_channels)}"
+            if support.keyed_channels
+            else ""
+        )
         for name, support in exchanges.items()
     ]

@@ -145,6 +145,8 @@ class ExchangeFamily:
     :param ticker_time_scale: multiplies cryptofeed's ticker timestamp into seconds (Bybit's
         is in milliseconds).
     :param attribute_message: the ``(exchange symbol, channel)`` a raw message belongs to.
+    :param needs_keys: cryptofeed signs even its public subscriptions with API keys here
+        (besides the channels cryptofeed itself marks as authenticated).
     """
 
     name: str
@@ -155,6 +157,7 @@ class ExchangeFamily:
     ticker_sizes: Callable[[Any], tuple[float, float]] | None = None
     ticker_time_scale: float = 1.0
     attribute_message: Callable[[str | bytes], tuple[str, str] | None] | None = None
+    needs_keys: bool = False
 
 
 GENERIC = ExchangeFamily(
@@ -199,6 +202,13 @@ FAMILIES: tuple[ExchangeFamily, ...] = (
         name="bitfinex",
         exchanges=("BITFINEX",),
         gap_detection="per-connection sequence numbers (sequence_gap); recovered by reconnecting",
+    ),
+    ExchangeFamily(
+        name="coinbase",
+        exchanges=("COINBASE",),
+        gap_detection="dropped connections only (cryptofeed checks no book sequence here); "
+        "a book is recovered by reconnecting",
+        needs_keys=True,
     ),
     ExchangeFamily(
         name="bybit",

@@ -14,6 +14,7 @@ from featurizer import ConfigError
 
 __all__ = [
     "CA_FILE_ENV",
+    "credentials_env_prefix",
     "ENDPOINT_ENV_PATTERN",
     "OPTION_PREFIX",
     "CryptofeedOptions",
@@ -30,6 +31,17 @@ CA_FILE_ENV = "FEATURIZER_CRYPTOFEED_CA_FILE"
 """A PEM file of extra certificate authorities trusted for ``wss://`` connections."""
 
 RETRIES_ENV = "FEATURIZER_CRYPTOFEED_RETRIES"
+
+
+def credentials_env_prefix(exchange: str) -> str:
+    """``FEATURIZER_CRYPTOFEED_<EXCHANGE>_`` (``.`` written ``_``): the API key variables' prefix.
+
+    >>> credentials_env_prefix("crypto.com")
+    'FEATURIZER_CRYPTOFEED_CRYPTO_COM_'
+    """
+    return f"FEATURIZER_CRYPTOFEED_{exchange.upper().replace('.', '_')}_"
+
+
 CONNECT_TIMEOUT_ENV = "FEATURIZER_CRYPTOFEED_CONNECT_TIMEOUT"
 
 
@@ -202,6 +214,7 @@ class CryptofeedOptions:
     :param depth_interval: Binance's book update interval, ``"100ms"`` or ``"1000ms"``.
     :param validate: check every event against its data source's schema before delivering it.
     :param uvloop: run the feed on a uvloop event loop (when installed) instead of asyncio's.
+    :param environ: where API keys are read from (``None``: ``os.environ`` when needed).
     """
 
     endpoints: Mapping[str, Endpoints] = attrs.field(factory=dict, converter=_endpoints)
@@ -213,6 +226,7 @@ class CryptofeedOptions:
     depth_interval: str = attrs.field(default="100ms", converter=_depth_interval)
     validate: bool = attrs.field(default=False, converter=_flag)
     uvloop: bool = attrs.field(default=False, converter=_flag)
+    environ: Mapping[str, str] | None = attrs.field(default=None, repr=False, eq=False)
 
     @classmethod
     def from_mapping(
@@ -227,7 +241,8 @@ class CryptofeedOptions:
         ``cryptofeed_uvloop``); other keys are ignored. The environment supplies what the
         command line cannot: ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_WEBSOCKET`` and
         ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_REST`` (addresses), ``FEATURIZER_CRYPTOFEED_CA_FILE``,
-        ``FEATURIZER_CRYPTOFEED_RETRIES`` and ``FEATURIZER_CRYPTOFEED_CONNECT_TIMEOUT``. Run options win over the environment.
+        ``FEATURIZER_CRYPTOFEED_RETRIES`` and ``FEATURIZER_CRYPTOFEED_CONNECT_TIMEOUT``. Run
+        options win over the environment.
 
         :param options: the run options.
         :param environ: the environment (``os.environ`` by default).
@@ -267,7 +282,34 @@ class CryptofeedOptions:
         parsed["endpoints"] = _merge_endpoints(
             _endpoints_from_env(env), parsed.get("endpoints", {})
         )
+        parsed["environ"] = environ
         return cls(**parsed)
+
+    def credentials_for(self, exchange: str) -> dict[str, str] | None:
+        """API keys of ``exchange`` from the environment, as cryptofeed's config wants them.
+
+        Read from ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_KEY_ID`` and ``..._KEY_SECRET`` (and
+        ``..._KEY_PASSPHRASE`` where the exchange uses one; a ``.`` in the exchange id is
+        written ``_``). Keys are read from the environment only, never from a config file or
+        run options, so they are not recorded with a run.
+
+        :returns: ``{"key_id": ..., "key_secret": ...}``, or ``None`` when either is unset.
+
+        >>> CryptofeedOptions(environ={"FEATURIZER_CRYPTOFEED_BIT_COM_KEY_ID": "k",
+        ...                            "FEATURIZER_CRYPTOFEED_BIT_COM_KEY_SECRET": "s"}
+        ...                   ).credentials_for("BIT.COM")
+        {'key_id': 'k', 'key_secret': 's'}
+        """
+        env = os.environ if self.environ is None else self.environ
+        prefix = credentials_env_prefix(exchange)
+        found = {
+            key: env[f"{prefix}{key.upper()}"]
+            for key in ("key_id", "key_secret", "key_passphrase")
+            if env.get(f"{prefix}{key.upper()}")
+        }
+        if "key_id" not in found or "key_secret" not in found:
+            return None
+        return found
 
     def endpoints_for(self, exchange: str) -> Endpoints:
         """The address overrides of ``exchange`` (empty when there are none)."""

@@ -32,7 +32,7 @@ from featurizer_cryptofeed._exchanges import (
     supported_exchanges,
 )
 from featurizer_cryptofeed._logs import quiet_cryptofeed_logs
-from featurizer_cryptofeed._options import CryptofeedOptions
+from featurizer_cryptofeed._options import CryptofeedOptions, credentials_env_prefix
 from featurizer_cryptofeed._stats import EmitterStats, ExchangeStats, StreamStats
 
 __all__ = ["CryptofeedEventEmitter"]
@@ -252,6 +252,16 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 f"cryptofeed emitter: data source {feature.name!r}: {exchange} does not serve "
                 f"{channel!r}{hint}; it serves {', '.join(support.data_sources)}"
             )
+        cryptofeed_channel = "ticker" if channel == BOOK_TICKER else channel
+        if cryptofeed_channel in support.keyed_channels and not self.options.credentials_for(
+            exchange
+        ):
+            prefix = credentials_env_prefix(exchange)
+            raise EmitterError(
+                f"cryptofeed emitter: data source {feature.name!r}: cryptofeed 2.4.1 subscribes "
+                f"to {exchange} {cryptofeed_channel!r} only with API keys; set {prefix}KEY_ID "
+                f"and {prefix}KEY_SECRET"
+            )
         feed_class = self._feed_class(support)
         instruments = self._load_instruments(support, feed_class)
         if not isinstance(symbol, str) or symbol not in instruments:
@@ -395,6 +405,10 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
             extra["depth_interval"] = self.options.depth_interval
         if family.checksum:
             extra["checksum_validation"] = True
+        config: dict[str, Any] = dict(_FEEDHANDLER_CONFIG)
+        credentials = self.options.credentials_for(name)
+        if credentials is not None:
+            config[name.lower()] = credentials
         try:
             feed = feed_class(
                 subscription=subscription,
@@ -402,7 +416,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 retries=self.options.retries,
                 timeout=timeout,
                 timeout_interval=min(30.0, timeout / 4) if timeout > 0 else 30.0,
-                config=dict(_FEEDHANDLER_CONFIG),
+                config=config,
                 **extra,
             )
         except Exception as error:
