@@ -562,7 +562,8 @@ def run_scaled(
     if run_metrics is not None:
         observer = ScaledRunObserver(run_metrics, plan, transport_name, interval=metrics_interval)
         observer.register()
-    restore_sigterm = _sigterm_interrupts()
+    signals = _StopSignals()
+    signals.install()
     try:
         port = (transport_options or {}).get("port")
         for worker in plan.workers:
@@ -599,12 +600,13 @@ def run_scaled(
             launched,
             heartbeat_timeout=heartbeat_timeout,
             max_pending=max_pending,
+            signals=signals,
         )
         stopped_by = gatherer.collect(options.duration, drain_timeout)
         elapsed = time.perf_counter() - started
         worker_metrics = launched.stop(ok=True)
     except BaseException as error:
-        restore_sigterm()
+        signals.restore()
         _cleanup(launched, inboxes, transport_obj, scaler_obj, observer, ok=False)
         if sink is not None:
             sink.close(ok=False)
@@ -614,7 +616,7 @@ def run_scaled(
             raise error from None
         plugins.on_run_error(context, error)
         raise
-    restore_sigterm()
+    signals.restore()
     _cleanup(launched, inboxes, transport_obj, scaler_obj, observer)
     if sink is not None:
         sink.close(ok=True)
@@ -642,20 +644,34 @@ def run_scaled(
     return summary
 
 
-def _sigterm_interrupts() -> Callable[[], None]:
-    """Make SIGTERM stop the run like Ctrl-C (a clean, draining stop) while it runs; returns
-    the function restoring the previous handler (a no-op off the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+class _StopSignals:
+    """While a run goes, the first Ctrl-C (SIGINT) or SIGTERM asks for a clean stop (a flag
+    the driver's loop reads, so that no half-handled batch is left behind); another one while
+    stopping raises :class:`KeyboardInterrupt` (the run is abandoned). Only in the main
+    thread (signals are delivered there); elsewhere nothing changes."""
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
 
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except (ValueError, OSError):  # pragma: no cover - platforms without SIGTERM
-        return lambda: None
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except (ValueError, OSError):  # pragma: no cover - platforms without the signal
+                continue
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested is not None:
+            raise KeyboardInterrupt(f"signal {signum} while stopping")
+        self.requested = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        previous, self._previous = self._previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class _InboxesBytes(Inbox):
@@ -698,7 +714,9 @@ class _Gatherer:
         *,
         heartbeat_timeout: float,
         max_pending: int,
+        signals: _StopSignals | None = None,
     ) -> None:
+        self.signals = signals or _StopSignals()
         self.inboxes = inboxes
         self.collector = collector
         self.launched = launched
@@ -720,13 +738,14 @@ class _Gatherer:
         try:
             if self._run(deadline):
                 return "completed"
-            stopped_by = "duration"
-        except KeyboardInterrupt:
+            stopped_by = "interrupted" if self.signals.requested else "duration"
+        except KeyboardInterrupt:  # a signal handler of the caller's, or off the main thread
             stopped_by = "interrupted"
+            self.signals.requested = self.signals.requested or "SIGINT"
         logger.info("stopping (%s): draining the workers", stopped_by)
         try:
             self.launched.drain()
-            if self._run(time.monotonic() + drain_timeout):
+            if self._run(time.monotonic() + drain_timeout, draining=True):
                 return stopped_by
         except KeyboardInterrupt:
             raise ScalingError(
@@ -738,7 +757,7 @@ class _Gatherer:
             f"within {drain_timeout:g} s (a feature that never returns?); nothing is published"
         )
 
-    def _run(self, until: float | None) -> bool:
+    def _run(self, until: float | None, *, draining: bool = False) -> bool:
         collector = self.collector
         while not collector.finished:
             self._receive()
@@ -748,6 +767,8 @@ class _Gatherer:
                 self._check_heartbeats(now)
                 self.last_poll = now
             if until is not None and now >= until:
+                return False
+            if self.signals.requested is not None and not draining:
                 return False
         return True
 

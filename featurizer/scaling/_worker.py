@@ -452,7 +452,9 @@ class WorkerRuntime:
             raise TransportError(
                 f"worker {self.index}: batch from unexpected worker {batch.sender}"
             )
-        with self.lock:
+        if not self._acquire():
+            return
+        try:
             channel.accept(batch, self._by_key, f"worker {self.index}")
             features = channel.features
             touched = set()
@@ -482,6 +484,8 @@ class WorkerRuntime:
                     dispatch[feature](event)
                     frontiers[group] = (key[0], key[2])
                 frontiers[group] = merge.frontier()
+        finally:
+            self.lock.release()
 
     def _supervise(self) -> None:
         interval = self.flush_interval
@@ -496,7 +500,9 @@ class WorkerRuntime:
                             f"emitter {name!r} failed: {type(failure).__name__}: {failure}"
                         )
                     ) from failure
-            with self.lock:
+            if not self._acquire():
+                return
+            try:
                 now = time.time()
                 self._advance_watermarks(now)
                 if not self._inputs_done and (
@@ -511,6 +517,16 @@ class WorkerRuntime:
                 if self._inputs_done and all(c.ended for c in self._channels.values()):
                     self._finish()
                     return
+            finally:
+                self.lock.release()
+
+    def _acquire(self) -> bool:
+        """Take the lock, unless the worker stops first (a feature stuck under the lock must
+        not keep the worker's other threads from ending)."""
+        while not self.lock.acquire(timeout=0.1):
+            if self._stopping.is_set():
+                return False
+        return True
 
     def drain(self) -> None:
         """Stop taking input and finish cleanly (a stop by duration, Ctrl-C or SIGTERM): events
