@@ -216,6 +216,12 @@ class Replay:
         self.segment_rows = segment_rows
         self.prefetch = prefetch
         self.plans: list[SeriesPlan] = [self._plan(feature) for feature in self.sources]
+        self.resume: list[tuple[float, int] | None] = [
+            self._resume_point(feature, plan)
+            for feature, plan in zip(self.sources, self.plans, strict=True)
+        ]
+        """Per source, ``(timestamp, arrival number)`` of the full-state event (a book
+        snapshot) it is replayed from, when it declares one and the range starts later."""
         self.data_end: float | None = None
         """Where the replayed data ends when a source is being recorded right now: the time
         before which every source has committed its events (a consistent cut); ``None`` when
@@ -239,6 +245,63 @@ class Replay:
         self._threads: list[threading.Thread] = []
         self._queues: list[queue.Queue[Any]] = []
         self.events_out = 0
+
+    def _resume_point(self, feature: Feature, plan: SeriesPlan) -> tuple[float, int] | None:
+        """Where a source whose state is rebuilt from full-state events must start.
+
+        A data source definition may declare ``snapshot_field``: the name of a ``bool`` field
+        that is true on events carrying the full state (an order book snapshot), the events
+        after it being increments. Replaying such a source from the middle would give
+        consumers increments without a base, so it is replayed from the last full-state
+        event at or before the start (the events in between feed the warm-up). If there is
+        none while earlier data exists, the replay is refused (never silently less).
+        """
+        field = getattr(feature.definition, "snapshot_field", None)
+        if not field or self.start is None:
+            return None
+        series = plan.series
+        before = [
+            b for b in self.catalog.blocks(series.key, None, self.start) if b.start_ts <= self.start
+        ]
+        if not before:
+            return None
+        for block in reversed(before):
+            found = self._last_snapshot(block, series, field)
+            if found is not None:
+                resume = found
+                break
+        else:
+            raise NoDataError(
+                f"data source {feature.name!r} is rebuilt from full-state events "
+                f"({field}=true) and none is stored before {format_ts(self.start)}: replaying "
+                f"from there would start without its state. Start at or before its first "
+                f"stored event ({format_ts(before[0].start_ts)})",
+                series=series.label,
+                path=str(self.catalog.path),
+            )
+        self.plans[self.sources.index(feature)] = plan_series(
+            self.catalog, series, resume[0], self.end
+        )
+        return resume
+
+    def _last_snapshot(
+        self, block: Any, series: SeriesInfo, field: str
+    ) -> tuple[float, int] | None:
+        """The last ``(timestamp, arrival number)`` of a full-state event at or before the
+        start in one block."""
+        assert self.start is not None
+        data = read_block_bytes(self.root, block, series.label)
+        parquet = open_block(
+            data, block, series.label, self.root / block.path, series_arrow_schema(series)
+        )
+        table = parquet.read(columns=["timestamp", field, SEQ_COLUMN])
+        stamps = table.column("timestamp").to_pylist()
+        flags = table.column(field).to_pylist()
+        seqs = table.column(SEQ_COLUMN).to_pylist()
+        for index in range(len(stamps) - 1, -1, -1):
+            if flags[index] and stamps[index] <= self.start:
+                return (float(stamps[index]), int(seqs[index]))
+        return None
 
     def _cut_at_consistent_end(self) -> None:
         """Read a running recording only up to where every source has committed."""
@@ -309,9 +372,10 @@ class Replay:
 
     def _holes_of(self, plan: SeriesPlan) -> tuple[Hole, ...]:
         """Holes of the output range (the warm-up before ``output_start`` is not asked for)."""
-        if self.output_start is None:
+        start = self.output_start if self.output_start is not None else self.start
+        if start == plan.start:
             return plan.holes
-        return plan_series(self.catalog, plan.series, self.output_start, self.end).holes
+        return plan_series(self.catalog, plan.series, start, self.end).holes
 
     def _check_schema(self, feature: Feature, series: SeriesInfo) -> None:
         expected = schema_to_json(feature.definition.event_schema())
@@ -338,6 +402,10 @@ class Replay:
         schema = series_arrow_schema(series)
         decoder = self._decoders[index]
         lo, hi = self.start, self.end
+        resume = self.resume[index]
+        from_seq = -1
+        if resume is not None:
+            lo, from_seq = resume
         carry = -math.inf
         size = self.segment_rows
         for block in plan.blocks:
@@ -370,8 +438,12 @@ class Replay:
                 view = float_view(keys)
                 a = 0 if lo is None else bisect.bisect_left(view, lo)
                 b = len(keys) if hi is None else bisect.bisect_left(view, hi)
+                seqs = table.column(SEQ_COLUMN).combine_chunks()
+                if from_seq >= 0 and a < b:
+                    a = max(a, bisect.bisect_left(seqs.to_pylist(), from_seq))
+                    if a < b:
+                        from_seq = -1
                 if a < b:
-                    seqs = table.column(SEQ_COLUMN).combine_chunks()
                     for offset in range(a, b, size):
                         n = min(size, b - offset)
                         yield _Segment(
@@ -435,6 +507,8 @@ class Replay:
 
         self._start_threads()
         boundary = self.output_start
+        if boundary is None and any(resume is not None for resume in self.resume):
+            boundary = self.start
         count = len(self.sources)
         current: list[_Segment | None] = [None] * count
         done = [False] * count

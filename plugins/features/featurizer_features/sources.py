@@ -57,6 +57,9 @@ class L2BookSource(DataSourceDefinition):
 
     name = "l2_book"
     description = "incremental L2 book: snapshots, deltas and gap markers"
+    snapshot_field = "is_snapshot"
+    """Events with this field true carry the whole book: a replay starting later starts from
+    the last of them (see Featurizer Storage, "State rebuilt from snapshots")."""
 
     @classmethod
     def event_schema(cls) -> Schema:
