@@ -121,6 +121,12 @@ class FeaturizerConfig:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as error:
             raise ConfigError(f"cannot read config: {error.strerror}", path=text_path) from error
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"cannot read config: not UTF-8 text (byte {error.start}: "
+                f"{error.object[error.start : error.start + 1]!r}); save the file as UTF-8",
+                path=text_path,
+            ) from error
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:

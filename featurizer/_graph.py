@@ -671,6 +671,13 @@ class FeatureStreamGraph:
         self._require_node(feature)
         return self._nodes[self._index[feature]].state
 
+    def silent_outputs(self) -> list[Feature]:
+        """With combined outputs, the outputs that never produced a value, in output order.
+
+        While any is silent, no combined output is delivered (it needs every output).
+        """
+        return [f for f, latest in zip(self._outs, self._latest, strict=True) if latest is None]
+
     def is_fused(self, feature: Feature) -> bool:
         """Whether ``feature`` runs as a fused chain (``False``: through streamz, or a source)."""
         self._require_node(feature)

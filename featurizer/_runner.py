@@ -78,6 +78,9 @@ class RunSummary:
     :param errors: feature errors counted under the ``skip`` policy.
     :param elapsed_seconds: wall time from emitters' start to their stop.
     :param stopped_by: ``"completed"``, ``"max_events"``, ``"duration"`` or ``"interrupted"``.
+    :param silent_outputs: with combined outputs, the output features that never produced a
+        value: a combined row needs one from every output, so while any is silent no row is
+        written (a one-minute bar over 40 seconds of data).
     """
 
     events_in: int
@@ -85,6 +88,7 @@ class RunSummary:
     errors: int
     elapsed_seconds: float
     stopped_by: str
+    silent_outputs: tuple[str, ...] = ()
 
     @property
     def events_per_second(self) -> float:
@@ -213,6 +217,7 @@ def run(
     plugins: Plugins | None = None,
     on_combined: Callable[[GroupedNamedDataEvent], None] | None = None,
     metrics: RunMetrics | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RunSummary:
     """Run ``config`` until its emitters finish, ``max_events``, ``duration`` or Ctrl-C.
 
@@ -224,6 +229,8 @@ def run(
     :param on_combined: also called with every combined output (tests, dashboards).
     :param metrics: instrument the graph with ``metrics.nodes`` and attach the graph and its
         emitters to it (see :mod:`featurizer.metrics`); ``None`` runs uninstrumented.
+    :param progress: called about 20 times a second, from the calling thread, with the input
+        events and the output rows so far (a progress line).
     :returns: the summary.
     :raises FeaturizerError: for config or emitter problems (before anything starts) and for
         feature errors under the ``raise`` policy.
@@ -268,7 +275,8 @@ def run(
     try:
         for emitter in emitters.values():
             emitter.start()
-        stopped_by = _wait(emitters, options, limit_reached, started)
+        report = None if progress is None else (lambda: progress(counter.count, outputs[0]))
+        stopped_by = _wait(emitters, options, limit_reached, started, report)
     except KeyboardInterrupt:
         stopped_by = "interrupted"
     except BaseException as error:
@@ -298,9 +306,14 @@ def run(
         errors=sum(graph.error_counts.values()),
         elapsed_seconds=elapsed,
         stopped_by=stopped_by,
+        silent_outputs=_silent_outputs(graph) if options.combine_outputs else (),
     )
     plugins.after_run(context, summary)
     return summary
+
+
+def _silent_outputs(graph: FeatureStreamGraph) -> tuple[str, ...]:
+    return tuple(feature.name for feature in graph.silent_outputs())
 
 
 def _per_feature_writer(sink: Sink, outputs: list[int]) -> Callable[[Feature, Event], None]:
@@ -316,9 +329,12 @@ def _wait(
     options: RunOptions,
     limit_reached: threading.Event,
     started: float,
+    report: Callable[[], None] | None = None,
 ) -> str:
     pending = dict(emitters)
     while pending:
+        if report is not None:
+            report()
         for name, emitter in list(pending.items()):
             if emitter.failure() is not None:
                 return "failed"

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TextIO
 from featurizer._errors import FeaturizerError
 from featurizer._events import GroupedNamedDataEvent
 
-__all__ = ["JsonLinesSink", "ParquetSink", "Sink", "flatten_grouped"]
+__all__ = ["JsonLinesSink", "ParquetSink", "Sink", "check_output_file", "flatten_grouped"]
 
 _TIMESTAMPS = ("timestamp", "receipt_timestamp")
 
@@ -55,6 +55,25 @@ def _temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
 
+def check_output_file(path: str | Path) -> Path:
+    """Fail before any work if ``path`` cannot become an output file.
+
+    :param path: the requested output file, as the user spelled it.
+    :returns: the path.
+    :raises FeaturizerError: if it is (or, ending with ``/``, names) a directory, or its
+        directory is missing or read-only.
+    """
+    spelled = str(path)
+    target = Path(path)
+    if target.is_dir() or spelled.endswith(("/", os.sep)):
+        raise FeaturizerError(
+            f"cannot write {spelled!r}: it is a directory; give a file name such as "
+            f"{str(target / 'features.jsonl')!r}"
+        )
+    _check_writable(target)
+    return target
+
+
 def _check_writable(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -80,13 +99,12 @@ class JsonLinesSink:
     """
 
     def __init__(self, path: str | Path | None) -> None:
-        self._path = Path(path) if path is not None else None
+        self._path = check_output_file(path) if path is not None else None
         self._stream: TextIO
         if self._path is None:
             self._stream = sys.stdout
             self._tmp: Path | None = None
         else:
-            _check_writable(self._path)
             self._tmp = _temporary_path(self._path)
             self._stream = self._tmp.open("w", encoding="utf-8")
         self._dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
@@ -129,8 +147,7 @@ class ParquetSink:
             raise FeaturizerError(
                 "writing Parquet needs pyarrow: pip install pyarrow (or write .jsonl)"
             ) from error
-        self._path = Path(path)
-        _check_writable(self._path)
+        self._path = check_output_file(path)
         self._tmp = _temporary_path(self._path)
         self._batch_rows = batch_rows
         self._rows: list[Mapping[str, Any]] = []

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from featurizer._config import FeaturizerConfig
 from featurizer._errors import FeaturizerError
 from featurizer._plugins import Plugins
-from featurizer._sinks import Sink
+from featurizer._sinks import Sink, check_output_file
 
 __all__ = [
+    "ProgressLine",
     "add_config_argument",
+    "check_output",
     "load",
     "make_sink",
     "positive_float",
@@ -54,8 +58,22 @@ def load(args: argparse.Namespace) -> FeaturizerConfig:
     return FeaturizerConfig.from_yaml(args.config)
 
 
+def check_output(out: str | Path | None) -> None:
+    """Check ``--out`` before any work: not a directory, in an existing writable directory.
+
+    :param out: the ``--out`` value (``None``: standard output, always fine).
+    :raises FeaturizerError: one line naming the path and how to fix it.
+    """
+    if out is not None:
+        check_output_file(out)
+
+
 def make_sink(plugins: Plugins, out: str | None, format_name: str | None) -> Sink:
-    """The sink for ``--out``/``--format``: chosen by name, else by the file's suffix."""
+    """The sink for ``--out``/``--format``: chosen by name, else by the file's suffix.
+
+    The output path is checked first (see :func:`check_output`), whatever the sink.
+    """
+    check_output(out)
     sinks = plugins.sinks()
     if format_name is not None:
         if format_name not in sinks:
@@ -82,3 +100,75 @@ def make_sink(plugins: Plugins, out: str | None, format_name: str | None) -> Sin
 def write(text: str, *, stream: Any = None) -> None:
     """Write a line of user-facing output (stdout by default)."""
     (stream or sys.stdout).write(text + "\n")
+
+
+class ProgressLine:
+    """A live progress line for long commands, on a terminal only (rich).
+
+    Shows the input events (against ``total`` when known, as a bar), the rows written, the
+    events per second and the elapsed time, refreshed at most every ``interval`` seconds and
+    cleared when closed, so that the summary printed afterwards stands alone. It prints nothing
+    when disabled (``--quiet``) or when ``stream`` is not a terminal (a pipe, a file, CI logs).
+
+    :param stream: where to draw (standard error for the CLI).
+    :param total: the input events expected (``--max-events``), or ``None``.
+    :param enabled: ``False`` for ``--quiet``; a non-terminal stream disables it too.
+    :param interval: seconds between refreshes.
+    :param clock: a monotonic clock (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        total: int | None,
+        enabled: bool = True,
+        interval: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.enabled = enabled and bool(getattr(stream, "isatty", lambda: False)())
+        self._clock = clock
+        self._interval = interval
+        self._started = clock()
+        self._next = self._started
+        self._progress: Any = None
+        self._task: Any = None
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns: list[Any] = [TextColumn("[bold]{task.description}")]
+            if total is not None:
+                columns.append(BarColumn())
+            columns += [TextColumn("{task.fields[counts]}"), TimeElapsedColumn()]
+            self._progress = Progress(
+                *columns,
+                console=Console(file=stream, force_terminal=True),
+                transient=True,
+                auto_refresh=False,
+            )
+            self._task = self._progress.add_task("running", total=total, counts="starting")
+            self._progress.start()
+
+    def update(self, events: int, rows: int) -> None:
+        """Report the counts so far; redraws when ``interval`` passed since the last draw."""
+        if self._progress is None:
+            return
+        now = self._clock()
+        if now < self._next:
+            return
+        self._next = now + self._interval
+        elapsed = now - self._started
+        rate = events / elapsed if elapsed > 0 else 0.0
+        self._progress.update(
+            self._task,
+            completed=events,
+            counts=f"events in: {events:,}  rows out: {rows:,}  events/s: {rate:,.0f}",
+        )
+        self._progress.refresh()
+
+    def close(self) -> None:
+        """Clear the line (safe to call twice)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="featurizer", description="Define market-data features once; run them anywhere."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
         _run_cmd,
@@ -45,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         module.register(commands)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("featurizer")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _closed_pipe() -> int:

@@ -6,10 +6,12 @@ import argparse
 import sys
 from typing import Any
 
+from featurizer._errors import FeaturizerError
 from featurizer._graph import ERROR_POLICIES
 from featurizer._plugins import get_plugins
 from featurizer._runner import RunOptions, run
 from featurizer.cli._common import (
+    ProgressLine,
     add_config_argument,
     load,
     make_sink,
@@ -69,13 +71,36 @@ def register(commands: Any) -> None:
         default="raise",
         help="when a feature raises: stop (raise) or count and continue (skip)",
     )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress line and no summary (errors only)",
+    )
     add_scaling_arguments(parser)
     add_metrics_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
+_SCALED_ONLY = (("workers", 1), ("strategy", None), ("address", None), ("transport", None))
+
+
+def _check_scaling_arguments(args: argparse.Namespace) -> None:
+    """Scale-out options without ``--scaler`` are an error, never silently ignored."""
+    if args.scaler:
+        return
+    for name, default in _SCALED_ONLY:
+        value = getattr(args, name, default)
+        if value != default:
+            raise FeaturizerError(
+                f"--{name} {value} needs a scaled run: add --scaler local (or --scaler ray); "
+                f"without --scaler the run is one process"
+            )
+
+
 def handle(args: argparse.Namespace) -> int:
     """Run the config and print a summary to stderr."""
+    _check_scaling_arguments(args)
     config = load(args)
     plugins = get_plugins()
     options = RunOptions(
@@ -101,15 +126,46 @@ def handle(args: argparse.Namespace) -> int:
                     )
             else:
                 assert sink is not None  # --outputs workers needs --scaler
-                summary = run(config, options, sink, plugins=plugins, metrics=metrics)
+                progress = ProgressLine(
+                    sys.stderr,
+                    total=args.max_events,
+                    enabled=not args.quiet and not getattr(args, "dashboard", False),
+                )
+                try:
+                    summary = run(
+                        config,
+                        options,
+                        sink,
+                        plugins=plugins,
+                        metrics=metrics,
+                        progress=progress.update,
+                    )
+                finally:
+                    progress.close()
         except BaseException:
             if sink is not None:
                 sink.close(ok=False)
             raise
+    if not args.quiet:
+        _report(args, summary, outputs is not None)
+    if summary.stopped_by == "interrupted":
+        write("featurizer: interrupted", stream=sys.stderr)
+        return 130
+    return 0
+
+
+def _report(args: argparse.Namespace, summary: Any, worker_outputs: bool) -> None:
     write(summary.describe(), stream=sys.stderr)
-    if outputs is not None:
+    if worker_outputs:
         files = ", ".join(summary.output_files)
         write(f"wrote {summary.outputs_out:,} rows to {files}", stream=sys.stderr)
     elif args.out:
         write(f"wrote {summary.outputs_out:,} rows to {args.out}", stream=sys.stderr)
-    return 0
+    silent = getattr(summary, "silent_outputs", ())
+    if summary.outputs_out == 0 and summary.events_in > 0 and silent:
+        write(
+            f"hint: no rows because {len(silent)} output(s) never produced a value: "
+            f"{', '.join(silent)}; a combined row needs a value from every output, so run "
+            f"longer (a larger --duration or --max-events, a faster --pace) or pass --no-combine",
+            stream=sys.stderr,
+        )

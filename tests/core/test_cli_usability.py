@@ -1,0 +1,160 @@
+"""What a newcomer hits first: outputs checked before work, progress, throttled warnings, ..."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from featurizer.cli import main
+from featurizer.cli._common import ProgressLine
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
+
+
+def _must_not_run(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("the run started although its output cannot be written")
+
+
+@pytest.mark.parametrize(
+    ("out", "extra"),
+    [("existing", []), ("existing", ["--format", "parquet"]), ("nodir/", ["--format", "parquet"])],
+)
+def test_an_output_that_is_a_directory_fails_before_any_work(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    out: str,
+    extra: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing").mkdir()
+    monkeypatch.setattr("featurizer.cli._run_cmd.run", _must_not_run)
+    code = main(["run", QUICKSTART, "--max-events", "200000", "--out", out, *extra])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"featurizer: error: cannot write {out!r}: it is a directory")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["existing"], "no file, no .partial left"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _run_on(stream: io.StringIO, monkeypatch: pytest.MonkeyPatch, *extra: str) -> int:
+    monkeypatch.setattr(sys, "stderr", stream)
+    argv = ["run", QUICKSTART, "--max-events", "3000", "--no-combine", "--out", "out.jsonl"]
+    return main([*argv, *extra])
+
+
+def test_run_shows_a_progress_line_on_a_terminal_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    terminal = _Terminal()
+    assert _run_on(terminal, monkeypatch) == 0
+    shown = terminal.getvalue()
+    assert "running" in shown and "rows out:" in shown and "events/s:" in shown
+    assert "events in: 3,000  outputs out:" in shown, "the summary follows the progress line"
+    pipe = io.StringIO()
+    assert _run_on(pipe, monkeypatch) == 0
+    assert "rows out:" not in pipe.getvalue() and "\x1b" not in pipe.getvalue()
+    assert pipe.getvalue().startswith("events in: 3,000")
+    quiet = _Terminal()
+    assert _run_on(quiet, monkeypatch, "--quiet") == 0
+    assert quiet.getvalue() == ""
+    assert len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) > 0
+
+
+def test_progress_line_is_throttled_and_cleared() -> None:
+    now = [0.0]
+    terminal = _Terminal()
+    line = ProgressLine(terminal, total=100, interval=1.0, clock=lambda: now[0])
+    line.update(1, 0)
+    drawn = len(terminal.getvalue())
+    for step in range(1, 50):
+        now[0] = step / 100
+        line.update(step, step)
+    assert len(terminal.getvalue()) == drawn, "no redraw within the interval"
+    now[0] = 1.5
+    line.update(60, 30)
+    assert "events in: 60  rows out: 30  events/s: 40" in terminal.getvalue()
+    line.close()
+    line.close()
+    assert not ProgressLine(io.StringIO(), total=None).enabled
+    assert not ProgressLine(_Terminal(), total=None, enabled=False).enabled
+
+
+def test_an_interrupted_run_exits_130_and_keeps_its_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def interrupted(*args: Any, **kwargs: Any) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("featurizer._runner._wait", interrupted)
+    assert main(["run", QUICKSTART, "--out", "out.jsonl"]) == 130
+    err = capsys.readouterr().err
+    assert "stopped by: interrupted" in err and err.endswith("featurizer: interrupted\n")
+    assert (tmp_path / "out.jsonl").is_file()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--workers", "2"), ("--strategy", "split"), ("--transport", "zmq"), ("--address", "a:1")],
+)
+def test_scale_out_options_without_a_scaler_are_refused(
+    option: str, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("featurizer.cli._run_cmd.run", _must_not_run)
+    assert main(["run", QUICKSTART, option, value]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"featurizer: error: {option} {value} needs a scaled run: add --scaler local (or "
+        f"--scaler ray); without --scaler the run is one process\n"
+    )
+
+
+def test_a_config_that_is_not_utf8_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("# caf\xe9\nfeature_configs: []\n".encode("latin-1"))
+    for command in ("validate", "run"):
+        assert main([command, str(config)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert "not UTF-8 text (byte 5: b'\\xe9'); save the file as UTF-8" in err
+        assert str(config) in err
+
+
+def test_version_and_plugins_short_verbose(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"featurizer {importlib.metadata.version('featurizer')}\n"
+    assert main(["plugins", "-v"]) == 0
+    assert "feature definitions:" in capsys.readouterr().out
+
+
+def test_zero_rows_come_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    # 300 events are a few seconds of market time: the one-minute OHLCV bar never closes.
+    assert main(["run", QUICKSTART, "--max-events", "300", "--out", "out.jsonl"]) == 0
+    err = capsys.readouterr().err
+    assert "outputs out: 0 " in err
+    assert "hint: no rows because 1 output(s) never produced a value: ohlcv_btc;" in err
+    assert "--no-combine" in err
+    assert main(["run", QUICKSTART, "--max-events", "20000", "--out", "out.jsonl"]) == 0
+    assert "hint:" not in capsys.readouterr().err
