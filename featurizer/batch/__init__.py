@@ -11,6 +11,7 @@ numpy and pyarrow are needed; they are imported when used.
 
 from __future__ import annotations
 
+from featurizer.batch._backfill import Backfill, backfill
 from featurizer.batch._combine import Combiner
 from featurizer.batch._executor import BatchExecutor, NodeOutput, SourceBatch
 from featurizer.batch._kernel import (
@@ -24,6 +25,7 @@ from featurizer.batch._kernel import (
 from featurizer.batch._memory import backfill_events, chunk_events
 
 __all__ = [
+    "Backfill",
     "BatchExecutor",
     "BatchKernel",
     "Columns",
@@ -32,6 +34,7 @@ __all__ = [
     "KernelOutput",
     "NodeOutput",
     "SourceBatch",
+    "backfill",
     "backfill_events",
     "chunk_events",
     "columns_from_events",

@@ -111,7 +111,7 @@ class BatchExecutor:
             )
         self.outputs = _outputs_from(features)
         self.error_policy = error_policy
-        self.error_counts: collections.Counter[Feature] = collections.Counter()
+        self._errors: collections.Counter[Feature] = collections.Counter()
         order = topological_order(self.outputs)
         self.order = order
         self.sources = [feature for feature in order if feature.is_data_source]
@@ -194,6 +194,14 @@ class BatchExecutor:
         return collect
 
     @property
+    def error_counts(self) -> collections.Counter[Feature]:
+        """Errors skipped per feature (``skip`` policy), kernel and per-event nodes alike."""
+        counts = collections.Counter(self._errors)
+        if self._graph is not None:
+            counts.update(self._graph.error_counts)
+        return counts
+
+    @property
     def kernel_nodes(self) -> list[Feature]:
         """The nodes computed by kernels, in topological order."""
         return list(self._kernels)
@@ -211,7 +219,7 @@ class BatchExecutor:
         error = FeatureComputationError(feature, event, cause)
         if self.error_policy == "raise":
             raise error from cause
-        self.error_counts[feature] += 1
+        self._errors[feature] += 1
         logger.warning("%s", error)
 
     def _handler(self, feature: Feature) -> ErrorHandler:

@@ -85,3 +85,44 @@ def assert_rows_equal(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> 
     assert len(got) == len(want), (len(got), len(want))
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert same(g, w), f"row {i} differs:\n batch     {g}\n per-event {w}"
+
+
+def market_events(
+    features: Sequence[Feature], count: int, seed: int = 7
+) -> list[tuple[Feature, dict[str, Any]]]:
+    """``count`` events of the synthetic market for the data sources of ``features``.
+
+    Each event keeps only the fields its definition declares (so recordings match the
+    schemas whatever optional fields the emitter adds).
+    """
+    import itertools
+
+    from featurizer_synthetic.market import SyntheticMarket
+
+    from featurizer._events import full_schema
+
+    sources = FeatureStreamGraph(features).get_ins()
+    by_key = {(s.definition_name, s.params["symbol"]): s for s in sources}
+    market = SyntheticMarket(list(by_key), seed=seed)
+    out = []
+    for key, event in itertools.islice(market.events(), count):
+        source = by_key[key]
+        fields = full_schema(source.definition.event_schema())
+        out.append((source, {name: event[name] for name in fields}))
+    return out
+
+
+def store_events(
+    root: Any, events: Sequence[tuple[Feature, dict[str, Any]]], block_bytes: int = 200_000
+) -> None:
+    """Record ``events`` into a storage root through a block writer (small blocks)."""
+    from featurizer.storage import MemoryBasedCompactor, Storage
+
+    sources = list(dict.fromkeys(feature for feature, _ in events))
+    with (
+        Storage(root) as storage,
+        storage.writer(sources, compactor=MemoryBasedCompactor(max_block_bytes=block_bytes)) as w,
+    ):
+        callbacks = {feature: w.event_callback(feature) for feature in sources}
+        for feature, event in events:
+            callbacks[feature](event)

@@ -10,6 +10,7 @@ wrap around, but a difference is exact whenever the true range sum fits, which t
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -93,11 +94,14 @@ def range_sums(prefix: Any, starts: Any, ends: Any) -> Any:
         return prefix[ends] - prefix[starts]
 
 
-def true_divide(numerators: Any, denominators: Any) -> Any:
+def true_divide(numerators: Any, denominators: Any) -> tuple[Any, list[int]]:
     """Correctly rounded ``numerator / denominator`` of exact integers, as float64.
 
     int64 pairs both below ``2**53`` are exact floats, so IEEE division rounds them correctly;
     other rows are divided as Python integers (``int / int`` is correctly rounded).
+
+    :returns: the quotients, and the rows whose quotient is too large for a float (where
+        ``int / int`` raises ``OverflowError``; their quotient is NaN here).
     """
     result = np.empty(len(numerators), dtype=np.float64)
     if object not in (numerators.dtype, denominators.dtype):
@@ -111,6 +115,17 @@ def true_divide(numerators: Any, denominators: Any) -> Any:
                 int(a) / int(b)
                 for a, b in zip(numerators[big].tolist(), denominators[big].tolist(), strict=True)
             ]
-        return result
-    quotients = as_objects(numerators) / as_objects(denominators)
-    return np.asarray(quotients, dtype=np.float64)
+        return result, []
+    tops, bottoms = as_objects(numerators), as_objects(denominators)
+    try:
+        return np.asarray(tops / bottoms, dtype=np.float64), []
+    except OverflowError:
+        pass
+    failed = []
+    for i, (a, b) in enumerate(zip(tops.tolist(), bottoms.tolist(), strict=True)):
+        try:
+            result[i] = a / b
+        except OverflowError:
+            result[i] = math.nan
+            failed.append(i)
+    return result, failed

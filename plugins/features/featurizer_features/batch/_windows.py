@@ -72,6 +72,16 @@ def _tail(values: Any, start: int) -> list[int]:
     return list(values[start:].tolist())
 
 
+def _report(rows: Any, failed: list[int], batch: Columns, fail: ErrorHandler) -> Any:
+    """Report the rows whose division overflowed (as the per-event code raises on them) and
+    return ``rows`` without them."""
+    if not failed:
+        return rows
+    for row, event in zip(failed, batch.events(failed), strict=True):
+        fail(row, event, OverflowError("integer division result too large for a float"))
+    return np.setdiff1d(rows, np.asarray(failed, dtype=np.int64))
+
+
 def _set_scale(scale: Any, bits: int) -> None:
     scale.bits = bits
     scale.factor = math.ldexp(1.0, bits) if bits <= 900 else math.nan
@@ -127,7 +137,8 @@ class VolatilityKernel:
         if centered.dtype == object:
             counts = as_objects(counts)
         numerators = counts * s2 - s1 * s1
-        variance = np.ldexp(true_divide(numerators, counts * counts), -2 * bits)
+        quotients, overflowed = true_divide(numerators, counts * counts)
+        variance = np.ldexp(quotients, -2 * bits)
         last = int(starts[-1])
         tail = _tail(values, last)
         window._items = collections.deque(zip(stamps[last:].tolist(), tail, strict=True))
@@ -135,14 +146,13 @@ class VolatilityKernel:
         window._sum_sq = sum(v * v for v in tail)
         window._count = len(tail)
         _set_scale(window._scale, bits)
+        rows = _report(np.arange(batch.size, dtype=np.int64), overflowed, batch, fail)
         data = {
-            "timestamp": ts,
-            "receipt_timestamp": batch.floats("receipt_timestamp"),
-            "volatility": np.sqrt(variance),
+            "timestamp": ts[rows],
+            "receipt_timestamp": batch.floats("receipt_timestamp")[rows],
+            "volatility": np.sqrt(variance[rows]),
         }
-        return KernelOutput(
-            rows=np.arange(batch.size, dtype=np.int64), columns=Columns(size=batch.size, data=data)
-        )
+        return KernelOutput(rows=rows, columns=Columns(size=len(rows), data=data))
 
 
 class TradeVolumeImbalanceKernel:
@@ -187,10 +197,12 @@ class TradeVolumeImbalanceKernel:
         totals = buy + sell
         nonzero = totals != 0
         tvi = np.zeros(batch.size, dtype=np.float64)
-        if nonzero.all():
-            tvi = true_divide(buy - sell, totals)
-        elif nonzero.any():
-            tvi[nonzero] = true_divide((buy - sell)[nonzero], totals[nonzero])
+        divided = np.flatnonzero(nonzero)
+        overflowed: list[int] = []
+        if len(divided):
+            quotients, failed = true_divide((buy - sell)[divided], totals[divided])
+            tvi[divided] = quotients
+            overflowed = divided[failed].tolist()
         last = int(starts[-1])
         tail = _tail(values, last)
         flags = buys[last:].tolist()
@@ -198,14 +210,13 @@ class TradeVolumeImbalanceKernel:
         window._buy = sum(v for v, b in zip(tail, flags, strict=True) if b)
         window._sell = sum(v for v, b in zip(tail, flags, strict=True) if not b)
         _set_scale(window._scale, bits)
+        rows = _report(np.arange(batch.size, dtype=np.int64), overflowed, batch, fail)
         data = {
-            "timestamp": ts,
-            "receipt_timestamp": batch.floats("receipt_timestamp"),
-            "tvi": tvi,
+            "timestamp": ts[rows],
+            "receipt_timestamp": batch.floats("receipt_timestamp")[rows],
+            "tvi": tvi[rows],
         }
-        return KernelOutput(
-            rows=np.arange(batch.size, dtype=np.int64), columns=Columns(size=batch.size, data=data)
-        )
+        return KernelOutput(rows=rows, columns=Columns(size=len(rows), data=data))
 
 
 class VWAPKernel:
@@ -259,7 +270,12 @@ class VWAPKernel:
             denominators = denominators << bits
         else:
             denominators = as_objects(denominators) << bits
-        vwap = true_divide(sums[rows], denominators)
+        vwap, failed = true_divide(sums[rows], denominators)
+        if failed:
+            keep = np.ones(len(rows), dtype=bool)
+            keep[failed] = False
+            _report(rows, rows[failed].tolist(), batch, fail)
+            rows, vwap = rows[keep], vwap[keep]
         last = int(starts[-1])
         notional_tail = _tail(notional, last)
         amount_tail = _tail(amount, last)
