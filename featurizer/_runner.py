@@ -19,6 +19,7 @@ from featurizer._graph import ERROR_POLICIES, FeatureStreamGraph
 from featurizer._plugin_types import EmitterSpec
 from featurizer._plugins import Plugins, get_plugins
 from featurizer._sinks import Sink, flatten_grouped
+from featurizer._ties import TieOrder
 
 if TYPE_CHECKING:
     from featurizer.metrics import RunMetrics
@@ -263,11 +264,11 @@ def run(
     limit_reached = threading.Event()
     counter = _InputCounter(options.max_events, limit_reached)
     lock = threading.Lock() if len(emitters) > 1 else None
+    ties = TieOrder(features)  # same-timestamp events in the order every scaler uses
     for name, sources in plan.items():
         for source in sources:
-            emitters[name].register_callback(
-                source, counter.wrap(graph.input_callback(source), lock)
-            )
+            ordered = ties.wrap(source, graph.input_callback(source))
+            emitters[name].register_callback(source, counter.wrap(ordered, lock))
     context = RunContext(config=config, options=options, graph=graph, emitters=emitters)
     plugins.before_run(context)
     started = time.perf_counter()
@@ -281,12 +282,17 @@ def run(
         stopped_by = "interrupted"
     except BaseException as error:
         _stop_all(emitters)
+        ties.close(flush=False)
         sink.close(ok=False)
         plugins.on_run_error(context, error)
         raise
     _stop_all(emitters)
     elapsed = time.perf_counter() - started
     failure = next((e.failure() for e in emitters.values() if e.failure() is not None), None)
+    try:
+        ties.close(flush=failure is None)  # the events of the last timestamp
+    except Exception as error:
+        failure = error
     if failure is not None:
         sink.close(ok=False)
         plugins.on_run_error(context, failure)
