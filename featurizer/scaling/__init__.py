@@ -35,7 +35,13 @@ from featurizer.scaling._ordering import GroupMerge, OutputCollector
 from featurizer.scaling._outputs import OUTPUT_MODES, WorkerOutputs
 from featurizer.scaling._plan import Edge, FeatureStreamWorkerGraph, SourceGroup, WorkerPlan
 from featurizer.scaling._specs import ScalerSpec
-from featurizer.scaling._strategies import STRATEGIES, plan_by_source, plan_single, plan_split
+from featurizer.scaling._strategies import (
+    STRATEGIES,
+    ScalingStrategy,
+    plan_by_source,
+    plan_single,
+    plan_split,
+)
 from featurizer.scaling._transport import (
     END_WATERMARK,
     Batch,
@@ -71,6 +77,7 @@ __all__ = [
     "Scaler",
     "ScalerSpec",
     "ScalingError",
+    "ScalingStrategy",
     "SourceGroup",
     "Transport",
     "TransportError",

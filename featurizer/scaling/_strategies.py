@@ -18,13 +18,34 @@ share the same rules, which make a distributed run reproduce a single-process on
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from featurizer._feature import Feature
 from featurizer._graph import FeatureStreamGraph
 from featurizer.scaling._errors import PlanError
 from featurizer.scaling._plan import Edge, FeatureStreamWorkerGraph, SourceGroup, WorkerPlan
 
-__all__ = ["STRATEGIES", "plan_by_source", "plan_single", "plan_split"]
+__all__ = ["STRATEGIES", "ScalingStrategy", "plan_by_source", "plan_single", "plan_split"]
+
+
+class ScalingStrategy(Protocol):
+    """A scaling strategy: plans which worker ingests, computes, outputs and ships what.
+
+    Any callable ``strategy(features, workers) -> FeatureStreamWorkerGraph`` is one; register
+    it with :class:`~featurizer.ScalingStrategySpec` (``planner=``) from a plugin's
+    ``featurizer_register_scaling_strategies`` hook to make it ``--strategy NAME``. It must be
+    deterministic (every process of a run plans the same) and raise
+    :class:`~featurizer.scaling.PlanError` for a worker count it cannot use.
+
+    >>> strategy: ScalingStrategy = plan_by_source
+    >>> from featurizer.testing import ExampleMid, ExampleTicker
+    >>> t = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "A"})
+    >>> strategy([Feature.create(ExampleMid, {}, {"ticker": t})], 1).size
+    1
+    """
+
+    def __call__(self, features: Sequence[Feature], workers: int) -> FeatureStreamWorkerGraph:
+        """Plan ``features`` over ``workers`` workers."""
 
 
 class _Dag:
