@@ -77,8 +77,11 @@ class Combiner:
         import pyarrow as pa
 
         parts = [produced.get(feature) for feature in self.outputs]
-        fired_parts = [np.asarray(p.positions) for p in parts if p is not None]
-        fired = np.unique(np.concatenate(fired_parts)) if fired_parts else np.zeros(0, np.int64)
+        marks = np.zeros(size, dtype=bool)
+        for part in parts:
+            if part is not None:
+                marks[part.positions] = True
+        fired = np.flatnonzero(marks)
         ready = output_from
         for last, part in zip(self._last, parts, strict=True):
             if last is None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from featurizer._definitions import FeatureDefinition
 from featurizer._errors import FeatureComputationError, FeaturizerError
 from featurizer._events import Event
 from featurizer._feature import Feature
@@ -156,7 +157,10 @@ class BatchExecutor:
                 child = children[0]
                 if not (child.is_data_source or child in chosen):
                     continue
-                kernel = feature.definition.batch_kernel(feature.params, states.get(feature))
+                definition = feature.definition
+                if not issubclass(definition, FeatureDefinition):
+                    continue
+                kernel = definition.batch_kernel(feature.params, states.get(feature))
                 if kernel is not None:
                     chosen[feature] = kernel
             clash = self._clashing_entries(order, chosen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ def chunk_events(
                 SourceBatch(
                     positions=np.array(where, dtype=np.int64),
                     columns=columns_from_events(got, names),
-                    decode=lambda got=got: list(got),
+                    decode=functools.partial(list, got),
                 )
             )
         yield batches

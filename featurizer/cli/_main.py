@@ -16,6 +16,7 @@ __all__ = ["main"]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     from featurizer.cli import (
+        _backfill_cmd,
         _graph_cmd,
         _plan_cmd,
         _plot_cmd,
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         _plugins_cmd,
         _record_cmd,
         _replay_cmd,
+        _backfill_cmd,
         _storage_cmd,
         _plan_cmd,
         _graph_cmd,

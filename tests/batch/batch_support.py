@@ -126,3 +126,21 @@ def store_events(
         callbacks = {feature: w.event_callback(feature) for feature in sources}
         for feature, event in events:
             callbacks[feature](event)
+
+
+def replay_rows(cfg: FeaturizerConfig, root: Any, **options: Any) -> list[dict[str, Any]]:
+    """The rows of ``featurizer replay`` (the offline generator) over a stored range."""
+    from featurizer.offline import OfflineFeatureStreamGenerator
+
+    with OfflineFeatureStreamGenerator(cfg, root, **options) as generator:
+        return list(generator.rows())
+
+
+WINDOWED = config(
+    ("mid", "mid_price", {}),
+    ("spread", "relative_spread", {}),
+    ("vol", "volatility", {"window": "20s"}),
+    ("tvi", "trade_volume_imbalance", {"window": "20s"}),
+    ("vwap", "vwap", {"window": "10s"}),
+    ("bars", "ohlcv", {"interval": "5s"}),
+)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
 
-from featurizer import FeaturizerConfig, load_config
+from featurizer import FeaturizerConfig
 from featurizer._sinks import flatten_grouped
 from featurizer.batch import Backfill, backfill
 from featurizer.offline import OfflineFeatureStreamGenerator
@@ -17,25 +16,10 @@ from tests.batch.batch_support import (
     assert_rows_equal,
     features_of,
     market_events,
+    replay_rows,
     store_events,
 )
 from tests.batch.state_support import assert_states_equal
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def quickstart(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FeaturizerConfig]:
-    """The quickstart's data sources (two symbols, ticker, trades, L2 book), ~25k events."""
-    root = tmp_path_factory.mktemp("quickstart")
-    cfg = load_config(REPO / "examples" / "quickstart.yaml")
-    store_events(root, market_events(features_of(cfg), 25_000, seed=3), block_bytes=150_000)
-    return root, cfg
-
-
-def replay_rows(cfg: FeaturizerConfig, root: Path, **options: Any) -> list[dict[str, Any]]:
-    with OfflineFeatureStreamGenerator(cfg, root, **options) as generator:
-        return list(generator.rows())
 
 
 @pytest.mark.parametrize("per", ["event", "timestamp"])

@@ -1,0 +1,112 @@
+"""``featurizer backfill`` and parallel backfills: the replay's rows, whatever the workers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from featurizer import FeaturizerConfig
+from featurizer.batch import backfill
+from featurizer.cli import main
+from featurizer.storage import Storage
+from tests.batch.batch_support import assert_rows_equal, replay_rows
+
+
+def _config_file(tmp_path: Path, cfg: FeaturizerConfig, source: Path) -> Path:
+    path = tmp_path / "features.yaml"
+    document = yaml.safe_load(source.read_text()) if source.suffix == ".yaml" else cfg.to_dict()
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_command_writes_the_replays_rows(
+    quickstart: tuple[Path, FeaturizerConfig],
+    tmp_path: Path,
+    workers: int,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root, cfg = quickstart
+    config = _config_file(tmp_path, cfg, Path(str(cfg.path)))
+    out = tmp_path / "features.parquet"
+    code = main(
+        [
+            "backfill",
+            str(config),
+            "--storage",
+            str(root),
+            "--out",
+            str(out),
+            "--workers",
+            str(workers),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    err = capsys.readouterr().err
+    assert f"wrote {pq.read_metadata(out).num_rows:,} rows to {out}" in err
+    assert_rows_equal(pq.read_table(out).to_pylist(), replay_rows(cfg, root))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.parquet", "features.yaml"]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_local_equals_one_process(
+    windowed: tuple[Path, FeaturizerConfig], workers: int
+) -> None:
+    root, cfg = windowed
+    one = backfill(cfg, root)
+    parts = backfill(cfg, root, workers=workers)
+    assert one.num_rows > 10_000
+    assert parts.equals(one)
+
+
+def test_parallel_on_ray_equals_one_process(windowed: tuple[Path, FeaturizerConfig]) -> None:
+    pytest.importorskip("ray")
+    root, cfg = windowed
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+
+    assert not ray.is_initialized()
+    parts = backfill(cfg, root, workers=2, scaler="ray")
+    assert not ray.is_initialized()  # the Ray it started is shut down
+    assert parts.equals(backfill(cfg, root))
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("features.csv", "backfill writes Parquet; name a .parquet file"),
+        ("missing/f.parquet", "does not exist"),
+    ],
+)
+def test_bad_out_is_one_line(
+    quickstart: tuple[Path, FeaturizerConfig],
+    tmp_path: Path,
+    out: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root, cfg = quickstart
+    config = _config_file(tmp_path, cfg, Path(str(cfg.path)))
+    code = main(["backfill", str(config), "--storage", str(root), "--out", str(tmp_path / out)])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_unrecorded_source_is_one_line(
+    quickstart: tuple[Path, FeaturizerConfig], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, cfg = quickstart
+    config = _config_file(tmp_path, cfg, Path(str(cfg.path)))
+    empty = tmp_path / "empty"
+    Storage(empty).close()
+    code = main(
+        ["backfill", str(config), "--storage", str(empty), "--out", str(tmp_path / "f.parquet")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "is not stored in this root" in err and err.count("\n") == 1
+    assert not (tmp_path / "f.parquet").exists()
