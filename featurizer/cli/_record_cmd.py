@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from featurizer._graph import ERROR_POLICIES
 from featurizer._params import parse_duration
 from featurizer._plugins import get_plugins
 from featurizer._runner import RunOptions
-from featurizer.cli._common import add_config_argument, load, make_sink, write
+from featurizer.cli._common import (
+    ProgressLine,
+    add_config_argument,
+    check_output,
+    load,
+    make_sink,
+    write,
+)
 from featurizer.cli._run_cmd import _pace
 from featurizer.storage import Storage, StorageSettings, parse_size, record, resolve_root
 from featurizer.storage._settings import COMPACTORS
@@ -78,15 +88,53 @@ def register(commands: Any) -> None:
         default="raise",
         help="when a feature raises: stop (raise) or count and continue (skip)",
     )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress line and no summary (errors only)"
+    )
     parser.set_defaults(handler=handle)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[list[str]]:
+    """SIGTERM and SIGHUP (``docker stop``, ``systemctl stop``, a closed terminal) stop the
+    recording cleanly, like Ctrl-C: everything acknowledged is written, the session closed,
+    ``--out`` published. Yields the list of the signals received."""
+    received: list[str] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(received[-1])
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[signum] = signal.signal(signum, interrupt)
+        except ValueError:  # not the main thread: leave the handlers alone
+            break
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Record, then print the run's and the recording's summaries to stderr."""
+    with stop_signals_interrupt() as received:
+        return _handle(args, received)
+
+
+def _handle(args: argparse.Namespace, received: list[str]) -> int:
     import attrs
 
+    from featurizer._config import construct_features_from_configs
+    from featurizer.storage import select_features
+
+    check_output(args.out)
     config = load(args)
     plugins = get_plugins()
+    # Everything that can be wrong with the config fails here, before the root is touched.
+    select_features(config, construct_features_from_configs(config, plugins), args.store)
     settings = config.storage or StorageSettings()
     changes = {
         name: value
@@ -109,19 +157,31 @@ def handle(args: argparse.Namespace) -> int:
         error_policy=args.on_error,
     )
     root = resolve_root(config.storage, config_path=config.path, override=args.storage)
-    with Storage(root) as storage:
-        summary = record(
-            config,
-            options,
-            storage,
-            plugins=plugins,
-            features_to_store=args.store,
-            sink_factory=(
-                (lambda: make_sink(plugins, args.out, args.format_name)) if args.out else None
-            ),
-        )
-    write(summary.run.describe(), stream=sys.stderr)
-    write(summary.describe(), stream=sys.stderr)
-    if args.out:
-        write(f"wrote {summary.run.outputs_out:,} rows to {args.out}", stream=sys.stderr)
+    progress = ProgressLine(sys.stderr, total=args.max_events, enabled=not args.quiet)
+    try:
+        with Storage(root) as storage:
+            summary = record(
+                config,
+                options,
+                storage,
+                plugins=plugins,
+                features_to_store=args.store,
+                sink_factory=(
+                    (lambda: make_sink(plugins, args.out, args.format_name)) if args.out else None
+                ),
+                progress=progress.update,
+            )
+    finally:
+        progress.close()
+    if not args.quiet:
+        write(summary.run.describe(), stream=sys.stderr)
+        write(summary.describe(), stream=sys.stderr)
+        if args.out:
+            write(f"wrote {summary.run.outputs_out:,} rows to {args.out}", stream=sys.stderr)
+    if summary.run.stopped_by == "interrupted":
+        if received:  # a service manager asked to stop: a clean stop
+            write(f"featurizer: stopped by {received[0]}; the session is closed", stream=sys.stderr)
+            return 0
+        write("featurizer: interrupted (everything recorded was written)", stream=sys.stderr)
+        return 130
     return 0

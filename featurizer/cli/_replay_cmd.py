@@ -12,10 +12,10 @@ from typing import Any, TextIO
 
 from featurizer._plugins import get_plugins
 from featurizer._sinks import flatten_grouped
-from featurizer.cli._common import add_config_argument, load, make_sink, write
+from featurizer.cli._common import add_config_argument, check_output, load, make_sink, write
 from featurizer.cli._record_cmd import add_storage_argument
 from featurizer.offline import PER_CHOICES, OfflineFeatureStreamGenerator
-from featurizer.storage import HOLE_POLICIES, DataHoleWarning, Storage, resolve_root
+from featurizer.storage import HOLE_POLICIES, DataHoleWarning, Storage, format_ts, resolve_root
 
 __all__ = ["Progress", "register"]
 
@@ -190,11 +190,15 @@ def register(commands: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Replay and write the rows; progress and a summary go to stderr."""
+    check_output(args.out)
     config = load(args)
     plugins = get_plugins()
     root = resolve_root(config.storage, config_path=config.path, override=args.storage)
     started = time.perf_counter()
-    with Storage.open(root) as storage, warnings.catch_warnings(record=True) as caught:
+    with (
+        Storage.open(root, readonly=True) as storage,
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always", DataHoleWarning)
         generator = OfflineFeatureStreamGenerator(
             config,
@@ -208,6 +212,13 @@ def handle(args: argparse.Namespace) -> int:
         )
         for warning in caught:
             write(f"featurizer: warning: {warning.message}", stream=sys.stderr)
+        replay = generator.replay
+        if replay.data_end is not None:
+            write(
+                f"featurizer: session {replay.recording} is still recording: the data ends at "
+                f"{format_ts(replay.data_end)}, where every data source has committed its events",
+                stream=sys.stderr,
+            )
         try:
             sink = make_sink(plugins, args.out, args.format_name)
         except BaseException:

@@ -72,6 +72,32 @@ def register(commands: Any) -> None:
     _common(rebuild)
     rebuild.add_argument("--dry-run", action="store_true", help="only show what would be adopted")
     rebuild.set_defaults(handler=handle_rebuild)
+    drop_session = actions.add_parser(
+        "drop-session",
+        help="remove a recording session and its blocks (files kept in quarantine/)",
+    )
+    _common(drop_session)
+    drop_session.add_argument("session", metavar="SESSION", help="the session id")
+    drop_session.add_argument("--dry-run", action="store_true", help="only show what would go")
+    drop_session.set_defaults(handler=handle_drop_session)
+    drop_block = actions.add_parser(
+        "drop-block",
+        help="take one block out of the catalog; its span becomes a recorded hole",
+    )
+    _common(drop_block)
+    drop_block.add_argument("block", metavar="BLOCK", type=int, help="the block id")
+    drop_block.add_argument("--dry-run", action="store_true", help="only show what would go")
+    drop_block.set_defaults(handler=handle_drop_block)
+    repair = actions.add_parser(
+        "repair",
+        help="make verify pass: recover the WAL, drop damaged blocks and record holes",
+        description="Recover an unrecovered WAL, take missing, corrupt or mismatching blocks "
+        "out of the catalog (their files to quarantine/) and record their spans, and block "
+        "ordinals missing from the catalog, as holes that every replay reports.",
+    )
+    _common(repair)
+    repair.add_argument("--dry-run", action="store_true", help="only show what would be done")
+    repair.set_defaults(handler=handle_repair)
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -194,3 +220,31 @@ def handle_rebuild(args: argparse.Namespace) -> int:
     report = rebuild_catalog(root, dry_run=args.dry_run)
     write(f"{root.resolve()}: {report.describe()}")
     return 0
+
+
+def _maintenance(args: argparse.Namespace, action: Any) -> int:
+    with _open(args, readonly=args.dry_run) as storage:
+        report = action(storage, dry_run=args.dry_run)
+        write(f"{storage.root}: {report.describe()}")
+    return 0
+
+
+def handle_drop_session(args: argparse.Namespace) -> int:
+    """Remove one session."""
+    from featurizer.storage._maintenance import drop_session
+
+    return _maintenance(args, lambda s, dry_run: drop_session(s, args.session, dry_run=dry_run))
+
+
+def handle_drop_block(args: argparse.Namespace) -> int:
+    """Remove one block."""
+    from featurizer.storage._maintenance import drop_block
+
+    return _maintenance(args, lambda s, dry_run: drop_block(s, args.block, dry_run=dry_run))
+
+
+def handle_repair(args: argparse.Namespace) -> int:
+    """Repair what verify finds."""
+    from featurizer.storage._maintenance import repair
+
+    return _maintenance(args, repair)

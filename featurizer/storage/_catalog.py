@@ -90,6 +90,13 @@ CREATE TABLE IF NOT EXISTS holes (
     reason TEXT NOT NULL,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dropped_blocks (
+    series_key TEXT NOT NULL,
+    session TEXT NOT NULL,
+    ordinal INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (series_key, session, ordinal)
+);
 CREATE TABLE IF NOT EXISTS series_cover (
     session TEXT NOT NULL,
     series_key TEXT NOT NULL,
@@ -445,6 +452,16 @@ class Catalog:
             RecordedHole(**{k: row[k] for k in row.keys() if k not in ("id", "created")})  # noqa: SIM118
             for row in rows
         ]
+
+    def dropped_ordinals(self) -> dict[tuple[str, str], set[int]]:
+        """Per ``(series key, session)``, block ordinals taken out on purpose (by a repair or
+        ``drop-block``): their spans are recorded holes, not gaps to report again."""
+        if "dropped_blocks" not in self._tables:
+            return {}
+        out: dict[tuple[str, str], set[int]] = {}
+        for row in self.query("SELECT series_key, session, ordinal FROM dropped_blocks"):
+            out.setdefault((row["series_key"], row["session"]), set()).add(int(row["ordinal"]))
+        return out
 
     def covers(self, series_key: str) -> dict[str, float]:
         """Per session, the time before which every event of the series is committed (only

@@ -136,6 +136,7 @@ def _plan_series(
     for block in every_block:
         by_session.setdefault(block.session, []).append(block)
     covers = catalog.covers(series.key)
+    dropped = catalog.dropped_ordinals()
     live: list[tuple[float, str]] = []
     for entry in stored:
         session = sessions.get(entry.session)
@@ -153,7 +154,7 @@ def _plan_series(
         if own:
             extents.append((min(b.start_ts for b in own), max(b.end_ts for b in own), session.id))
         expected = entry.blocks
-        present = {b.ordinal for b in own}
+        present = {b.ordinal for b in own} | dropped.get((series.key, entry.session), set())
         missing = sorted(set(range(expected)) - present)
         if missing:
             by_ordinal = {b.ordinal: b for b in own}

@@ -97,6 +97,7 @@ def record(
     on_acknowledged: Callable[[int], None] | None = None,
     sink_factory: Callable[[], Sink] | None = None,
     writer_options: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RecordSummary:
     """Run ``config`` like ``featurizer run`` and store the selected nodes' events.
 
@@ -119,6 +120,8 @@ def record(
     :param sink_factory: builds the sink once the writer is open (so a writer that cannot
         open leaves no partial output file); exclusive with ``sink``.
     :param writer_options: further :class:`~featurizer.storage.BlockWriter` options.
+    :param progress: called about 20 times a second with the input events and output rows
+        so far (see :func:`featurizer._runner.run`).
     :returns: what was recorded.
     :raises ConfigError: for a bad ``features_to_store``.
     :raises StorageError: if the root is locked by another recorder or writing fails.
@@ -145,7 +148,7 @@ def record(
     try:
         if sink is None:
             sink = sink_factory() if sink_factory is not None else DiscardSink()
-        summary = run(config, options, sink, plugins=plugins)
+        summary = run(config, options, sink, plugins=plugins, progress=progress)
     except BaseException:
         plugins.pm.unregister(attach)
         try:

@@ -535,8 +535,10 @@ class Storage:
         ordinals: dict[tuple[str, str], set[int]] = {}
         for block in blocks:
             ordinals.setdefault((block.series_key, block.session), set()).add(block.ordinal)
+        dropped = self.catalog.dropped_ordinals()
         for entry in self.catalog.session_series():
-            present = ordinals.get((entry.series_key, entry.session), set())
+            key = (entry.series_key, entry.session)
+            present = ordinals.get(key, set()) | dropped.get(key, set())
             missing = sorted(set(range(entry.blocks)) - present)
             if missing:
                 label = labels.get(entry.series_key, entry.series_key[:10])

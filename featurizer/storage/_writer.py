@@ -48,6 +48,23 @@ def series_info_for(feature: Feature) -> SeriesInfo:
     )
 
 
+def _stored_extents(storage: Storage, keys: list[str]) -> dict[str, list[tuple[float, float, str]]]:
+    """Per series key, the time spans other sessions stored (first, last, session)."""
+    extents: dict[str, list[tuple[float, float, str]]] = {}
+    wanted = set(keys)
+    spans: dict[tuple[str, str], list[float]] = {}
+    for block in storage.catalog.all_blocks():
+        if block.series_key in wanted:
+            span = spans.setdefault(
+                (block.series_key, block.session), [block.start_ts, block.end_ts]
+            )
+            span[0] = min(span[0], block.start_ts)
+            span[1] = max(span[1], block.end_ts)
+    for (key, session), (first, last) in spans.items():
+        extents.setdefault(key, []).append((first, last, session))
+    return extents
+
+
 def _schema_dict(feature: Feature) -> dict[str, str]:
     import json
 
@@ -171,6 +188,10 @@ class BlockWriter:
     :param max_wal_bytes: WAL size that triggers a checkpoint.
     :param on_acknowledged: called (from the writer's thread) with the total number of
         events acknowledged so far, after every WAL fsync.
+    :param allow_overlap: record events of a series for times another session already
+        stored (replays of those times then fail with :class:`OverlapError` until one session
+        is dropped). By default the writer refuses them before acknowledging anything of
+        them: it stops with an :class:`OverlapError` naming the other session.
 
     >>> import tempfile
     >>> from featurizer.storage import Storage
@@ -200,6 +221,7 @@ class BlockWriter:
         wal_segment_bytes: int = 64 * 1024 * 1024,
         on_acknowledged: Callable[[int], None] | None = None,
         block_format: BlockFormat | None = None,
+        allow_overlap: bool = False,
     ) -> None:
         require_pyarrow()
         unique: dict[str, Feature] = {}
@@ -239,6 +261,9 @@ class BlockWriter:
             for i, (feature, info) in enumerate(zip(self._features, infos, strict=True))
         ]
         self._by_key = {s.feature.key: s for s in self._series}
+        self._stored_extents = (
+            {} if allow_overlap else _stored_extents(storage, [s.info.key for s in self._series])
+        )
         self._order: list[int] = []
         self._recorders: dict[int, Callable[[Event], None]] = {}
         self._next_seq = storage.catalog.max_seq() + 1
@@ -401,7 +426,9 @@ class BlockWriter:
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
             self._failure = error
-            logger.error("block writer failed: %s: %s", type(error).__name__, error)
+            # A storage error is raised to the caller (who reports it); others are logged too.
+            log = logger.debug if isinstance(error, StorageError) else logger.error
+            log("block writer failed: %s: %s", type(error).__name__, error)
 
     def _reject(self, error: BaseException) -> None:
         """A malformed event: refuse it, store what was committed before it, then stop."""
@@ -457,6 +484,8 @@ class BlockWriter:
             if span["min"] is not None:
                 low = span["min"] if low is None else min(low, span["min"])
                 high = span["max"] if high is None else max(high, span["max"])
+        if self._stored_extents:
+            self._refuse_overlap(batches, spans)
         cycle = {
             "storage": self.storage.storage_id,
             "session": self.session,
@@ -491,6 +520,27 @@ class BlockWriter:
             self._wal.rotate()
         batches.sort(key=lambda pair: pair[0].index)
         self._put(_Work(batches=batches, end_seq=base + n, max_ts=self._max_ts))
+
+    def _refuse_overlap(
+        self, batches: list[tuple[_Series, Any]], spans: list[tuple[float | None, float | None]]
+    ) -> None:
+        from featurizer.storage._errors import OverlapError
+        from featurizer.storage._reader import format_ts
+
+        for (series, _), (low, high) in zip(batches, spans, strict=True):
+            if low is None or high is None:
+                continue
+            for first, last, session in self._stored_extents.get(series.info.key, ()):
+                if low <= last and high >= first:
+                    raise OverlapError(
+                        f"this recording reached {format_ts(low)} .. {format_ts(high)}, which "
+                        f"session {session} already stored ({format_ts(first)} .. "
+                        f"{format_ts(last)}); storing it again would duplicate those events. "
+                        f"Nothing of it was stored. Record into another root, or drop the old "
+                        f"session first (`featurizer storage drop-session {session}`)",
+                        series=series.info.label,
+                        path=str(self.storage.root),
+                    )
 
     def _publish(self) -> None:
         """The publisher thread: open blocks, compaction, block files, catalog commits."""
