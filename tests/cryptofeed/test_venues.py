@@ -80,6 +80,8 @@ def test_basis_is_the_latest_venue_mid_over_the_latest_reference_mid(
 def test_relative_spread_l2_reads_the_top_of_the_book() -> None:
     event = {"timestamp": 1.0, "receipt_timestamp": 1.0}
     assert spread_from_snapshot({**event, "bids": (), "asks": ((1.0, 1.0),)}) is None
-    top = spread_from_snapshot({**event, "bids": ((99.0, 1.0), (98.0, 5.0)), "asks": ((101.0, 1.0),)})
+    top = spread_from_snapshot(
+        {**event, "bids": ((99.0, 1.0), (98.0, 5.0)), "asks": ((101.0, 1.0),)}
+    )
     assert top is not None and top["relative_spread"] == 2.0 / 100.0
     assert RelativeSpreadL2.event_schema() == {"relative_spread": float}

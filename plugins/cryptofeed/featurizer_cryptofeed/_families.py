@@ -142,11 +142,15 @@ class ExchangeFamily:
     :param recovery: ``"snapshot"`` (a REST snapshot of the affected book) or ``"reconnect"``.
     :param checksum: switch on cryptofeed's book checksum validation (off by default there).
     :param ticker_sizes: best bid and ask sizes from a raw ticker message, if it has them.
-    :param ticker_time_scale: multiplies cryptofeed's ticker timestamp into seconds (Bybit's
-        is in milliseconds).
+    :param ticker_time_divisor: divides cryptofeed's ticker timestamp into seconds (Bybit's
+        is in milliseconds: 1000).
+    :param book_time_divisor: the same for its book timestamps.
     :param attribute_message: the ``(exchange symbol, channel)`` a raw message belongs to.
     :param needs_keys: cryptofeed signs even its public subscriptions with API keys here
         (besides the channels cryptofeed itself marks as authenticated).
+    :param feed_fix: the name of a correction of cryptofeed's feed for this family, in
+        ``featurizer_cryptofeed._feeds.FEED_FIXES`` (``"coinbase"``: its book snapshots read
+        asks as ``"ask"``, which Coinbase sends as ``"offer"``).
     """
 
     name: str
@@ -155,9 +159,11 @@ class ExchangeFamily:
     recovery: str = attrs.field(default="reconnect", validator=attrs.validators.in_(RECOVERY))
     checksum: bool = False
     ticker_sizes: Callable[[Any], tuple[float, float]] | None = None
-    ticker_time_scale: float = 1.0
+    ticker_time_divisor: float = 1.0
+    book_time_divisor: float = 1.0
     attribute_message: Callable[[str | bytes], tuple[str, str] | None] | None = None
     needs_keys: bool = False
+    feed_fix: str | None = None
 
 
 GENERIC = ExchangeFamily(
@@ -209,6 +215,7 @@ FAMILIES: tuple[ExchangeFamily, ...] = (
         gap_detection="dropped connections only (cryptofeed checks no book sequence here); "
         "a book is recovered by reconnecting",
         needs_keys=True,
+        feed_fix="coinbase",
     ),
     ExchangeFamily(
         name="bybit",
@@ -216,7 +223,8 @@ FAMILIES: tuple[ExchangeFamily, ...] = (
         gap_detection="dropped connections only (cryptofeed checks no book sequence here); "
         "a book is recovered by reconnecting",
         ticker_sizes=bybit_ticker_sizes,
-        ticker_time_scale=0.001,
+        ticker_time_divisor=1000.0,
+        book_time_divisor=1000.0,
     ),
     ExchangeFamily(
         name="bitmex",

@@ -48,7 +48,7 @@ from websockets.exceptions import ConnectionClosed
 
 from featurizer_cryptofeed._errors import ResyncRequired
 
-__all__ = ["FeedMonitor", "ResyncRequired", "failure_reason", "make_feed_class"]
+__all__ = ["FEED_FIXES", "FeedMonitor", "ResyncRequired", "failure_reason", "make_feed_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +289,21 @@ class _SnapshotResync(_MonitoredFeed):
         self.last_update_id.pop(symbol, None)  # type: ignore[attr-defined]
 
 
+class _CoinbaseSnapshotSides:
+    """Coinbase sends ask levels as ``"offer"``; cryptofeed 2.4.1's snapshot reads ``"ask"``
+    (its updates read anything but ``"bid"`` as an ask), so every snapshot lost its asks."""
+
+    async def _pair_level2_snapshot(self, msg: Any, timestamp: float) -> None:
+        for update in msg.get("updates", ()):
+            if update.get("side") == "offer":
+                update["side"] = "ask"
+        await super()._pair_level2_snapshot(msg, timestamp)  # type: ignore[misc]
+
+
+FEED_FIXES: dict[str, type] = {"coinbase": _CoinbaseSnapshotSides}
+"""Corrections of cryptofeed feeds, by name (see ``ExchangeFamily.feed_fix``)."""
+
+
 def _override(address: str, given: str | None, *, single: bool) -> str:
     """``address`` moved to ``given``: the whole address for a lone endpoint given with a path,
     else only the scheme and host, keeping the endpoint's own path.
@@ -315,6 +330,7 @@ def make_feed_class(
     ssl_context: ssl.SSLContext | None,
     http_timeout: float,
     recovery: str = "reconnect",
+    fix: str | None = None,
 ) -> type:
     """Derive a monitored feed class from the cryptofeed feed ``base``.
 
@@ -325,6 +341,7 @@ def make_feed_class(
     :param http_timeout: seconds allowed per synchronous REST request (instrument loading).
     :param recovery: ``"snapshot"`` for feeds that rebuild books from REST snapshots
         (:class:`_SnapshotResync`), else ``"reconnect"``.
+    :param fix: the name of a correction in :data:`FEED_FIXES` to mix in.
     :returns: the class; instances need :meth:`attach` before they start.
     :raises ValueError: when a websocket address is given for an exchange that has none (it
         gets it from its REST API).
@@ -357,5 +374,7 @@ def make_feed_class(
             )
             for endpoint in rest_endpoints
         ]
-    mixin = _SnapshotResync if recovery == "snapshot" else _MonitoredFeed
-    return type(f"Monitored{base.__name__}", (mixin, base), namespace)
+    mixins: tuple[type, ...] = (_SnapshotResync if recovery == "snapshot" else _MonitoredFeed,)
+    if fix is not None:
+        mixins = (*mixins, FEED_FIXES[fix])
+    return type(f"Monitored{base.__name__}", (*mixins, base), namespace)

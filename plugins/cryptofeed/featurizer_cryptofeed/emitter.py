@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import difflib
 import logging
 import math
@@ -62,6 +63,17 @@ def _levels(levels: Iterable[tuple[Any, Any]]) -> tuple[tuple[float, float], ...
         if not (math.isfinite(price) and math.isfinite(size)):
             raise ValueError(f"non-finite book level ({price!r}, {size!r})")
     return converted
+
+
+def _seconds(value: Any, divisor: float) -> float:
+    """A cryptofeed book timestamp in seconds: a number (over ``divisor``) or a datetime.
+
+    >>> _seconds(1700000000123, 1000.0), _seconds(5, 1.0)
+    (1700000000.123, 5.0)
+    """
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    return float(value) / divisor
 
 
 def _finite(*values: float) -> None:
@@ -326,6 +338,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 ssl_context=self._make_ssl_context(),
                 http_timeout=self.options.http_timeout,
                 recovery=support.family.recovery,
+                fix=support.family.feed_fix,
             )
         except (ValueError, ssl.SSLError, OSError) as error:
             raise EmitterError(f"cryptofeed emitter: {support.name}: {error}") from error
@@ -574,7 +587,8 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         trades, books = by_channel["trades"], by_channel["l2_book"]
         family = exchange.support.family
         sizes = family.ticker_sizes
-        scale = family.ticker_time_scale
+        ticker_divisor = family.ticker_time_divisor
+        book_divisor = family.book_time_divisor
         deliver = self._deliver_validated if self.options.validate else self._deliver
         isfinite = math.isfinite
 
@@ -587,7 +601,9 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 return
             try:
                 receipt = float(receipt_timestamp)
-                timestamp = receipt if ticker.timestamp is None else ticker.timestamp * scale
+                timestamp = (
+                    receipt if ticker.timestamp is None else ticker.timestamp / ticker_divisor
+                )
                 bid = float(ticker.bid)
                 ask = float(ticker.ask)
                 if not (isfinite(timestamp + receipt + bid + ask) and bid > 0.0 and ask > 0.0):
@@ -632,7 +648,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                     "price": price,
                     "amount": amount,
                     "side": side,
-                    "trade_id": str(trade.id),
+                    "trade_id": "" if trade.id is None else str(trade.id),
                 }
             except Exception as error:
                 self._bad_event(exchange, stream, trade, error)
@@ -653,7 +669,8 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                     bids = _levels(delta[_BID])
                     asks = _levels(delta[_ASK])
                 receipt = float(receipt_timestamp)
-                timestamp = receipt if book.timestamp is None else float(book.timestamp)
+                when = book.timestamp
+                timestamp = receipt if when is None else _seconds(when, book_divisor)
                 _finite(timestamp, receipt)
                 event = {
                     "timestamp": timestamp,
