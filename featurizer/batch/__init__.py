@@ -23,6 +23,7 @@ from featurizer.batch._kernel import (
     events_from_columns,
 )
 from featurizer.batch._memory import backfill_events, chunk_events
+from featurizer.batch._states import restore_states
 
 __all__ = [
     "Backfill",
@@ -39,4 +40,5 @@ __all__ = [
     "chunk_events",
     "columns_from_events",
     "events_from_columns",
+    "restore_states",
 ]
