@@ -275,6 +275,11 @@ class Scaler(abc.ABC):
         :raises ScalingError: when the workers cannot be started.
         """
 
+    def driver_host(self) -> str | None:
+        """The address the driver's inboxes must bind for the workers to reach them (a
+        cluster's view of this machine), or ``None`` for the transport's default (loopback)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the scaler itself holds (cluster connections it opened)."""
 
@@ -565,13 +570,21 @@ def run_scaled(
     signals = _StopSignals()
     signals.install()
     try:
+        scaler_obj = scaler_spec.factory(dict(scaler_options or {}))
+        host = scaler_obj.driver_host()
+        if host is not None and "host" not in (transport_options or {}):
+            # workers on other machines must reach the driver's inboxes
+            transport_obj.close()
+            transport_options = {**(transport_options or {}), "host": host}
+            transport_obj = make_transport(transport_name, transport_options, plugins)
         port = (transport_options or {}).get("port")
         for worker in plan.workers:
             inboxes[worker.index] = transport_obj.open_inbox(
                 f"driver-{worker.index}", port=None if port is None else int(port) + worker.index
             )
         inbox = inboxes[0]
-        scaler_obj = scaler_spec.factory(dict(scaler_options or {}))
+        shared = {k: v for k, v in (transport_options or {}).items() if k != "host"}
+        shared.update(transport_obj.shared_options())
         request = ScaledRunRequest(
             config=request_config,
             features=None if request_config is not None else tuple(features),
@@ -579,7 +592,7 @@ def run_scaled(
             workers=workers,
             fingerprint=plan.fingerprint,
             transport=transport_name,
-            transport_options=dict(transport_options or {}),
+            transport_options=shared,
             driver_address=inbox.address,
             driver_addresses={index: box.address for index, box in inboxes.items()},
             idle_timeout=idle_timeout,

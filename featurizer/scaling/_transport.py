@@ -214,6 +214,11 @@ class Transport(abc.ABC):
         :raises TransportError: for an address of another transport or that cannot be reached.
         """
 
+    def shared_options(self) -> dict[str, Any]:
+        """Options every process of the run must use alike (e.g. security keys this transport
+        generated); the driver's transport's are sent to every worker. Default: none."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the transport holds (contexts, threads)."""
 

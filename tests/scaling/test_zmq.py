@@ -149,3 +149,81 @@ def test_shutdown_mid_stream_leaves_no_socket_or_thread() -> None:
     assert not _worker_threads()
     with socket.socket() as s:  # the driver's port is free again at once
         s.bind(("127.0.0.1", port))
+
+
+# -- CURVE: peers without the run's keys are refused -----------------------------------------
+
+
+def _keys() -> dict[str, bytes]:
+    import zmq
+
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    return {
+        "server_public": server_public,
+        "server_secret": server_secret,
+        "client_public": client_public,
+        "client_secret": client_secret,
+    }
+
+
+def test_curve_is_on_by_default_off_loopback_and_its_keys_are_shared() -> None:
+    off_loopback = ZmqTransport({"host": "192.0.2.10"})  # documentation address: never bound
+    loopback = ZmqTransport({})
+    try:
+        shared = off_loopback.shared_options()["curve"]
+        assert sorted(shared) == [
+            "client_public",
+            "client_secret",
+            "server_public",
+            "server_secret",
+        ]
+        assert loopback.shared_options() == {"curve": False}
+        assert ZmqTransport({"curve": shared}).curve == off_loopback.curve
+    finally:
+        off_loopback.close()
+        loopback.close()
+
+
+def test_a_peer_without_the_runs_keys_is_refused() -> None:
+    keys = _keys()
+    server = ZmqTransport({"curve": keys})  # CURVE on loopback too, when asked
+    friend = ZmqTransport(server.shared_options())
+    stranger = ZmqTransport({"curve": False})
+    impostor_keys = {**_keys(), "server_public": keys["server_public"]}  # knows the server key
+    impostor = ZmqTransport({"curve": impostor_keys})
+    inbox = server.open_inbox("secure")
+    try:
+        for peer in (stranger, impostor):
+            outbox = peer.connect(inbox.address, "intruder")
+            with pytest.raises(TransportError, match="timed out"):
+                outbox.send(_batch(0, 2), timeout=1.0)  # no handshake: nothing to send to
+            assert inbox.recv(0.2) is None
+        outbox = friend.connect(inbox.address, "member")
+        outbox.send(_batch(0, 2), timeout=10.0)
+        got = inbox.recv(10.0)
+        assert got is not None and got.records == _batch(0, 2).records
+    finally:
+        for transport in (server, friend, stranger, impostor):
+            transport.close()
+
+
+def test_a_scaled_run_over_curve_equals_a_plain_one() -> None:
+    a, b = ticker("A"), ticker("B")
+    outputs = [mid(a), mid(b)]
+    events = [(a if i % 2 else b, tick(float(i), float(i % 7 + 1))) for i in range(200)]
+    rows = []
+    for options in ({"curve": _keys()}, {}):
+        sink = CollectingSink()
+        run_scaled(
+            outputs,
+            RunOptions(),
+            sink,
+            workers=2,
+            strategy="by_source",
+            transport="zmq",
+            transport_options=options,
+            make_emitters=memory_emitters(events),
+        )
+        rows.append(sink.rows)
+    assert rows[0] == rows[1] and len(rows[0]) > 0

@@ -22,17 +22,23 @@ class FeaturizerStreamWorkerActor:
     """One worker: rebuilds the plan from the config, runs its part of the graph.
 
     The constructor binds the worker's inbox (when it receives events) so that its address is
-    known before anything starts.
+    known before anything starts: with the ``zmq`` transport on the address of the node the
+    actor runs on (``ray.util.get_node_ip_address()``), so that workers on other nodes reach it.
 
     :param request: the run request (config, strategy, worker count, plan fingerprint, ...).
     :param index: this worker's index in the plan.
     """
 
     def __init__(self, request: ScaledRunRequest, index: int) -> None:
+        import ray
+
         plugins = get_plugins()
         self.index = index
+        self.node = ray.get_runtime_context().get_node_id()
         plan = plan_for_request(request, plugins)
         options = {k: v for k, v in request.transport_options.items() if k != "port"}
+        if request.transport == "zmq":
+            options.setdefault("host", ray.util.get_node_ip_address())
         self.transport = make_transport(request.transport, options, plugins)
         self.runtime = WorkerRuntime(
             plan, index, self.transport, plugins=plugins, **request.worker_options()
@@ -76,7 +82,7 @@ class FeaturizerStreamWorkerActor:
         """
         if self._stopped is None:
             try:
-                self._stopped = self.runtime.stop(ok=ok)
+                self._stopped = {**self.runtime.stop(ok=ok), "node": self.node}
             finally:
                 self.transport.close()
         return self._stopped

@@ -152,6 +152,14 @@ class RayScaler(Scaler):
             raise _as_scaling_error(error) from error
         return _RayRun(ray, manager, timeout, outputs=request.outputs is not None)
 
+    def driver_host(self) -> str | None:
+        """With ``address`` (a cluster), this machine's address as Ray sees it: the driver's
+        inboxes bind there so that workers on other nodes reach them."""
+        if self.options["address"] is None:
+            return None
+        host = str(self._ray.util.get_node_ip_address())
+        return None if host in ("127.0.0.1", "localhost", "::1") else host
+
     def close(self) -> None:
         """Shut Ray down if this scaler started it."""
         if self._started_ray:

@@ -1,8 +1,17 @@
-"""The ZeroMQ transport: PUSH/PULL over TCP, batches as single frames."""
+"""The ZeroMQ transport: PUSH/PULL over TCP, batches as single frames, CURVE off loopback.
+
+Between machines anyone who can reach an inbox's port could push batches into it. So off
+loopback the transport uses ZeroMQ's CURVE security: every inbox is a CURVE server, every
+outbox a CURVE client, and a ZAP authenticator in each process admits only the run's client
+key. The driver's transport generates the keys (:meth:`ZmqTransport.shared_options`) and the
+scaler hands them to every worker with the run request; a peer without them is refused during
+the handshake and never delivers a frame.
+"""
 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +34,30 @@ _DEFAULTS: dict[str, Any] = {
     "batch_size": 1024,
     "port": None,
     "connect_timeout": 5.0,
+    "curve": None,
 }
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_keys(curve: Any) -> dict[str, bytes]:
+    names = ("server_public", "server_secret", "client_public", "client_secret")
+    if not isinstance(curve, dict) or sorted(curve) != sorted(names):
+        raise TransportError(
+            f"zmq transport: option 'curve' must be a dict of {', '.join(names)} (Z85 keys as "
+            f"made by zmq.curve_keypair()), received {type(curve).__name__}"
+        )
+    return {
+        name: curve[name].encode() if isinstance(curve[name], str) else curve[name]
+        for name in names
+    }
 
 
 def _zmq() -> Any:
@@ -48,7 +80,9 @@ class ZmqTransport(Transport):
 
     :param options: ``host`` (bind address, default ``127.0.0.1``), ``port`` (the driver's
         inbox port; ``None`` picks a free one; worker inboxes always pick free ports),
-        ``hwm`` (batches, default 64), ``batch_size`` (records per batch, default 1024).
+        ``hwm`` (batches, default 64), ``batch_size`` (records per batch, default 1024),
+        ``curve``: ``None`` (the default: off on a loopback ``host``, else keys are generated
+        here), ``False`` (off), or the run's keys from :meth:`shared_options`.
 
     >>> transport = ZmqTransport({"hwm": 4})
     >>> inbox = transport.open_inbox("doc")
@@ -77,8 +111,44 @@ class ZmqTransport(Transport):
             )
         zmq = _zmq()
         self._zmq = zmq
+        curve = opts["curve"]
+        if curve is None and not _is_loopback(self.host):
+            server_public, server_secret = zmq.curve_keypair()
+            client_public, client_secret = zmq.curve_keypair()
+            curve = {
+                "server_public": server_public,
+                "server_secret": server_secret,
+                "client_public": client_public,
+                "client_secret": client_secret,
+            }
+        self.curve: dict[str, bytes] | None = _check_keys(curve) if curve else None
+        if self.curve is not None and not zmq.has("curve"):  # pragma: no cover - libzmq build
+            raise TransportError("zmq transport: this libzmq has no CURVE support")
         self.context = zmq.Context()
         self._sockets: list[Any] = []
+        self._auth: Any = None
+
+    def shared_options(self) -> dict[str, Any]:
+        """The options every process of the run needs: with CURVE, the run's keys (so that
+        each worker's transport uses them instead of making its own)."""
+        return {"curve": dict(self.curve) if self.curve is not None else False}
+
+    def _authenticator(self) -> None:
+        """Admit only the run's client key on this process's inboxes (ZAP)."""
+        if self._auth is not None or self.curve is None:
+            return
+        from zmq.auth.thread import ThreadAuthenticator
+
+        allowed = self.curve["client_public"]
+
+        class _RunKey:
+            def callback(self, domain: str, key: bytes) -> bool:
+                return key == allowed
+
+        auth = ThreadAuthenticator(self.context)
+        auth.start()
+        auth.configure_curve_callback(domain="*", credentials_provider=_RunKey())
+        self._auth = auth
 
     def open_inbox(self, name: str, *, port: int | None = None) -> Inbox:
         """Bind a PULL socket on ``tcp://host:port`` (a free port when ``port`` is ``None``).
@@ -86,9 +156,14 @@ class ZmqTransport(Transport):
         :raises TransportError: when the port is in use or the host cannot be bound.
         """
         zmq = self._zmq
+        self._authenticator()
         socket = self.context.socket(zmq.PULL)
         socket.setsockopt(zmq.RCVHWM, self.hwm)
         socket.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            socket.curve_server = True
+            socket.curve_secretkey = self.curve["server_secret"]
+            socket.curve_publickey = self.curve["server_public"]
         try:
             if port is None:
                 bound = socket.bind_to_random_port(f"tcp://{self.host}")
@@ -121,6 +196,10 @@ class ZmqTransport(Transport):
         socket = self.context.socket(zmq.PUSH)
         socket.setsockopt(zmq.SNDHWM, self.hwm)
         socket.setsockopt(zmq.IMMEDIATE, 1)
+        if self.curve is not None:
+            socket.curve_serverkey = self.curve["server_public"]
+            socket.curve_publickey = self.curve["client_public"]
+            socket.curve_secretkey = self.curve["client_secret"]
         try:
             socket.connect(address)
         except zmq.ZMQError as error:
@@ -137,6 +216,9 @@ class ZmqTransport(Transport):
             if not socket.closed:
                 socket.close(linger=0)
         self._sockets.clear()
+        auth, self._auth = self._auth, None
+        if auth is not None:
+            auth.stop()
         self.context.term()
 
 
