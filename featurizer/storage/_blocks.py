@@ -56,10 +56,27 @@ def schema_bytes(schema: pa.Schema) -> bytes:
     return bytes(schema.remove_metadata().serialize().to_pybytes())
 
 
-def schema_from_bytes(data: bytes) -> pa.Schema:
-    """Parse :func:`schema_bytes` output."""
+def schema_from_bytes(data: bytes, series: str | None = None) -> pa.Schema:
+    """Parse :func:`schema_bytes` output.
+
+    :raises StorageError: if the bytes are not an Arrow schema (a damaged catalog).
+    """
     pa = require_pyarrow()
-    return pa.ipc.read_schema(pa.py_buffer(data))
+    try:
+        schema = pa.ipc.read_schema(pa.py_buffer(data))
+        for field in schema:  # names and types must decode too
+            str(field.name)
+            str(field.type)
+        return schema
+    except Exception as error:
+        from featurizer.storage._errors import StorageError
+
+        raise StorageError(
+            f"the catalog's Arrow schema of the series is damaged ({type(error).__name__}: "
+            f"{error}); rebuild the catalog from the blocks with `featurizer storage "
+            f"rebuild-catalog`",
+            series=series,
+        ) from error
 
 
 def block_description(

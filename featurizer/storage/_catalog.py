@@ -364,13 +364,26 @@ class Catalog:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction (rolled back on error)."""
         connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot write the catalog: {error}", path=str(self.path)) from error
         try:
             yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
+        except BaseException as error:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise StorageError(
+                    f"cannot write the catalog: {error}", path=str(self.path)
+                ) from error
             raise
-        connection.execute("COMMIT")
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise StorageError(f"cannot write the catalog: {error}", path=str(self.path)) from error
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

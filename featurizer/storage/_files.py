@@ -188,9 +188,14 @@ def publish(root: Path, relative: str, data: bytes | memoryview) -> None:
     :param data: the file's bytes.
     """
     target = root / relative
-    make_dirs(target.parent)
     tmp_dir = root / TMP_DIR
-    make_dirs(tmp_dir)
+    try:
+        make_dirs(target.parent)
+        make_dirs(tmp_dir)
+    except OSError as error:
+        raise StorageError(
+            f"cannot create the block's directory ({error.strerror or error})", path=str(target)
+        ) from error
     tmp = tmp_dir / f"{target.name}.{os.getpid()}.partial"
     try:
         with open(tmp, "wb") as handle:
@@ -198,9 +203,15 @@ def publish(root: Path, relative: str, data: bytes | memoryview) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         _link_no_clobber(tmp, target)
+        fsync_dir(target.parent)
+    except OSError as error:
+        raise StorageError(
+            f"cannot write the block file ({error.strerror or error}); nothing was published "
+            f"(free some space and run `featurizer storage recover`)",
+            path=str(target),
+        ) from error
     finally:
         tmp.unlink(missing_ok=True)
-    fsync_dir(target.parent)
 
 
 def _link_no_clobber(tmp: Path, target: Path) -> None:

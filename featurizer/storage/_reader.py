@@ -282,7 +282,9 @@ def float_view(array: pa.Array) -> Any:
 
 def series_arrow_schema(series: SeriesInfo) -> pa.Schema | None:
     """The series' Arrow schema from the catalog, if a block was stored."""
-    return schema_from_bytes(series.arrow_schema) if series.arrow_schema is not None else None
+    if series.arrow_schema is None:
+        return None
+    return schema_from_bytes(series.arrow_schema, series.label)
 
 
 def conform(table: pa.Table, schema: pa.Schema | None) -> pa.Table:

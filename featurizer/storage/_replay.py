@@ -308,7 +308,7 @@ class Replay:
         live = [(p.committed_end, p.recording) for p in self.plans if p.committed_end is not None]
         if not live:
             return
-        cut, session = min(live)  # type: ignore[type-var]
+        cut, session = min(live)
         assert cut is not None
         if self.end is not None and self.end <= cut:
             return

@@ -406,6 +406,7 @@ class Storage:
         blocks = self.catalog.all_blocks()
         rows = 0
         size = 0
+        damaged_schemas: set[str] = set()
         for block in blocks:
             info = series_by_key.get(block.series_key)
             label = labels.get(block.series_key, block.series_key[:10])
@@ -421,7 +422,13 @@ class Storage:
                     )
                 )
                 continue
-            schema = series_arrow_schema(info)
+            try:
+                schema = series_arrow_schema(info)
+            except StorageError as error:
+                if info.key not in damaged_schemas:
+                    damaged_schemas.add(info.key)
+                    problems.append(_problem_from(error, "catalog"))
+                schema = None
             try:
                 data = read_block_bytes(self.root, block, label)
                 parquet = open_block(data, block, label, path, schema)

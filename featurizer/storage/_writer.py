@@ -426,9 +426,8 @@ class BlockWriter:
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
             self._failure = error
-            # A storage error is raised to the caller (who reports it); others are logged too.
-            log = logger.debug if isinstance(error, StorageError) else logger.error
-            log("block writer failed: %s: %s", type(error).__name__, error)
+            # Raised to the caller by stop(), sync() and the hot path (who report it).
+            logger.debug("block writer failed: %s: %s", type(error).__name__, error)
 
     def _reject(self, error: BaseException) -> None:
         """A malformed event: refuse it, store what was committed before it, then stop."""
