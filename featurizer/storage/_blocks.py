@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,7 +176,12 @@ def write_block(
     description = block_description(table, series, session, ordinal, storage_id)
     data = encode_block(table, series, fmt, description)
     relative = block_relative_path(
-        series.definition, series.key, description["start_ts"], description["min_seq"], session
+        series.definition,
+        series.key,
+        description["start_ts"],
+        description["min_seq"],
+        session,
+        uuid.uuid4().hex[:8],
     )
     view = memoryview(data)
     publish(root, relative, view)

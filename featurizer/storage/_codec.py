@@ -165,6 +165,20 @@ def _arrow_type_for(kind: str) -> pa.DataType | None:
     }.get(kind)
 
 
+def _kind_of(data_type: pa.DataType) -> str:
+    """The type name of a stored extra column."""
+    pa = require_pyarrow()
+    if pa.types.is_float64(data_type):
+        return "float"
+    if pa.types.is_int64(data_type):
+        return "int"
+    if pa.types.is_boolean(data_type):
+        return "bool"
+    if pa.types.is_binary(data_type):
+        return "bytes"
+    return "str"
+
+
 class EventEncoder:
     """Turns lists of events of one series into Arrow record batches.
 
@@ -185,6 +199,8 @@ class EventEncoder:
             for name in self._columns:
                 data_type = arrow_schema.field(name).type
                 self._types[name] = None if _has_null_type(data_type) else data_type
+                if name not in self.schema:  # a stored field beyond the definition's
+                    self.schema[name] = _kind_of(data_type)
         else:
             for name, kind in self.schema.items():
                 self._types[name] = _arrow_type_for(kind)
@@ -316,6 +332,12 @@ class EventEncoder:
                 f"{error}; offending value {bad!r}",
                 series=self.series,
             ) from error
+
+    def add_field(self, name: str, kind: str) -> None:
+        """Store a field beyond the definition's schema (fixed by a series' first event)."""
+        self.schema[name] = kind
+        self._types[name] = _arrow_type_for(kind)
+        self._fast = None
 
     @property
     def columns(self) -> tuple[str, ...] | None:

@@ -6,6 +6,10 @@ copies each field while the event is still hot: ``float`` fields into an ``array
 ``int`` fields into an ``array('q')`` (both become Arrow arrays without a copy), other fields
 into lists. An event is committed by appending its series to the shared order list last, so
 the writer's thread always takes whole events.
+
+Fields beyond the definition's schema (a venue that sends optional fields, such as a ticker's
+sizes) are stored too, never dropped: the first event of a series fixes them (as extra
+columns, typed from their values), and every later event must carry the same fields.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["ColumnBuffer"]
 
 _TYPECODES = {"float": "d", "int": "q"}
+_EXTRA_KINDS = {float: "float", int: "int", str: "str", bool: "bool", bytes: "bytes"}
 
 
 class _FieldCountError(Exception):
@@ -44,10 +49,14 @@ class ColumnBuffer:
         self.label = label
         self.fields = tuple(fields)
         self.encoder = encoder
+        known = {name for name, _ in self.fields}
+        extras = [name for name in encoder.columns or () if name not in known]
+        self.fields += tuple((name, encoder.schema[name]) for name in extras)
         self.buffers: list[Any] = [
             array(_TYPECODES[kind]) if kind in _TYPECODES else [] for _, kind in self.fields
         ]
         self.sample: list[Event] = []
+        self._namespace: dict[str, Any] | None = None
 
     def recorder(
         self,
@@ -74,8 +83,23 @@ class ColumnBuffer:
             "_fail": self._failure(fail),
             "_FieldCountError": _FieldCountError,
         }
+        self._namespace = namespace
+        self._compile(namespace, index, slow=True)
+        return namespace["record"]
+
+    def _compile(self, namespace: dict[str, Any], index: int, *, slow: bool) -> Any:
+        """Compile the recorder for the current fields into ``namespace["record"]``.
+
+        With ``slow``, an event with another number of fields first goes to
+        :meth:`_first_event_extras` (only until the first event is recorded).
+        """
+        if slow:
+            namespace["_extras"] = lambda event: self._first_event_extras(event, index)
         lines = ["def record(event):", "    try:"]
         lines.append(f"        if len(event) != {len(self.fields)}:")
+        if slow:
+            lines.append("            if not _sample and _extras(event):")
+            lines.append("                return record(event)")
         lines.append("            raise _FieldCountError()")
         for i, ((name, _), buffer) in enumerate(zip(self.fields, self.buffers, strict=True)):
             namespace[f"_a{i}"] = buffer.append
@@ -91,11 +115,36 @@ class ColumnBuffer:
             "    if len(_order) >= _high:",
             "        _wait()",
         ]
-        exec(
-            compile("\n".join(lines) + "\n", f"<featurizer recorder {self.label}>", "exec"),
-            namespace,
-        )
+        code = compile("\n".join(lines) + "\n", f"<featurizer recorder {self.label}>", "exec")
+        previous = namespace.get("record")
+        exec(code, namespace)
+        if previous is not None:
+            # Callbacks already handed out keep working: they take the new code.
+            previous.__code__ = namespace["record"].__code__
+            namespace["record"] = previous
         return namespace["record"]
+
+    def _first_event_extras(self, event: Any, index: int) -> bool:
+        """On the first event: add its fields beyond the schema as extra columns.
+
+        :returns: whether the recorder was recompiled (the event should be recorded again).
+        """
+        if not isinstance(event, Mapping) or self._namespace is None:
+            return False
+        known = {name for name, _ in self.fields}
+        if not known <= set(event) or self.encoder.columns is not None:
+            return False
+        extras = [name for name in event if name not in known]
+        kinds = [_EXTRA_KINDS.get(type(event[name])) for name in extras]
+        if not extras or any(kind is None for kind in kinds):
+            return False
+        for name, kind in zip(extras, kinds, strict=True):
+            assert kind is not None
+            self.fields += ((name, kind),)
+            self.buffers.append(array(_TYPECODES[kind]) if kind in _TYPECODES else [])
+            self.encoder.add_field(name, kind)
+        self._compile(self._namespace, index, slow=False)
+        return True
 
     def _failure(
         self, fail: Callable[[BaseException], None]

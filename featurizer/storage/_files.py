@@ -49,24 +49,25 @@ def checksum(data: bytes | memoryview) -> str:
 
 
 def block_relative_path(
-    definition: str, key: str, first_ts: float, first_seq: int, session: str = ""
+    definition: str, key: str, first_ts: float, first_seq: int, session: str = "", tag: str = ""
 ) -> str:
     """Where a block lives under the root: partitioned by series and by UTC day.
 
-    ``blocks/<definition>/<key[:16]>/date=YYYY-MM-DD/<first_seq>-<session>.parquet``: the
-    session id (unique per recording) makes block names unique across catalogs, so a block
-    of one catalog can never be overwritten by a block of another (a rebuilt, restored or
-    re-created one).
+    ``blocks/<definition>/<key[:16]>/date=YYYY-MM-DD/<first_seq>-<session>-<tag>.parquet``:
+    the session id (unique per recording) and a random tag make block names unique across
+    catalogs and attempts, so a block can never be overwritten by another (of a rebuilt,
+    restored or re-created catalog, or one recovery writes where a crashed writer had left an
+    uncommitted file).
 
-    >>> block_relative_path("ticker", "ab" * 32, 1704067200.0, 7, "s1")
-    'blocks/ticker/abababababababab/date=2024-01-01/00000000000000000007-s1.parquet'
+    >>> block_relative_path("ticker", "ab" * 32, 1704067200.0, 7, "s1", "x")
+    'blocks/ticker/abababababababab/date=2024-01-01/00000000000000000007-s1-x.parquet'
     """
     try:
         day = dt.datetime.fromtimestamp(first_ts, tz=dt.UTC).strftime("%Y-%m-%d")
     except (OverflowError, OSError, ValueError):
         day = "unknown"
     safe = _UNSAFE.sub("_", definition).strip("_") or "series"
-    suffix = f"-{_UNSAFE.sub('_', session)}" if session else ""
+    suffix = "".join(f"-{_UNSAFE.sub('_', part)}" for part in (session, tag) if part)
     return f"{BLOCKS_DIR}/{safe}/{key[:16]}/date={day}/{first_seq:020d}{suffix}.parquet"
 
 

@@ -38,7 +38,18 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
 
 @pytest.mark.parametrize(
     "command",
-    ["record", "replay", "storage ls", "storage info", "storage verify", "storage recover"],
+    [
+        "record",
+        "replay",
+        "storage ls",
+        "storage info",
+        "storage verify",
+        "storage recover",
+        "storage rebuild-catalog",
+        "storage drop-session",
+        "storage drop-block",
+        "storage repair",
+    ],
 )
 def test_every_option_is_documented(command: str) -> None:
     text = (DOCS / "storage.md").read_text(encoding="utf-8")

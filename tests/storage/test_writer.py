@@ -19,6 +19,7 @@ from featurizer.storage import (
     OpenBlockState,
     OverlapError,
     Storage,
+    StorageError,
     TimeBasedCompactor,
 )
 from featurizer.testing import ExampleTicker
@@ -174,7 +175,10 @@ def test_a_gap_between_sessions_is_a_hole_and_overlaps_are_errors(tmp_path: Path
         assert_bit_identical([e for _, e in replay.events()], first + second, "replay")
         with pytest.raises(NoDataError, match="hole"):
             storage.replay([TICKER], holes="error")
-        store(storage, ticks(1005.0, 3))
+        with pytest.raises(StorageError, match=r"OverlapError: .*already stored"):
+            store(storage, ticks(1005.0, 3))  # refused before anything is acknowledged
+        assert_bit_identical(storage.read_events(TICKER), first + second, "after the refusal")
+        store(storage, ticks(1005.0, 3), allow_overlap=True)  # an explicit choice
         with pytest.raises(OverlapError, match="duplicate"):
             storage.replay([TICKER], holes="ignore")
         assert len(list(storage.replay([TICKER], start=1500.0, holes="ignore").events())) == 10
