@@ -14,27 +14,31 @@ from featurizer._sinks import flatten_grouped
 SYMBOL = {"exchange": "synthetic", "symbol": "BTC-USDT"}
 
 
+def config_dict(*entries: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
+    """The config document of ``(name, definition, params)`` entries on BTC-USDT sources."""
+    return {
+        "feature_configs": [
+            {
+                "name": name,
+                "feature_definition": definition,
+                "params": {**params, "data_source": SYMBOL},
+            }
+            for name, definition, params in entries
+        ]
+    }
+
+
 def config(*entries: tuple[str, str, dict[str, Any]]) -> FeaturizerConfig:
     """A config of ``(name, definition, params)`` entries on the BTC-USDT data sources."""
-    return FeaturizerConfig.from_dict(
-        {
-            "feature_configs": [
-                {
-                    "name": name,
-                    "feature_definition": definition,
-                    "params": {**params, "data_source": SYMBOL},
-                }
-                for name, definition, params in entries
-            ]
-        }
-    )
+    return FeaturizerConfig.from_dict(config_dict(*entries))
 
 
-REFERENCE = config(
+REFERENCE_ENTRIES = (
     ("mid", "mid_price", {}),
     ("vol", "volatility", {"window": "60s"}),
     ("tvi", "trade_volume_imbalance", {"window": "60s"}),
 )
+REFERENCE = config(*REFERENCE_ENTRIES)
 
 
 def features_of(cfg: FeaturizerConfig) -> list[Feature]:
@@ -144,3 +148,103 @@ WINDOWED = config(
     ("vwap", "vwap", {"window": "10s"}),
     ("bars", "ohlcv", {"interval": "5s"}),
 )
+
+
+def reference_events(
+    features: Sequence[Feature], count: int, seed: int = 7
+) -> list[tuple[Feature, dict[str, Any]]]:
+    """The reference workload's events (~65% ticker, ~35% trades, ~20 events/s), quickly.
+
+    Ticker events carry exactly the fields the ticker definition declares.
+    """
+    import random
+
+    sources = sources_by_name(features)
+    ticker, trades = sources["ticker"], sources["trades"]
+    sizes = "bid_size" in ticker.definition.event_schema()
+    rng = random.Random(seed)
+    ts = 1_700_000_000.0
+    mid = 30_000.0
+    out: list[tuple[Feature, dict[str, Any]]] = []
+    for i in range(count):
+        ts += rng.expovariate(20.0)
+        if rng.random() < 0.65:
+            mid += rng.choice((-0.5, 0.0, 0.5))
+            half = 0.25 * rng.randint(1, 3)
+            event = {
+                "timestamp": ts,
+                "receipt_timestamp": ts + 0.001,
+                "bid": mid - half,
+                "ask": mid + half,
+            }
+            if sizes:
+                event.update(bid_size=1.0, ask_size=2.0)
+            out.append((ticker, event))
+        else:
+            out.append(
+                (
+                    trades,
+                    {
+                        "timestamp": ts,
+                        "receipt_timestamp": ts + 0.001,
+                        "price": mid,
+                        "amount": round(rng.expovariate(5.0), 6) + 1e-6,
+                        "side": "buy" if rng.random() < 0.5 else "sell",
+                        "trade_id": str(i),
+                    },
+                )
+            )
+    return out
+
+
+def store_reference(
+    root: Any, count: int, *, batch: int = 200_000, block_bytes: int = 2 * 1024 * 1024
+) -> None:
+    """Store ``count`` reference-workload events, generated and written ``batch`` at a time."""
+    from featurizer.storage import MemoryBasedCompactor, Storage
+
+    features = features_of(REFERENCE)
+    sources = list(sources_by_name(features).values())
+    compactor = MemoryBasedCompactor(max_block_bytes=block_bytes)
+    with Storage(root) as storage, storage.writer(sources, compactor=compactor) as writer:
+        callbacks = {feature: writer.event_callback(feature) for feature in sources}
+        done = 0
+        seed = 0
+        ts_offset = 0.0
+        while done < count:
+            n = min(batch, count - done)
+            events = reference_events(features, n, seed=seed)
+            last = 0.0
+            for feature, event in events:
+                event["timestamp"] += ts_offset
+                event["receipt_timestamp"] += ts_offset
+                last = event["timestamp"]
+                callbacks[feature](event)
+            ts_offset = last - 1_700_000_000.0 + 1.0
+            done += n
+            seed += 1
+
+
+PEAK_RSS_SCRIPT = """
+import resource, sys
+from featurizer.cli import main
+code = main(["backfill", sys.argv[1], "--storage", sys.argv[2], "--out", sys.argv[3],
+             "--no-progress"])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(code)
+"""
+
+
+def peak_rss_kib(config_path: Any, root: Any, out: Any) -> int:
+    """Peak RSS (KiB) of a fresh process running ``featurizer backfill`` on ``root``."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, str(config_path), str(root), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    return int(done.stdout.strip().splitlines()[-1])
