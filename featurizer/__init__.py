@@ -14,7 +14,12 @@ from featurizer._definitions import (
     FeatureDefinition,
     definition_name,
 )
-from featurizer._emitter import DataSourceEventEmitter, EventCallback
+from featurizer._emitter import (
+    DataSourceEventEmitter,
+    EmitterOption,
+    EventCallback,
+    GeneratorEmitter,
+)
 from featurizer._errors import (
     ConfigError,
     DefinitionError,
@@ -46,7 +51,6 @@ from featurizer._plugins import (
 )
 from featurizer._runner import RunContext, RunOptions, RunSummary, run
 from featurizer.hookspecs import hookimpl
-from featurizer.scaling._strategies import ScalingStrategy
 
 __all__ = [
     "ERROR_POLICIES",
@@ -56,9 +60,11 @@ __all__ = [
     "DataSourceEventEmitter",
     "DefinitionError",
     "EmitterError",
+    "EmitterOption",
     "EmitterSpec",
     "Event",
     "EventCallback",
+    "GeneratorEmitter",
     "EventValidationError",
     "Feature",
     "FeatureComputationError",
@@ -78,7 +84,6 @@ __all__ = [
     "RunContext",
     "RunOptions",
     "RunSummary",
-    "ScalingStrategy",
     "ScalingStrategySpec",
     "Schema",
     "SinkSpec",

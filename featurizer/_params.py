@@ -96,15 +96,22 @@ def parse_pace(value: Any) -> str | float:
     """Parse a replay pace: ``"max"`` (as fast as possible) or a positive speed factor.
 
     :param value: ``None`` or ``"max"``, or a number (``1.0`` is real time, ``10`` ten times
-        faster).
+        faster), also as a string (``"2"``, from a command line or YAML quoted).
     :returns: ``"max"`` or the factor as a float.
     :raises ValueError: saying what was expected and what was received.
 
-    >>> parse_pace(None), parse_pace(2)
-    ('max', 2.0)
+    >>> parse_pace(None), parse_pace(2), parse_pace("2"), parse_pace(" 0.5 ")
+    ('max', 2.0, 2.0, 0.5)
     """
     if value is None or value == "max":
         return "max"
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(
+                f"expected 'max' or a positive speed factor, received {value!r}"
+            ) from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected 'max' or a positive speed factor, received {value!r}")
     if not (math.isfinite(value) and value > 0):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -83,11 +84,15 @@ class InMemoryEmitter(DataSourceEventEmitter):
 
 
 class CollectingSink:
-    """Collects what a graph produces: combined vectors and per-feature events."""
+    """Collects what a graph produces: combined vectors and per-feature events.
+
+    ``events[feature]`` is the list of a feature's events, empty for a feature that produced
+    nothing (never a ``KeyError``).
+    """
 
     def __init__(self) -> None:
         self.combined: list[GroupedNamedDataEvent] = []
-        self.events: dict[Feature, list[Event]] = {}
+        self.events: collections.defaultdict[Feature, list[Event]] = collections.defaultdict(list)
         self.rows: list[Mapping[str, Any]] = []
 
     def on_combined(self, grouped: GroupedNamedDataEvent) -> None:
@@ -96,7 +101,7 @@ class CollectingSink:
 
     def on_event(self, feature: Feature, event: Event) -> None:
         """Use as a ``set_callback`` callback."""
-        self.events.setdefault(feature, []).append(event)
+        self.events[feature].append(event)
 
     def write_row(self, row: Mapping[str, Any]) -> None:
         """Sink protocol: collect an output row."""

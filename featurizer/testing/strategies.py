@@ -174,17 +174,22 @@ def ticker_streams(
     max_size: int = 40,
     max_gap: float = 10_000.0,
     prices: st.SearchStrategy[float] | None = None,
+    sizes: st.SearchStrategy[float] | None = None,
 ) -> list[Event]:
     """Valid ``ticker`` streams: ``bid``, ``ask >= bid``, ``bid_size``, ``ask_size``.
+
+    Sizes include ``0.0`` (an empty side of the book, as exchanges report it) unless
+    ``sizes`` says otherwise: a feature dividing by a size must handle it.
 
     :param min_size: the fewest events.
     :param max_size: the most events.
     :param max_gap: the longest step between two timestamps, in seconds.
     :param prices: the bid prices (default :func:`positive_floats`).
+    :param sizes: the bid and ask sizes (default ``0.0`` or :func:`positive_floats`).
     """
     bid = draw(pooled(positive_floats() if prices is None else prices))
     spread = draw(pooled(st.just(0.0) | positive_floats()))
-    size = draw(pooled(positive_floats()))
+    size = draw(pooled(st.just(0.0) | positive_floats() if sizes is None else sizes))
     events = draw(
         event_streams(
             {"bid": float, "spread": float, "bid_size": float, "ask_size": float},
