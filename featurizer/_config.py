@@ -16,6 +16,7 @@ from featurizer._errors import ConfigError
 from featurizer._feature import Feature
 from featurizer._params import parse_duration, resolve_params
 from featurizer._plugins import Plugins, get_plugins
+from featurizer.checkpoint._settings import CheckpointSettings
 from featurizer.storage._settings import StorageSettings
 
 __all__ = ["FeatureConfig", "FeaturizerConfig", "construct_features_from_configs", "load_config"]
@@ -27,6 +28,7 @@ _TOP_LEVEL = (
     "features_to_store",
     "storage",
     "warmup",
+    "checkpoint",
 )
 _ENTRY_FIELDS = ("feature_definition", "params", "name", "deps")
 _RESERVED_PARAMS = ("data_source", "feature")
@@ -99,6 +101,8 @@ class FeaturizerConfig:
     :param storage: the storage root and how blocks are cut (``docs/storage.md``).
     :param warmup: seconds of data an offline replay reads before ``start_date`` to warm
         windowed features up; ``None`` derives it from the features' duration params.
+    :param checkpoint: where and how often ``featurizer run`` checkpoints
+        (``docs/fault-tolerance.md``); ``--checkpoint`` wins over it.
     """
 
     feature_configs: tuple[FeatureConfig, ...]
@@ -108,6 +112,7 @@ class FeaturizerConfig:
     features_to_store: tuple[str, ...] | None = None
     storage: StorageSettings | None = None
     warmup: float | None = None
+    checkpoint: CheckpointSettings | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FeaturizerConfig:
@@ -190,6 +195,11 @@ class FeaturizerConfig:
                 else None
             ),
             warmup=_parse_warmup(data.get("warmup"), path),
+            checkpoint=(
+                CheckpointSettings.from_config_value(data["checkpoint"], path=path)
+                if data.get("checkpoint") is not None
+                else None
+            ),
         )
 
 

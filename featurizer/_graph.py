@@ -79,6 +79,7 @@ class _Node:
     state: Any = None
     output: Stream | None = None
     multi: bool = False
+    sources: list[Stream] = attrs.field(factory=list)
 
 
 def graph_schedule(graph: FeatureStreamGraph) -> dict[int, list[int]]:
@@ -531,6 +532,7 @@ class FeatureStreamGraph:
             )
         node.state = state
         node.output = output
+        node.sources = list(sources.values())
         node.chain = fuse(sources, output) if self._fuse else None
         if node.chain is None:
             node.kernel = StreamzKernel(list(sources.values()), output)
@@ -670,6 +672,51 @@ class FeatureStreamGraph:
         """The state object the feature's ``stream()`` returned with its stream, if any."""
         self._require_node(feature)
         return self._nodes[self._index[feature]].state
+
+    def operators(self, feature: Feature) -> list[Stream]:
+        """The streamz nodes a feature's ``stream()`` built, in a stable order (checkpoints).
+
+        A breadth-first walk from the feature's upstream placeholders (first) along
+        ``downstreams``; empty for data sources and external inputs.
+
+        :param feature: a node of this graph.
+        """
+        self._require_node(feature)
+        found: list[Stream] = []
+        seen: set[int] = set()
+        queue = collections.deque(self._nodes[self._index[feature]].sources)
+        while queue:
+            op = queue.popleft()
+            if id(op) in seen:
+                continue
+            seen.add(id(op))
+            found.append(op)
+            queue.extend(op.downstreams)
+        return found
+
+    def is_input(self, feature: Feature) -> bool:
+        """Whether ``feature`` is fed from outside (a data source or an external input)."""
+        self._require_node(feature)
+        return feature.is_data_source or feature in self._external
+
+    def latest_outputs(self) -> list[Event | None]:
+        """The latest event of every output (``None`` before its first), in :meth:`get_outs`
+        order: what the combined output repeats for outputs an input did not update."""
+        return [None if item is None else item[1] for item in self._latest]
+
+    def restore_latest_outputs(self, events: Sequence[Event | None]) -> None:
+        """Set what :meth:`latest_outputs` returns (restoring a checkpoint).
+
+        :param events: one event or ``None`` per output, in :meth:`get_outs` order.
+        """
+        if len(events) != len(self._outs):
+            raise FeaturizerError(
+                f"expected {len(self._outs)} latest outputs, received {len(events)}"
+            )
+        for slot, event in enumerate(events):
+            self._latest[slot] = None if event is None else (self._outs[slot], event)
+        self._missing[0] = sum(item is None for item in self._latest)
+        self._install(self._ready if self._missing[0] == 0 else self._warming)
 
     def silent_outputs(self) -> list[Feature]:
         """With combined outputs, the outputs that never produced a value, in output order.

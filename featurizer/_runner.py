@@ -22,9 +22,18 @@ from featurizer._sinks import Sink, flatten_grouped
 from featurizer._ties import TieOrder
 
 if TYPE_CHECKING:
+    from featurizer.checkpoint import Checkpointer
     from featurizer.metrics import RunMetrics
 
-__all__ = ["RunContext", "RunOptions", "RunSummary", "assign_emitters", "run"]
+__all__ = [
+    "RunContext",
+    "RunOptions",
+    "RunSummary",
+    "assign_emitters",
+    "check_emitter_settings",
+    "check_sources",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,10 @@ class RunOptions:
         event).
     :param error_policy: ``"raise"`` or ``"skip"`` (see :data:`featurizer.ERROR_POLICIES`).
     :param emitter_options: extra options passed to emitters.
+    :param emitter_settings: options the user gave the emitters (``--emitter-option
+        KEY=VALUE``): each must be declared by an emitter of the run (see
+        :attr:`featurizer.DataSourceEventEmitter.declared_options`), checked before anything
+        starts; passed to the emitters with the other options.
     """
 
     emitter: str | None = None
@@ -58,6 +71,7 @@ class RunOptions:
     combine_outputs: bool = True
     error_policy: str = attrs.field(default="raise", validator=attrs.validators.in_(ERROR_POLICIES))
     emitter_options: Mapping[str, Any] = attrs.field(factory=dict)
+    emitter_settings: Mapping[str, Any] = attrs.field(factory=dict)
 
     def emitter_option_dict(self) -> dict[str, Any]:
         """The options every emitter receives."""
@@ -67,6 +81,7 @@ class RunOptions:
             "duration": self.duration,
             "pace": self.pace,
             **self.emitter_options,
+            **self.emitter_settings,
         }
 
 
@@ -165,8 +180,50 @@ def assign_emitters(
     return plan
 
 
+def check_emitter_settings(
+    plan: Mapping[str, Sequence[Feature]], emitters: Mapping[str, EmitterSpec], options: RunOptions
+) -> None:
+    """Every ``--emitter-option`` must be declared by at least one emitter of the run.
+
+    :raises EmitterError: naming the option and what each emitter of the run declares.
+    """
+    declared = {
+        name: {option.name for option in emitters[name].emitter_class.declared_options}
+        for name in plan
+    }
+    for key in options.emitter_settings:
+        if not any(key in names for names in declared.values()):
+            known = "; ".join(
+                f"{name}: {', '.join(sorted(names)) or 'none'}" for name, names in declared.items()
+            )
+            raise EmitterError(
+                f"emitter option {key!r} is not declared by the emitters of this run "
+                f"(declared options: {known})"
+            )
+
+
+def check_sources(
+    plan: Mapping[str, Sequence[Feature]], plugins: Plugins, options: RunOptions
+) -> None:
+    """Ask each emitter of ``plan`` to check its data sources, without starting anything.
+
+    ``featurizer validate`` calls it: a missing CSV file or an unknown symbol is found then.
+
+    :raises EmitterError: (or :class:`ConfigError` for a bad option) from the first emitter
+        that refuses a source.
+    """
+    check_emitter_settings(plan, plugins.emitters(), options)
+    built = _build_emitters(plan, plugins, options)
+    try:
+        for name, sources in plan.items():
+            for source in sources:
+                built[name].check_source(source)
+    finally:
+        _stop_all(built)
+
+
 def _build_emitters(
-    plan: Mapping[str, list[Feature]], plugins: Plugins, options: RunOptions
+    plan: Mapping[str, Sequence[Feature]], plugins: Plugins, options: RunOptions
 ) -> dict[str, DataSourceEventEmitter]:
     specs = plugins.emitters()
     built: dict[str, DataSourceEventEmitter] = {}
@@ -219,6 +276,7 @@ def run(
     on_combined: Callable[[GroupedNamedDataEvent], None] | None = None,
     metrics: RunMetrics | None = None,
     progress: Callable[[int, int], None] | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunSummary:
     """Run ``config`` until its emitters finish, ``max_events``, ``duration`` or Ctrl-C.
 
@@ -232,6 +290,9 @@ def run(
         emitters to it (see :mod:`featurizer.metrics`); ``None`` runs uninstrumented.
     :param progress: called about 20 times a second, from the calling thread, with the input
         events and the output rows so far (a progress line).
+    :param checkpoint: checkpoint the run (``sink`` is its segmented sink): resume from the
+        newest checkpoint, log the input, commit outputs with checkpoints (see
+        :mod:`featurizer.checkpoint`).
     :returns: the summary.
     :raises FeaturizerError: for config or emitter problems (before anything starts) and for
         feature errors under the ``raise`` policy.
@@ -258,17 +319,25 @@ def run(
         for feature in graph.get_outs():
             graph.set_callback(feature, _per_feature_writer(sink, outputs))
     plan = assign_emitters(graph.get_ins(), plugins.emitters(), options.emitter)
+    check_emitter_settings(plan, plugins.emitters(), options)
     emitters = _build_emitters(plan, plugins, options)
     if metrics is not None:
         metrics.attach(graph, emitters, plan)
     limit_reached = threading.Event()
     counter = _InputCounter(options.max_events, limit_reached)
     lock = threading.Lock() if len(emitters) > 1 else None
+    if checkpoint is not None:
+        _resume(checkpoint, graph, counter, sink)
     ties = TieOrder(features)  # same-timestamp events in the order every scaler uses
     for name, sources in plan.items():
         for source in sources:
-            ordered = ties.wrap(source, graph.input_callback(source))
-            emitters[name].register_callback(source, counter.wrap(ordered, lock))
+            dispatch = graph.input_callback(source)
+            if checkpoint is not None:  # logs and cuts in dispatch order, inside the tie order
+                dispatch = checkpoint.around(source, dispatch)
+            callback = counter.wrap(ties.wrap(source, dispatch), lock)
+            if checkpoint is not None:  # skips what a restarted emitter sends again
+                callback = checkpoint.resume_filter(source, callback)
+            emitters[name].register_callback(source, callback)
     context = RunContext(config=config, options=options, graph=graph, emitters=emitters)
     plugins.before_run(context)
     started = time.perf_counter()
@@ -283,6 +352,8 @@ def run(
     except BaseException as error:
         _stop_all(emitters)
         ties.close(flush=False)
+        if checkpoint is not None:
+            checkpoint.close()
         sink.close(ok=False)
         plugins.on_run_error(context, error)
         raise
@@ -294,11 +365,15 @@ def run(
     except Exception as error:
         failure = error
     if failure is not None:
+        if checkpoint is not None:
+            checkpoint.close()
         sink.close(ok=False)
         plugins.on_run_error(context, failure)
         if isinstance(failure, FeaturizerError):
             raise failure
         raise EmitterError(f"an emitter failed: {type(failure).__name__}: {failure}") from failure
+    if checkpoint is not None:
+        checkpoint.finish()
     sink.close(ok=True)
     if (
         stopped_by == "completed"
@@ -320,6 +395,24 @@ def run(
 
 def _silent_outputs(graph: FeatureStreamGraph) -> tuple[str, ...]:
     return tuple(feature.name for feature in graph.silent_outputs())
+
+
+def _resume(
+    checkpoint: Checkpointer, graph: FeatureStreamGraph, counter: _InputCounter, sink: Sink
+) -> None:
+    """Restore the newest checkpoint and replay the logged input after it (before emitters
+    start); on failure the log is closed and the sink discarded."""
+
+    def set_count(count: int) -> None:
+        counter.count = count
+
+    try:
+        checkpoint.start(graph, set_count)
+        checkpoint.recover({source: graph.input_callback(source) for source in graph.get_ins()})
+    except BaseException:
+        checkpoint.close()
+        sink.close(ok=False)
+        raise
 
 
 def _per_feature_writer(sink: Sink, outputs: list[int]) -> Callable[[Feature, Event], None]:

@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     from featurizer.cli import (
         _backfill_cmd,
+        _checkpoint_cmd,
         _graph_cmd,
         _plan_cmd,
         _plot_cmd,
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         _replay_cmd,
         _backfill_cmd,
         _storage_cmd,
+        _checkpoint_cmd,
         _plan_cmd,
         _graph_cmd,
         _plot_cmd,

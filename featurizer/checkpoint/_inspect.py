@@ -1,0 +1,147 @@
+"""What ``featurizer checkpoint ls|info|verify`` shows: a checkpoint directory, checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from featurizer.checkpoint._errors import CheckpointError
+from featurizer.checkpoint._format import (
+    CheckpointInfo,
+    checkpoint_paths,
+    read_checkpoint,
+    read_info,
+)
+
+__all__ = ["DirectoryReport", "inspect_directory", "verify_directory"]
+
+
+@attrs.frozen(kw_only=True)
+class DirectoryReport:
+    """A checkpoint directory: its checkpoints (oldest first) and, after a verify, problems.
+
+    :param directory: the directory.
+    :param checkpoints: manifests of the committed checkpoints.
+    :param problems: one line per problem (each names the file and what is wrong).
+    :param notes: facts that are not problems (an interrupted publish that resuming finishes).
+    """
+
+    directory: Path
+    checkpoints: tuple[CheckpointInfo, ...]
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """No problem found."""
+        return not self.problems
+
+    @property
+    def latest(self) -> CheckpointInfo | None:
+        """The checkpoint a run resumes from."""
+        return self.checkpoints[-1] if self.checkpoints else None
+
+    def describe(self) -> str:
+        """The summary line of ``featurizer checkpoint verify``."""
+        state = "ok" if self.ok else "DAMAGED"
+        latest = self.latest
+        where = f", resumes from checkpoint {latest.id}" if latest is not None else ""
+        return (
+            f"{self.directory}: {state}: {len(self.checkpoints)} checkpoint(s){where}; "
+            f"{len(self.problems)} problem(s)" + "".join(f"; {note}" for note in self.notes)
+        )
+
+
+def _require(directory: Path) -> Path:
+    if not directory.is_dir():
+        raise CheckpointError(
+            f"{str(directory)!r} is not a checkpoint directory (it does not exist); it is "
+            f"created by `featurizer run CONFIG --checkpoint DIR --out FILE.jsonl`"
+        )
+    return directory
+
+
+def inspect_directory(directory: str | Path) -> DirectoryReport:
+    """The manifests of a directory's checkpoints (states are not read)."""
+    path = _require(Path(directory))
+    return DirectoryReport(
+        directory=path, checkpoints=tuple(read_info(p) for p in checkpoint_paths(path))
+    )
+
+
+def verify_directory(directory: str | Path) -> DirectoryReport:
+    """Check every checkpoint (size, SHA-256, readable state), the published output against
+    the newest one, and the input log (its blocks, and that it holds every event up to the
+    newest cut)."""
+    path = _require(Path(directory))
+    infos: list[CheckpointInfo] = []
+    problems: list[str] = []
+    notes: list[str] = []
+    for file in checkpoint_paths(path):
+        try:
+            infos.append(read_checkpoint(file)[0])
+        except CheckpointError as error:
+            problems.append(str(error))
+    latest = infos[-1] if infos else None
+    if latest is not None:
+        output = Path(str(latest.fingerprint.get("output", "")))
+        size = output.stat().st_size if output.is_file() else -1
+        segment = path / "segments" / f"{latest.id:08d}.jsonl"
+        if size == latest.output_bytes:
+            pass
+        elif 0 <= latest.output_bytes - latest.segment_bytes <= size < latest.output_bytes and (
+            segment.is_file()
+        ):
+            notes.append(f"the publish of checkpoint {latest.id} was interrupted; resuming ends it")
+        elif size > latest.output_bytes:
+            notes.append(
+                f"{output} holds {size - latest.output_bytes:,} bytes after checkpoint "
+                f"{latest.id}: uncommitted rows, removed when the run resumes"
+            )
+        else:
+            problems.append(
+                f"{output}: {max(size, 0):,} bytes, but checkpoint {latest.id} published "
+                f"{latest.output_bytes:,}: the published output was truncated or removed"
+            )
+        problems.extend(_verify_log(path / "log", latest, notes))
+    return DirectoryReport(
+        directory=path, checkpoints=tuple(infos), problems=tuple(problems), notes=tuple(notes)
+    )
+
+
+def _verify_log(root: Path, latest: CheckpointInfo, notes: list[str]) -> list[str]:
+    from featurizer.storage import NoDataError, Storage, StorageError
+
+    if not (root / "catalog.sqlite").is_file():
+        if any(p.consumed for p in latest.sources.values()):
+            return [f"{root}: the input log is missing"]
+        return []
+    problems: list[str] = []
+    try:
+        with Storage.open(root) as storage:
+            report = storage.verify()
+            if any(problem.kind == "wal" for problem in report.problems):
+                notes.append(
+                    "the input log holds acknowledged events of a crashed run that are not yet "
+                    "in blocks; resuming publishes them"
+                )
+                return [f"input log: {p.message}" for p in report.problems if p.kind != "wal"]
+            problems.extend(f"input log: {problem.message}" for problem in report.problems)
+            stored = {series.key: series for series in storage.series()}
+            for key, position in latest.sources.items():
+                if not position.consumed:
+                    continue
+                series = stored.get(key)
+                try:
+                    logged = 0 if series is None else storage.read_table(series).num_rows
+                except NoDataError:
+                    logged = 0
+                if logged < position.consumed:
+                    problems.append(
+                        f"input log: {position.name} holds {logged:,} events, fewer than the "
+                        f"{position.consumed:,} checkpoint {latest.id} consumed"
+                    )
+    except StorageError as error:
+        problems.append(f"input log: {error}")
+    return problems

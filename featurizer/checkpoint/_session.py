@@ -1,0 +1,394 @@
+"""A checkpointed run: consistent cuts, the input log, recovery and exactly-once publishing.
+
+The runner (:func:`featurizer.run` with ``checkpoint=``) hands each input's compiled dispatch
+to :meth:`Checkpointer.around`, and each emitter callback to :meth:`Checkpointer.resume_filter`.
+Every input event is then, under the runner's dispatch lock: appended to the input log,
+computed by the graph (its output rows go to the pending segment), and counted in its source's
+position. Between two events, when a checkpoint is due, the graph state, every source's
+position, the combined output's held vector and the output length are taken at once: that is
+the cut. Nothing else runs during it, so the cut is consistent.
+
+Resuming: the graph is restored from the newest checkpoint, the output is reconciled with it,
+the log's events after the cut are replayed through the graph (their rows go to the pending
+segment again), and the emitters start. A source whose emitter replays its data from the start
+(synthetic, offline) has its already-consumed events skipped: the first ``consumed`` events
+whose ``receipt_timestamp`` is at most the largest consumed one. A live source's first new
+event ends the skipping at once; the time it was down is a gap (logged, counted in
+:attr:`CheckpointMetrics.gaps`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from featurizer._events import Event
+from featurizer._feature import Feature
+from featurizer._graph import FeatureStreamGraph
+from featurizer.checkpoint._errors import CheckpointMismatchError
+from featurizer.checkpoint._faults import fault_armed, fault_point
+from featurizer.checkpoint._format import (
+    CheckpointInfo,
+    SourcePosition,
+    checkpoint_paths,
+    read_checkpoint,
+    write_checkpoint,
+)
+from featurizer.checkpoint._log import InputLog
+from featurizer.checkpoint._settings import CheckpointSettings
+from featurizer.checkpoint._sink import SegmentedJsonLinesSink
+from featurizer.checkpoint._state import check_snapshotable, restore_graph, snapshot_graph
+
+__all__ = ["CheckpointMetrics", "Checkpointer", "run_fingerprint"]
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.define(kw_only=True)
+class CheckpointMetrics:
+    """What checkpointing did in this process.
+
+    :param checkpoints: checkpoints committed.
+    :param last_duration_seconds: time from the cut to the commit of the last one.
+    :param last_state_bytes: size of its state.
+    :param last_committed_at: Unix time of its commit (``None`` before the first).
+    :param restarts: times this run was resumed (all processes, from the checkpoint).
+    :param replayed_events: events replayed from the log when this process resumed.
+    :param recovery_seconds: time to restore and replay them.
+    :param gaps: live sources that lost data while the run was down.
+    """
+
+    checkpoints: int = 0
+    last_duration_seconds: float = 0.0
+    last_state_bytes: int = 0
+    last_committed_at: float | None = None
+    restarts: int = 0
+    replayed_events: int = 0
+    recovery_seconds: float = 0.0
+    gaps: int = 0
+
+
+def run_fingerprint(
+    graph: FeatureStreamGraph, options: Mapping[str, Any], output: str
+) -> dict[str, Any]:
+    """What a checkpoint may be resumed into: the graph's nodes by key, and the run options
+    that change the output (emitter, seed, output shape, error policy) and the output file."""
+    return {
+        "features": {f.key: f.name for f in graph.nodes() if not graph.is_input(f)},
+        "sources": {f.key: f.name for f in graph.get_ins()},
+        "outputs": [f.key for f in graph.get_outs()],
+        "options": dict(options),
+        "output": output,
+    }
+
+
+def _difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    for field in ("features", "sources"):
+        added = [f"{new[field][k]!r}" for k in new[field] if k not in old[field]]
+        removed = [f"{old[field][k]!r}" for k in old[field] if k not in new[field]]
+        if added:
+            parts.append(f"{field} added: {', '.join(added)}")
+        if removed:
+            parts.append(f"{field} removed: {', '.join(removed)}")
+    if not parts and old["outputs"] != new["outputs"]:
+        parts.append("the outputs are in another order")
+    for name in sorted(set(old["options"]) | set(new["options"])):
+        if old["options"].get(name) != new["options"].get(name):
+            parts.append(
+                f"option {name} was {old['options'].get(name)!r}, now {new['options'].get(name)!r}"
+            )
+    if old["output"] != new["output"]:
+        parts.append(f"output was {old['output']!r}, now {new['output']!r}")
+    return "; ".join(parts)
+
+
+class Checkpointer:
+    """Checkpoints one single-process run (see the module docstring).
+
+    :param settings: directory and interval.
+    :param sink: the segmented output sink of the run.
+    :param options: the run options that change the output (part of the fingerprint).
+    """
+
+    def __init__(
+        self,
+        settings: CheckpointSettings,
+        sink: SegmentedJsonLinesSink,
+        options: Mapping[str, Any],
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.metrics = CheckpointMetrics()
+        self._options = dict(options)
+        self._directory = settings.directory
+        self._graph: FeatureStreamGraph | None = None
+        self._set_count: Callable[[int], None] = lambda n: None
+        self._log: InputLog | None = None
+        self._fingerprint: dict[str, Any] = {}
+        self._positions: dict[str, list[Any]] = {}
+        self._names: dict[str, str] = {}
+        self._resume: dict[str, SourcePosition] = {}
+        self._next_id = 1
+        self._output_bytes = 0
+        self._due = [False]
+        self._total = [0]
+        self._next_at = [math.inf]
+        self._timer_stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        self._restored: CheckpointInfo | None = None
+
+    # set-up -------------------------------------------------------------------------------
+
+    def start(
+        self,
+        graph: FeatureStreamGraph,
+        set_count: Callable[[int], None],
+    ) -> None:
+        """Check the graph can be snapshotted, restore the newest checkpoint, open the log.
+
+        :param graph: the run's graph, built, callbacks set.
+        :param set_count: sets the run's input counter (``max_events``) when resuming: to the
+            events the graph had consumed (events held by the runner's tie order are not).
+        :raises SnapshotError: naming a feature that cannot be snapshotted.
+        :raises CheckpointMismatchError: if the directory's checkpoint is of another run.
+        """
+        self._graph = graph
+        self._set_count = set_count
+        check_snapshotable(graph)
+        self._fingerprint = run_fingerprint(graph, self._options, str(self.sink.path))
+        sources = graph.get_ins()
+        self._names = {s.key: s.name for s in sources}
+        self._positions = {s.key: [0, -math.inf] for s in sources}
+        if self.settings.fresh:
+            for name in ("checkpoints", "log", "segments"):
+                shutil.rmtree(self._directory / name, ignore_errors=True)
+        self._directory.mkdir(parents=True, exist_ok=True)
+        paths = checkpoint_paths(self._directory)
+        if paths:
+            self._restore(graph, paths[-1])
+        else:
+            self.sink.start_fresh()
+        self._log = InputLog(self._directory / "log", sources, self.settings.sync_interval)
+        self._log.open_writer()
+
+    def _restore(self, graph: FeatureStreamGraph, path: Any) -> None:
+        info, state = read_checkpoint(path)
+        if info.fingerprint != self._fingerprint:
+            raise CheckpointMismatchError(
+                f"checkpoint directory {str(self._directory)!r} holds a checkpoint of another "
+                f"run ({_difference(info.fingerprint, self._fingerprint)}); resume it with the "
+                f"config and options it was taken with, or start over with --fresh (or use "
+                f"another --checkpoint directory)"
+            )
+        restore_graph(graph, state["graph"])
+        self.sink.reconcile(info.id, info.output_bytes, info.segment_bytes)
+        self.sink.rows = info.rows
+        self._total[0] = info.events_in
+        self._set_count(info.events_in)
+        for key, position in info.sources.items():
+            self._positions[key] = [
+                position.consumed,
+                -math.inf if position.max_receipt is None else position.max_receipt,
+            ]
+        self._next_id = info.id + 1
+        self._output_bytes = info.output_bytes
+        self.metrics.restarts = info.restarts + 1
+        self._restored = info
+        logger.warning(
+            "resuming from checkpoint %d of %s (%d events in, %d rows published)",
+            info.id,
+            self._directory,
+            info.events_in,
+            info.rows,
+        )
+
+    # the hot path ---------------------------------------------------------------------------
+
+    def around(self, source: Feature, dispatch: Callable[[Event], None]) -> Callable[[Event], None]:
+        """The dispatch of one input with logging, its position and checkpoint triggers."""
+        assert self._log is not None
+        record = self._log.recorder(source)
+        position = self._positions[source.key]
+        due = self._due
+        next_at = self._next_at
+        total = self._total
+        checkpoint = self.checkpoint
+        mid_dispatch = fault_armed("dispatch")
+        between = fault_armed("event")
+
+        def logged(event: Event) -> None:
+            record(event)
+            if mid_dispatch:
+                fault_point("dispatch")
+            dispatch(event)
+            position[0] += 1
+            receipt = event["receipt_timestamp"]
+            position[1] = max(position[1], receipt)
+            total[0] += 1
+            if due[0] or total[0] >= next_at[0]:
+                checkpoint()
+            if between:
+                fault_point("event")
+
+        return logged
+
+    def resume_filter(
+        self, source: Feature, callback: Callable[[Event], None]
+    ) -> Callable[[Event], None]:
+        """Skip what a restarted emitter sends again; note a gap where a live one lost data."""
+        consumed, max_receipt = self._positions[source.key]
+        if consumed == 0:
+            return callback
+        skipping = [True]
+        skipped = [0]
+
+        def filtered(event: Event) -> None:
+            if skipping[0]:
+                if skipped[0] < consumed and event["receipt_timestamp"] <= max_receipt:
+                    skipped[0] += 1
+                    return
+                skipping[0] = False
+                if skipped[0] < consumed:
+                    self._gap(source, max_receipt, event)
+            callback(event)
+
+        return filtered
+
+    def _gap(self, source: Feature, last: float, event: Event) -> None:
+        self.metrics.gaps += 1
+        logger.warning(
+            "data source %r lost data while the run was down: nothing between receipt time "
+            "%.6f (last consumed) and %.6f (first received after the restart)",
+            source.name,
+            last,
+            event["receipt_timestamp"],
+        )
+
+    # recovery ------------------------------------------------------------------------------
+
+    def recover(self, dispatches: Mapping[Feature, Callable[[Event], None]]) -> int:
+        """Replay the log's events after the restored cut through the graph (not logging them
+        again); returns how many. Call after :meth:`start`, before the emitters start."""
+        assert self._log is not None
+        started = time.perf_counter()
+        consumed = {key: int(position[0]) for key, position in self._positions.items()}
+        by_key = {source.key: (source, fn) for source, fn in dispatches.items()}
+        replayed = 0
+        armed = fault_armed("recovery")
+        for source, event in self._log.tail(consumed):
+            _feature, dispatch = by_key[source.key]
+            dispatch(event)
+            position = self._positions[source.key]
+            position[0] += 1
+            receipt = event["receipt_timestamp"]
+            position[1] = max(position[1], receipt)
+            replayed += 1
+            if armed:
+                fault_point("recovery")
+        self._total[0] += replayed
+        self._set_count(self._total[0])
+        self.metrics.replayed_events = replayed
+        self.metrics.recovery_seconds = time.perf_counter() - started
+        if self._restored is not None:
+            logger.warning(
+                "replayed %d logged events in %.3f s", replayed, self.metrics.recovery_seconds
+            )
+        self._schedule()
+        return replayed
+
+    # checkpoints ----------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if self.settings.every_events is not None:
+            self._next_at[0] = self._total[0] + self.settings.every_events
+            return
+        interval = self.settings.every_seconds
+        if interval is None or self._timer is not None:
+            return
+
+        def tick() -> None:
+            while not self._timer_stop.wait(interval):
+                self._due[0] = True
+
+        self._timer = threading.Thread(target=tick, name="featurizer-checkpoint-timer", daemon=True)
+        self._timer.start()
+
+    def checkpoint(self, *, final: bool = False) -> CheckpointInfo:
+        """Take a checkpoint now (between two events: call it from the dispatching thread).
+
+        :param final: mark it as the checkpoint of a run that ended cleanly.
+        """
+        assert self._graph is not None and self._log is not None
+        started = time.perf_counter()
+        self._due[0] = False
+        if self.settings.every_events is not None:
+            self._next_at[0] = self._total[0] + self.settings.every_events
+        state = {"graph": snapshot_graph(self._graph)}
+        checkpoint_id = self._next_id
+        segment_bytes = self.sink.cut(checkpoint_id)
+        fault_point("snapshot")
+        self._log.sync()
+        output_bytes = self._output_bytes + segment_bytes
+        info = CheckpointInfo(
+            id=checkpoint_id,
+            created=time.time(),
+            fingerprint=self._fingerprint,
+            events_in=self._total[0],
+            sources={
+                key: SourcePosition(
+                    name=self._names[key],
+                    consumed=int(position[0]),
+                    max_receipt=None if position[1] == -math.inf else float(position[1]),
+                )
+                for key, position in self._positions.items()
+            },
+            rows=self.sink.rows,
+            output_bytes=output_bytes,
+            segment_bytes=segment_bytes,
+            duration_seconds=time.perf_counter() - started,
+            restarts=self.metrics.restarts,
+            final=final,
+        )
+        path = write_checkpoint(self._directory, info, state)
+        self._next_id += 1
+        self._output_bytes = output_bytes
+        self.sink.publish(checkpoint_id, output_bytes)
+        for old in checkpoint_paths(self._directory)[: -self.settings.keep]:
+            old.unlink(missing_ok=True)
+        committed = time.perf_counter() - started
+        self.metrics.checkpoints += 1
+        self.metrics.last_duration_seconds = committed
+        self.metrics.last_committed_at = time.time()
+        self.metrics.last_state_bytes = path.stat().st_size
+        logger.info(
+            "checkpoint %d: %d events in, %d rows, %.1f ms",
+            checkpoint_id,
+            info.events_in,
+            info.rows,
+            committed * 1000,
+        )
+        return info
+
+    def finish(self) -> None:
+        """The run ended cleanly: take a final checkpoint (publishing every row) and close."""
+        self.checkpoint(final=True)
+        self.close()
+
+    def close(self) -> None:
+        """Stop the timer and the log (what was acknowledged stays in the log)."""
+        self._timer_stop.set()
+        if self._log is not None:
+            log, self._log = self._log, None
+            log.close()
+
+    def sources(self) -> Sequence[str]:
+        """The data-source names of the run (for messages)."""
+        return list(self._names.values())

@@ -1,0 +1,155 @@
+"""``featurizer checkpoint ls|info|verify DIR`` and the ``--checkpoint`` options of ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from featurizer._config import FeaturizerConfig
+from featurizer._errors import FeaturizerError
+from featurizer._runner import RunOptions
+from featurizer.checkpoint import (
+    Checkpointer,
+    CheckpointSettings,
+    inspect_directory,
+    make_checkpointer,
+    parse_every,
+    verify_directory,
+)
+from featurizer.cli._common import write
+
+__all__ = ["add_checkpoint_arguments", "checkpointed_from_args", "describe_metrics", "register"]
+
+
+def _every(value: str) -> str:
+    try:
+        parse_every(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint DIR``, ``--checkpoint-every``, ``--fresh`` (on ``featurizer run``)."""
+    parser.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="checkpoint into DIR and resume from it (exactly-once output; needs --out FILE.jsonl)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=_every,
+        metavar="INTERVAL",
+        help="time ('10s', the default) or input events ('100000') between checkpoints",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="with --checkpoint: erase DIR's checkpoints and input log and start over",
+    )
+
+
+def checkpointed_from_args(
+    args: argparse.Namespace, config: FeaturizerConfig, options: RunOptions
+) -> Checkpointer | None:
+    """The checkpointer of a ``run`` with ``--checkpoint`` (or the config's ``checkpoint:``
+    section; its sink is ``checkpointer.sink``); ``None`` without either.
+
+    :raises FeaturizerError: one line, for options that cannot be checkpointed.
+    """
+    settings = config.checkpoint
+    if args.checkpoint is not None:
+        settings = CheckpointSettings.from_every(args.checkpoint, args.checkpoint_every)
+    elif settings is not None and args.checkpoint_every is not None:
+        settings = CheckpointSettings.from_every(settings.directory, args.checkpoint_every)
+    if settings is None:
+        if args.checkpoint_every is not None or args.fresh:
+            option = "--checkpoint-every" if args.checkpoint_every is not None else "--fresh"
+            raise FeaturizerError(f"{option} needs --checkpoint DIR (or a checkpoint: section)")
+        return None
+    if args.fresh:
+        settings = CheckpointSettings(
+            directory=settings.directory,
+            every_seconds=settings.every_seconds,
+            every_events=settings.every_events,
+            fresh=True,
+        )
+    if getattr(args, "scaler", None):
+        raise FeaturizerError(
+            "--checkpoint checkpoints single-process runs; scaled runs (--scaler) are not "
+            "checkpointed yet: drop --scaler or --checkpoint"
+        )
+    out = args.out
+    name = args.format_name or (Path(out).suffix.lstrip(".") if out else "")
+    if out is None or name not in ("jsonl", "json"):
+        raise FeaturizerError(
+            "--checkpoint publishes its output to a JSON Lines file at each checkpoint: pass "
+            f"--out FILE.jsonl (received {'stdout' if out is None else repr(out)})"
+        )
+    return make_checkpointer(settings, out, options)
+
+
+def describe_metrics(checkpointer: Checkpointer) -> str:
+    """One line about checkpointing for the run summary."""
+    m = checkpointer.metrics
+    return (
+        f"checkpoints: {m.checkpoints:,} committed in {checkpointer.settings.directory} (last "
+        f"{m.last_duration_seconds * 1000:.1f} ms, {m.last_state_bytes:,} bytes)  published: "
+        f"{checkpointer.sink.rows:,} rows in total  restarts: "
+        f"{m.restarts}  replayed: {m.replayed_events:,} events in {m.recovery_seconds:.2f} s  "
+        f"gaps: {m.gaps}"
+    )
+
+
+def register(commands: Any) -> None:
+    """Add the ``checkpoint`` command group."""
+    parser = commands.add_parser(
+        "checkpoint",
+        help="list, show and verify the checkpoints of a checkpointed run",
+        description="Look into a checkpoint directory written by `featurizer run --checkpoint`.",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = actions.add_parser("ls", help="list the committed checkpoints")
+    ls.add_argument("directory", metavar="DIR", type=Path)
+    ls.set_defaults(handler=_ls)
+    info = actions.add_parser("info", help="show a checkpoint's sources, output and features")
+    info.add_argument("directory", metavar="DIR", type=Path)
+    info.add_argument("--id", type=int, help="the checkpoint (default: the newest)")
+    info.set_defaults(handler=_info)
+    verify = actions.add_parser("verify", help="check every checkpoint, the output and the log")
+    verify.add_argument("directory", metavar="DIR", type=Path)
+    verify.set_defaults(handler=_verify)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    report = inspect_directory(args.directory)
+    write(f"{report.directory}: {len(report.checkpoints)} checkpoint(s)")
+    if report.checkpoints:
+        write(f"{'ID':>6}  {'EVENTS IN':>19}  {'ROWS':>17}  {'STATE':>12}    DURATION")
+    for info in report.checkpoints:
+        write(info.describe())
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    report = inspect_directory(args.directory)
+    chosen = [c for c in report.checkpoints if args.id is None or c.id == args.id]
+    if not chosen:
+        known = ", ".join(str(c.id) for c in report.checkpoints) or "none"
+        raise FeaturizerError(
+            f"{str(args.directory)!r} has no checkpoint {args.id if args.id else ''}"
+            f" (checkpoints: {known})".replace("  ", " ")
+        )
+    for line in chosen[-1].details():
+        write(line)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    report = verify_directory(args.directory)
+    for problem in report.problems:
+        write(f"  {problem}", stream=sys.stdout)
+    write(report.describe())
+    return 0 if report.ok else 1
