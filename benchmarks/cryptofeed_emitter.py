@@ -23,6 +23,22 @@ rate), and receipt-to-output latency: from cryptofeed's receipt time of the webs
 (taken when it is read, before it is parsed) to the moment the graph delivers each output.
 
 Numbers are noisy on a shared machine; ratios are against the baseline of the same run.
+
+First, and deterministic: **the same frames through cryptofeed's message handler**, with no
+network, for Binance, Bybit and Kraken. The frames are rendered once (Binance's by the fake
+exchange's script compiler, the others' by the wire-protocol fakes of
+``tests/cryptofeed/venues.py``); each run feeds all of them to one feed's ``message_handler``
+on one event loop:
+
+* ``plain cryptofeed``: the exchange's own cryptofeed feed class, no-op async callbacks;
+* ``emitter + trivial graph``: the emitter's monitored feed (built by the emitter, through the
+  private ``_build_feed``, after registering its data sources against the fakes' REST
+  instrument lists) delivering to a graph whose outputs are the data sources themselves and
+  the ticker's mid price.
+
+Runs alternate between the two, and the best of ``--repeats`` is kept for each (the least
+disturbed by the other engineers' processes on a shared machine); the ratio of the two is the
+emitter's throughput relative to plain cryptofeed on the same frames.
 """
 
 from __future__ import annotations
@@ -302,6 +318,152 @@ def run_graph(
     return meter.result(), latencies
 
 
+def _handler_frames(exchange: str, steps: int, cert: Any) -> tuple[list[str], Any, Any]:
+    """The frames of ``exchange``, the fake serving its REST API (started), the venue."""
+    from tests.cryptofeed.fake_binance import FakeBinance, generate_script
+    from tests.cryptofeed.fake_venue import FakeVenue, generate
+    from tests.cryptofeed.venues import Bybit, Kraken
+
+    if exchange == "BINANCE":
+        script = generate_script(1, ("BTC-USDT", "ETH-USDT"), steps)
+        frames = [step.text for step in script.steps if step.text is not None]
+        return frames, FakeBinance(script, cert).start(), None
+    venue = {"BYBIT": Bybit, "KRAKEN": Kraken}[exchange]()
+    books, actions = generate(1, tuple(venue.symbols), steps)
+    fake = FakeVenue(venue, books, actions, cert)
+    frames = fake.frames()
+    # a fresh venue (sequence counters) and server for the REST instrument list
+    return frames, FakeVenue(type(venue)(), books, actions, cert).start(), venue
+
+
+class _SnapshotStub:
+    """Answers Binance's REST depth snapshot request from the script's initial books."""
+
+    def __init__(self, fake: Any) -> None:
+        self.fake = fake
+
+    async def read(self, address: str, **kwargs: Any) -> str:
+        from tests.cryptofeed.fake_binance import exchange_symbol, price_text, qty_text
+
+        wanted = address.split("symbol=", 1)[1].split("&", 1)[0]
+        symbol = next(s for s in self.fake.script.symbols if exchange_symbol(s) == wanted)
+        book = self.fake.script.initial_books[symbol]
+        return json.dumps(
+            {
+                "lastUpdateId": 1000,
+                "bids": [[price_text(p), qty_text(q)] for p, q in sorted(book["bids"].items())],
+                "asks": [[price_text(p), qty_text(q)] for p, q in sorted(book["asks"].items())],
+            }
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+def _connection(feed: Any, address: str) -> Any:
+    from types import SimpleNamespace
+
+    subscription = {channel: list(symbols) for channel, symbols in feed.subscription.items()}
+    return SimpleNamespace(uuid=f"{feed.id}.ws.1", subscription=subscription, address=address)
+
+
+def _drive(feed: Any, frames: list[str], address: str) -> float:
+    """CPU seconds to feed every frame to ``feed.message_handler`` on a fresh loop."""
+    connection = _connection(feed, address)
+
+    async def play() -> float:
+        handle = feed.message_handler
+        started = time.thread_time()  # CPU time of this thread: the machine is shared
+        for frame in frames:
+            await handle(frame, connection, time.time())
+        return time.thread_time() - started
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(play())
+    finally:
+        loop.close()
+
+
+def handler_throughput(exchange: str, steps: int, repeats: int, cert: Any) -> dict[str, Any]:
+    """Frames/s of plain cryptofeed and of the emitter + a trivial graph, same frames."""
+    from featurizer_cryptofeed import CryptofeedEventEmitter, supported_exchanges
+    from featurizer_features import MidPrice
+
+    from tests.cryptofeed.support import SOURCES
+
+    frames, fake, venue = _handler_frames(exchange, steps, cert)
+    try:
+        support = supported_exchanges()[exchange]
+        if venue is None:
+            options = fake.emitter_options()
+            symbols = list(fake.script.symbols)
+            address = "wss://127.0.0.1/stream"
+        else:
+            options = fake.emitter_options()
+            symbols = list(venue.symbols)
+            address = f"wss://127.0.0.1{venue.ws_path}"
+        emitter = CryptofeedEventEmitter.from_options(options)
+        outputs = []
+        for channel in support.channels:
+            for symbol in symbols:
+                source = Feature.create(SOURCES[channel], {"exchange": exchange, "symbol": symbol})
+                outputs.append(source)
+                if channel == "ticker":
+                    outputs.append(Feature.create(MidPrice, {}, {"ticker": source}))
+        graph = FeatureStreamGraph(outputs)
+        delivered = [0]
+
+        def count(feature: Feature, event: Event) -> None:
+            delivered[0] += 1
+
+        for output in graph.get_outs():
+            graph.set_callback(output, count)
+        for source in graph.get_ins():
+            emitter.register_callback(source, graph.input_callback(source))
+
+        base = support.load_feed_class()
+        subscription = {channel: list(symbols) for channel in support.channels}
+
+        async def ignore(obj: Any, receipt_timestamp: float) -> None:
+            return None
+
+        def plain() -> Any:
+            extra = {"checksum_validation": True} if support.family.checksum else {}
+            feed = base(
+                subscription=subscription,
+                callbacks={channel: [ignore] for channel in support.channels},
+                config={"uvloop": False, "log": {"disabled": True}},
+                **extra,
+            )
+            if venue is None:
+                feed.http_conn = _SnapshotStub(fake)
+            return feed
+
+        def monitored() -> Any:
+            feed = emitter._build_feed(emitter._exchanges[exchange])
+            if venue is None:
+                feed.http_conn = _SnapshotStub(fake)
+            return feed
+
+        best = {"plain": float("inf"), "emitter": float("inf")}
+        for _ in range(repeats):
+            for name, build in (("plain", plain), ("emitter", monitored)):
+                best[name] = min(best[name], _drive(build(), frames, address))
+        events = emitter.stats().events
+        return {
+            "exchange": exchange,
+            "frames": len(frames),
+            "plain_per_s": len(frames) / best["plain"],
+            "emitter_per_s": len(frames) / best["emitter"],
+            "ratio": best["plain"] / best["emitter"],
+            "events_per_run": events / repeats,
+            "outputs": delivered[0],
+        }
+    finally:
+        fake.stop()
+
+
 def percentile(values: list[float], q: float) -> float:
     return (
         statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
@@ -317,9 +479,28 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=60_000, help="messages per max-rate run")
     parser.add_argument("--rate", type=float, default=2_000, help="messages/s of the paced run")
     parser.add_argument("--seconds", type=float, default=10, help="length of the paced run")
+    parser.add_argument("--frames", type=int, default=20_000, help="steps of the handler runs")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each handler row")
+    parser.add_argument(
+        "--handlers-only", action="store_true", help="only the same-frames handler comparison"
+    )
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, pid {os.getpid()}")
     with tempfile.TemporaryDirectory() as cert_dir:
+        from tests.cryptofeed.tls import make_certificate
+
+        cert = make_certificate(Path(cert_dir))
+        print(f"\nsame frames through the message handler, best of {args.repeats}")
+        for exchange in ("BINANCE", "BYBIT", "KRAKEN"):
+            row = handler_throughput(exchange, args.frames, args.repeats, cert)
+            print(
+                f"  {exchange:8} {row['frames']:>7,} frames: plain cryptofeed "
+                f"{row['plain_per_s']:>8,.0f} frames/s, emitter + trivial graph "
+                f"{row['emitter_per_s']:>8,.0f} frames/s: ratio {row['ratio']:.2f} "
+                f"({row['events_per_run']:,.0f} events per run)"
+            )
+        if args.handlers_only:
+            return
         for symbols in (ALL_SYMBOLS[:1], ALL_SYMBOLS):
             print(f"\n{len(symbols)} symbol(s), {args.messages:,} messages at max rate")
             rows: list[tuple[str, dict[str, float], str]] = []

@@ -286,6 +286,20 @@ class FakeVenue:
             for side, levels in self.books[symbol].items()
         }
 
+    def frames(self) -> list[str]:
+        """Every frame of one uninterrupted connection, rendered without serving (benchmarks):
+        the snapshots, then the market actions (faults are skipped)."""
+        venue = self.venue
+        ms = self.actions[0].ms if self.actions else 0
+        found = [f for symbol, book in self.books.items() for f in venue.snapshot(symbol, book, ms)]
+        for action in self.actions:
+            if action.kind in ("drop", "garbage", "bad_book"):
+                continue
+            if action.kind == "ticker" and "ticker" not in getattr(venue, "channels", ("ticker",)):
+                continue
+            found.extend(self._render(action))
+        return found
+
     # -- serving -------------------------------------------------------------------------
 
     def _serve(self) -> None:

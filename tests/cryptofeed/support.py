@@ -51,14 +51,15 @@ def expected_trade(sent: Sent) -> dict[str, Any]:
 
 
 def expected_ticker(sent: Sent) -> dict[str, Any]:
-    """The ticker fields the emitter must deliver for a sent ``bookTicker`` message."""
+    """The ``ticker`` fields the emitter must deliver for a sent ``bookTicker`` message."""
     data = sent.step.data
-    return {
-        "bid": float(data["b"]),
-        "ask": float(data["a"]),
-        "bid_size": float(data["B"]),
-        "ask_size": float(data["A"]),
-    }
+    return {"bid": float(data["b"]), "ask": float(data["a"])}
+
+
+def expected_sizes(sent: Sent) -> tuple[float, float]:
+    """The ``book_ticker`` sizes the emitter must deliver for a sent ``bookTicker`` message."""
+    data = sent.step.data
+    return float(data["B"]), float(data["A"])
 
 
 def without(event: Event, *fields: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from tests.cryptofeed.fake_binance import FakeBinance, generate_script, wait_unt
 from tests.cryptofeed.support import (
     books_settled,
     client_sockets,
+    expected_sizes,
     expected_ticker,
     expected_trade,
     rebuild_book,
@@ -70,6 +71,12 @@ def assert_trades_and_tickers_exact(
             assert abs(event["receipt_timestamp"] - time.time()) < 60
         for event in tickers:  # Binance's spot ticker carries no exchange time
             assert event["timestamp"] == event["receipt_timestamp"]
+        sized = received.get(("book_ticker", symbol))
+        if sized is not None:  # the same quotes, with the sizes
+            assert [without(e, "bid_size", "ask_size") for e in sized] == tickers
+            assert [(e["bid_size"], e["ask_size"]) for e in sized] == [
+                expected_sizes(s) for s in fake.sent_of("ticker", symbol)
+            ]
 
 
 def assert_books_match_server(
@@ -93,7 +100,7 @@ def test_every_trade_and_ticker_arrives_once_with_its_values_and_the_book_matche
 ) -> None:
     fake = fake_exchange(generate_script(7, SYMBOLS, 800))
     emitter = make_emitter(fake.emitter_options(cryptofeed_validate=True))
-    received = subscribe(emitter, CHANNELS, SYMBOLS)
+    received = subscribe(emitter, (*CHANNELS, "book_ticker"), SYMBOLS)
     run_script(fake, emitter, received)
 
     assert_trades_and_tickers_exact(fake, received)
@@ -137,7 +144,7 @@ def test_each_callback_receives_exactly_its_own_stream(
     assert wait_until(books_settled(fake, received, symbols), 15)
     time.sleep(0.05)
     fields = {
-        "ticker": {"bid", "ask", "bid_size", "ask_size"},
+        "ticker": {"bid", "ask"},
         "trades": {"price", "amount", "side", "trade_id"},
         "l2_book": {"bids", "asks", "sequence", "is_snapshot", "gap"},
     }

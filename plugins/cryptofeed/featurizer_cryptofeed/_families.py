@@ -151,6 +151,8 @@ class ExchangeFamily:
     :param feed_fix: the name of a correction of cryptofeed's feed for this family, in
         ``featurizer_cryptofeed._feeds.FEED_FIXES`` (``"coinbase"``: its book snapshots read
         asks as ``"ask"``, which Coinbase sends as ``"offer"``).
+    :param fast_path: the name of the fast path of its trades and tickers
+        (:mod:`featurizer_cryptofeed._fast`), ``None`` for cryptofeed's objects.
     """
 
     name: str
@@ -164,6 +166,7 @@ class ExchangeFamily:
     attribute_message: Callable[[str | bytes], tuple[str, str] | None] | None = None
     needs_keys: bool = False
     feed_fix: str | None = None
+    fast_path: str | None = None
 
 
 GENERIC = ExchangeFamily(
@@ -181,6 +184,7 @@ FAMILIES: tuple[ExchangeFamily, ...] = (
         gap_detection="book update ids (U/u) against a REST snapshot; a gap resets the books "
         "(book_reset), a bad message resyncs its book from a new snapshot",
         recovery="snapshot",
+        fast_path="binance",
         ticker_sizes=binance_ticker_sizes,
         attribute_message=binance_attribute_message,
     ),

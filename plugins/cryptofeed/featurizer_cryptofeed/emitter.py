@@ -59,10 +59,15 @@ def _should_log(count: int) -> bool:
 
 def _levels(levels: Iterable[tuple[Any, Any]]) -> tuple[tuple[float, float], ...]:
     converted = tuple([(float(price), float(size)) for price, size in levels])
-    for price, size in converted:
-        if not (math.isfinite(price) and math.isfinite(size)):
-            raise ValueError(f"non-finite book level ({price!r}, {size!r})")
+    if not math.isfinite(sum([price + size for price, size in converted])):
+        raise ValueError(f"non-finite book level in {converted!r}")
     return converted
+
+
+async def _never(obj: Any, receipt_timestamp: float) -> None:
+    """Registered with cryptofeed for the channels the monitored feed hands to plain
+    functions instead (see ``_feeds._MonitoredFeed.attach``): never called."""
+    raise AssertionError(f"cryptofeed called an async callback with {obj!r}")
 
 
 def _seconds(value: Any, divisor: float) -> float:
@@ -425,7 +430,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         try:
             feed = feed_class(
                 subscription=subscription,
-                callbacks=self._callbacks_for(exchange),
+                callbacks={channel: [_never] for channel in exchange.support.channels},
                 retries=self.options.retries,
                 timeout=timeout,
                 timeout_interval=min(30.0, timeout / 4) if timeout > 0 else 30.0,
@@ -437,7 +442,10 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 f"cryptofeed emitter: cryptofeed rejected the {name} subscription "
                 f"{subscription!r}: {type(error).__name__}: {error}"
             ) from error
-        feed.attach(_Monitor(self))
+        feed.attach(_Monitor(self), self._handlers_for(exchange))
+        if exchange.support.family.fast_path is not None:
+            for method, replacement in self._fast_paths_for(exchange, feed).items():
+                setattr(feed, method, replacement)
         return feed
 
     def _new_loop(self) -> asyncio.AbstractEventLoop:
@@ -577,7 +585,13 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
 
     # -- the hot path (the feed's event loop thread) -------------------------------------
 
-    def _callbacks_for(self, exchange: _Exchange) -> dict[str, list[Callable[..., Any]]]:
+    def _handlers_for(self, exchange: _Exchange) -> dict[str, Callable[[Any, float], None]]:
+        """Per cryptofeed channel, the function turning its data objects into events.
+
+        The hot path, measured by ``benchmarks/cryptofeed_emitter.py``: plain functions (the
+        monitored feed calls them without a coroutine), one finiteness check per event (the sum
+        of the values is finite only if each is), and the lag kept as a running sum.
+        """
         name = exchange.support.name
         by_channel: dict[str, dict[str, _Stream]] = {channel: {} for channel in DATA_SOURCES}
         for (exchange_name, symbol, channel), stream in self._streams.items():
@@ -592,7 +606,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         deliver = self._deliver_validated if self.options.validate else self._deliver
         isfinite = math.isfinite
 
-        async def on_ticker(ticker: Any, receipt_timestamp: float) -> None:
+        def on_ticker(ticker: Any, receipt: float) -> None:
             symbol = ticker.symbol
             plain = tickers.get(symbol)
             with_sizes = sized.get(symbol)
@@ -600,10 +614,8 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 exchange.unsubscribed += 1
                 return
             try:
-                receipt = float(receipt_timestamp)
-                timestamp = (
-                    receipt if ticker.timestamp is None else ticker.timestamp / ticker_divisor
-                )
+                when = ticker.timestamp
+                timestamp = receipt if when is None else when / ticker_divisor
                 bid = float(ticker.bid)
                 ask = float(ticker.ask)
                 if not (isfinite(timestamp + receipt + bid + ask) and bid > 0.0 and ask > 0.0):
@@ -611,12 +623,13 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 event = {"timestamp": float(timestamp), "receipt_timestamp": receipt}
                 event["bid"] = bid
                 event["ask"] = ask
-                if sizes is not None:
-                    bid_size, ask_size = sizes(ticker.raw)
+                if with_sizes is not None:
+                    bid_size, ask_size = sizes(ticker.raw)  # type: ignore[misc]
                     if not isfinite(bid_size + ask_size):
                         raise ValueError(f"ticker sizes {bid_size!r}, {ask_size!r}")
-                    event["bid_size"] = bid_size
-                    event["ask_size"] = ask_size
+                    sized_event = dict(event)
+                    sized_event["bid_size"] = bid_size
+                    sized_event["ask_size"] = ask_size
             except Exception as error:
                 for stream in (plain, with_sizes):
                     if stream is not None:
@@ -625,16 +638,15 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
             if plain is not None:
                 deliver(plain, event)
             if with_sizes is not None:
-                deliver(with_sizes, event if plain is None else dict(event))
+                deliver(with_sizes, sized_event)
 
-        async def on_trade(trade: Any, receipt_timestamp: float) -> None:
+        def on_trade(trade: Any, receipt: float) -> None:
             stream = trades.get(trade.symbol)
             if stream is None:
                 exchange.unsubscribed += 1
                 return
             try:
                 timestamp = float(trade.timestamp)
-                receipt = float(receipt_timestamp)
                 price = float(trade.price)
                 amount = float(trade.amount)
                 side = trade.side
@@ -642,20 +654,21 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                     raise ValueError(f"non-finite trade {price!r} x {amount!r} at {timestamp!r}")
                 if side not in _SIDES:
                     raise ValueError(f"side {side!r} is neither 'buy' nor 'sell'")
+                trade_id = trade.id
                 event = {
                     "timestamp": timestamp,
                     "receipt_timestamp": receipt,
                     "price": price,
                     "amount": amount,
                     "side": side,
-                    "trade_id": "" if trade.id is None else str(trade.id),
+                    "trade_id": "" if trade_id is None else str(trade_id),
                 }
             except Exception as error:
                 self._bad_event(exchange, stream, trade, error)
                 return
             deliver(stream, event)
 
-        async def on_book(book: Any, receipt_timestamp: float) -> None:
+        def on_book(book: Any, receipt: float) -> None:
             stream = books.get(book.symbol)
             if stream is None:
                 exchange.unsubscribed += 1
@@ -668,10 +681,10 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 else:
                     bids = _levels(delta[_BID])
                     asks = _levels(delta[_ASK])
-                receipt = float(receipt_timestamp)
                 when = book.timestamp
                 timestamp = receipt if when is None else _seconds(when, book_divisor)
-                _finite(timestamp, receipt)
+                if not isfinite(timestamp + receipt):
+                    raise ValueError(f"non-finite book timestamp {timestamp!r}")
                 event = {
                     "timestamp": timestamp,
                     "receipt_timestamp": receipt,
@@ -689,7 +702,33 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 stream.synced = True
             deliver(stream, event)
 
-        return {"ticker": [on_ticker], "trades": [on_trade], "l2_book": [on_book]}
+        return {"ticker": on_ticker, "trades": on_trade, "l2_book": on_book}
+
+    def _fast_paths_for(self, exchange: _Exchange, feed: Any) -> dict[str, Any]:
+        """The family's fast paths (see :mod:`featurizer_cryptofeed._fast`) for this feed."""
+        from featurizer_cryptofeed._fast import binance_fast_paths
+
+        name = exchange.support.name
+        by_channel: dict[str, dict[str, _Stream]] = {"ticker": {}, BOOK_TICKER: {}, "trades": {}}
+        for (exchange_name, symbol, channel), stream in self._streams.items():
+            if exchange_name == name and channel in by_channel:
+                by_channel[channel][symbol] = stream
+
+        def bad_event(stream: _Stream, message: Any, error: Exception) -> None:
+            self._bad_event(exchange, stream, message, error)
+
+        def unsubscribed() -> None:
+            exchange.unsubscribed += 1
+
+        return binance_fast_paths(
+            symbols=feed.exchange_symbol_mapping,
+            tickers=by_channel["ticker"],
+            sized=by_channel[BOOK_TICKER],
+            trades=by_channel["trades"],
+            deliver=self._deliver_validated if self.options.validate else self._deliver,
+            bad_event=bad_event,
+            unsubscribed=unsubscribed,
+        )
 
     def _deliver(self, stream: _Stream, event: Event) -> None:
         # lag: exchange time to receipt (no clock read per event; see StreamStats)
