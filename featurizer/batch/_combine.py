@@ -99,7 +99,7 @@ class Combiner:
                 carried = False
             else:
                 columns = {name: _column(part.columns, name) for name in part.columns.data}
-                index = np.searchsorted(part.positions, emit, side="right") - 1
+                index = _latest_index(part.positions, emit, size)
                 carried = last is not None and bool(len(index)) and int(index[0]) < 0
             if len(emit):
                 event_ts = _gather(
@@ -175,3 +175,15 @@ def _one(value: Any) -> Any:
     column = np.empty(1, dtype=np.float64 if type(value) is float else object)
     column[0] = value
     return column
+
+
+def _latest_index(positions: Any, emit: Any, size: int) -> Any:
+    """For each position in ``emit``, the index of the last of ``positions`` at or before it
+    (-1 if none); ``positions`` is non-decreasing."""
+    import numpy as np
+
+    if len(positions) > 1 and not (positions[1:] > positions[:-1]).all():
+        return np.searchsorted(positions, emit, side="right") - 1
+    marks = np.zeros(size, dtype=np.int64)
+    marks[positions] = 1
+    return np.cumsum(marks)[emit] - 1

@@ -1,0 +1,185 @@
+"""Backfill: the batch path from storage vs a hand-written plain loop vs the per-event path.
+
+The reference workload (one symbol, ~65% ticker and ~35% trade events; mid price, population
+stddev of mid over a trailing 60 s window, trade volume imbalance over a trailing 60 s window,
+the combined vector on every update) is stored once, then computed in one run:
+
+* **batch from storage**: :func:`featurizer.batch.Backfill` reading the stored columns (Parquet
+  decoding included) through the kernels into Arrow rows;
+* **plain loop**: ``benchmarks/reference_workload.py``'s hand-written loop over the same events
+  already in memory as dicts (exact windowed sums, the combined tuple per update);
+* **per-event from storage**: :class:`featurizer.offline.OfflineFeatureStreamGenerator` (what
+  ``featurizer replay`` runs: storage, event dicts, the compiled per-event graph);
+* **kernels alone**: the batch executor and combiner over the same events already in memory
+  as numpy columns (no storage, no Parquet);
+* **parallel**: ``featurizer backfill --workers 1`` vs ``--workers 2`` (local processes; both
+  through the same parts machinery, so startup costs are the same).
+
+Values are checked: the batch rows equal the per-event rows bit for bit, and the plain loop's
+last vector equals the batch's. The machine is shared with other work: numbers are noisy;
+each figure is the best of ``--repeats`` runs.
+
+    python benchmarks/backfill.py --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from reference_workload import CONFIG, make_events, plain_loop
+
+from featurizer import FeatureStreamGraph, FeaturizerConfig, construct_features_from_configs
+from featurizer._events import full_schema
+from featurizer.batch import Backfill, BatchExecutor, Combiner, SourceBatch
+from featurizer.batch._kernel import Columns
+from featurizer.batch._parallel import run_parts
+from featurizer.offline import OfflineFeatureStreamGenerator
+from featurizer.storage import MemoryBasedCompactor, Storage
+
+
+def store(root: Path, config: FeaturizerConfig, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Record the events (each with the fields its definition declares) into ``root``."""
+    features = construct_features_from_configs(config)
+    sources = {f.definition_name: f for f in FeatureStreamGraph(features).get_ins()}
+    fields = {k: list(full_schema(s.definition.event_schema())) for k, s in sources.items()}
+    compactor = MemoryBasedCompactor(max_block_bytes=16 * 1024 * 1024)
+    with Storage(root) as storage, storage.writer(list(sources.values()), compactor=compactor) as w:
+        callbacks = {kind: w.event_callback(source) for kind, source in sources.items()}
+        for kind, event in events:
+            callbacks[kind]({name: event[name] for name in fields[kind]})
+
+
+def best(repeats: int, run: Any) -> tuple[float, Any]:
+    """Best wall time of ``repeats`` runs, and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - started)
+    return min(times), result
+
+
+def batch_from_storage(config: FeaturizerConfig, root: Path) -> tuple[int, Any]:
+    with Backfill(config, root) as job:
+        rows = 0
+        last = None
+        for table in job:
+            rows += table.num_rows
+            last = table.slice(table.num_rows - 1).to_pylist()[0]
+        return rows, last
+
+
+def per_event_from_storage(config: FeaturizerConfig, root: Path) -> tuple[int, list[Any]]:
+    with OfflineFeatureStreamGenerator(config, root) as generator:
+        rows = list(generator.rows())
+        return len(rows), rows
+
+
+def memory_chunks(
+    config: FeaturizerConfig, events: list[tuple[str, dict[str, Any]]], chunk: int
+) -> tuple[BatchExecutor, list[tuple[int, list[SourceBatch | None]]]]:
+    """The events as numpy columns per chunk (built before timing)."""
+    import numpy as np
+
+    executor = BatchExecutor(config)
+    kinds = [s.definition_name for s in executor.sources]
+    chunks = []
+    for start in range(0, len(events), chunk):
+        part = events[start : start + chunk]
+        batches: list[SourceBatch | None] = []
+        for kind, source in zip(kinds, executor.sources, strict=True):
+            where = [i for i, (k, _) in enumerate(part) if k == kind]
+            rows = [part[i][1] for i in where]
+            data: dict[str, Any] = {}
+            for name in full_schema(source.definition.event_schema()):
+                values = [row[name] for row in rows]
+                data[name] = (
+                    np.array(values, dtype=np.float64)
+                    if values and isinstance(values[0], float)
+                    else np.array(values, dtype=object)
+                )
+            batches.append(
+                SourceBatch(
+                    positions=np.array(where, dtype=np.int64),
+                    columns=Columns(size=len(rows), data=data),
+                )
+            )
+        chunks.append((len(part), batches))
+    return executor, chunks
+
+
+def kernels_alone(config: FeaturizerConfig, chunks: list[Any]) -> int:
+    executor = BatchExecutor(config)
+    combiner = Combiner(executor.outputs)
+    rows = 0
+    for size, batches in chunks:
+        table, _ = combiner.combine(size, executor.process(batches))
+        rows += table.num_rows if table is not None else 0
+    return rows
+
+
+def parallel(config: FeaturizerConfig, root: Path, workers: int) -> int:
+    with tempfile.TemporaryDirectory() as parts:
+        results = run_parts(config, root, Path(parts), workers=workers)
+        return sum(r.rows for r in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    n = args.events
+    config = FeaturizerConfig.from_dict(CONFIG)
+    events = make_events(n)
+    root = Path(tempfile.mkdtemp(prefix="featurizer-bench-backfill-"))
+    try:
+        started = time.perf_counter()
+        store(root, config, events)
+        print(f"events: {n:,} stored in {time.perf_counter() - started:.1f} s under {root}")
+        batch_time, (batch_rows, batch_last) = best(
+            args.repeats, lambda: batch_from_storage(config, root)
+        )
+        plain_time, (plain_rows, plain_last) = best(args.repeats, lambda: plain_loop(events))
+        event_time, (event_rows, event_all) = best(
+            1, lambda: per_event_from_storage(config, root)
+        )
+        executor, chunks = memory_chunks(config, events, 65_536)
+        kernel_time, kernel_rows = best(args.repeats, lambda: kernels_alone(config, chunks))
+        one_time, one_rows = best(args.repeats, lambda: parallel(config, root, 1))
+        two_time, two_rows = best(args.repeats, lambda: parallel(config, root, 2))
+        with Backfill(config, root) as job:
+            table = job.table()
+        identical = table.to_pylist() == event_all
+        plain_same = plain_last == tuple(batch_last[c] for c in list(batch_last)[1:])
+        assert batch_rows == event_rows == plain_rows == kernel_rows == one_rows == two_rows, (
+            batch_rows, event_rows, plain_rows, kernel_rows, one_rows, two_rows
+        )
+        print(f"rows: {batch_rows:,}; batch rows == per-event rows bit for bit: {identical}; "
+              f"plain loop last vector equal: {plain_same}")
+        rate = {
+            "batch from storage": n / batch_time,
+            "plain loop (memory)": n / plain_time,
+            "per-event from storage": n / event_time,
+            "kernels alone (memory)": n / kernel_time,
+            "parallel, 1 worker": n / one_time,
+            "parallel, 2 workers": n / two_time,
+        }
+        for name, value in rate.items():
+            print(f"{name:<24} {value:>12,.0f} events/s")
+        print(f"batch / plain loop:       {rate['batch from storage'] / rate['plain loop (memory)']:.2f}x")
+        print(f"batch / per-event:        {rate['batch from storage'] / rate['per-event from storage']:.2f}x")
+        print(f"2 workers / 1 worker:     {one_time / two_time:.2f}x")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
