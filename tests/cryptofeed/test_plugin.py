@@ -286,3 +286,22 @@ def test_stats_of_an_idle_emitter() -> None:
     assert (stats.running, stats.events, stats.streams, stats.exchanges) == (False, 0, (), ())
     with pytest.raises(KeyError):
         stats.stream("BINANCE", "BTC-USDT", "ticker")
+
+
+def test_the_gap_detection_each_family_claims_is_what_cryptofeed_does() -> None:
+    """The families' tables against cryptofeed's source: an exchange whose feed raises on a
+    sequence gap or a bad checksum says so, and only such exchanges claim it."""
+    import inspect
+
+    for name, support in supported_exchanges().items():
+        source = "".join(
+            inspect.getsource(inspect.getmodule(cls))  # type: ignore[arg-type]
+            for cls in support.load_feed_class().__mro__
+            if cls.__module__.startswith("cryptofeed.exchanges.")
+        )
+        raises_sequence = "raise MissingSequenceNumber" in source
+        raises_checksum = "raise BadChecksum" in source
+        text = support.family.gap_detection
+        assert ("sequence_gap" in text) == raises_sequence, name
+        assert ("checksum_mismatch" in text) == raises_checksum, name
+        assert support.family.checksum == raises_checksum, name

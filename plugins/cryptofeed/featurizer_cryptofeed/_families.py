@@ -18,7 +18,9 @@ family of exchanges that share a wire protocol:
   so that a gap is marked on that stream only.
 
 Every other exchange of cryptofeed's ``EXCHANGE_MAP`` uses :data:`GENERIC`: no sizes, gaps
-detected by the connection only, recovery by reconnecting. This module imports nothing from
+detected by the connection only, recovery by reconnecting. A test reads cryptofeed's source
+to check that exactly the exchanges whose feed raises on a sequence gap or a bad checksum
+claim it here. This module imports nothing from
 cryptofeed: it is read at discovery time.
 """
 
@@ -212,6 +214,28 @@ FAMILIES: tuple[ExchangeFamily, ...] = (
         name="bitfinex",
         exchanges=("BITFINEX",),
         gap_detection="per-connection sequence numbers (sequence_gap); recovered by reconnecting",
+    ),
+    ExchangeFamily(
+        name="sequenced",
+        exchanges=(
+            "ASCENDEX",
+            "ASCENDEX_FUTURES",
+            "BEQUANT",
+            "BIT.COM",
+            "BLOCKCHAIN",
+            "FMFW",
+            "HITBTC",
+            "INDEPENDENT_RESERVE",
+            "KRAKEN_FUTURES",
+            "POLONIEX",
+        ),
+        gap_detection="book sequence numbers (sequence_gap); recovered by reconnecting",
+    ),
+    ExchangeFamily(
+        name="bitget",
+        exchanges=("BITGET",),
+        gap_detection="CRC32 book checksums (checksum_mismatch); recovered by reconnecting",
+        checksum=True,
     ),
     ExchangeFamily(
         name="coinbase",
