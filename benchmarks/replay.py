@@ -28,6 +28,7 @@ import argparse
 import gc
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -133,11 +134,10 @@ def _run(config: FeaturizerConfig, options: RunOptions, plugins: Plugins | None 
     return summary.events_in / elapsed
 
 
-def record_reference(root: Path, events: int) -> dict[str, Any]:
-    """Record the reference workload; return throughput and bytes per event."""
-    config = FeaturizerConfig.from_dict(CONFIG)
+def _record_once(root: Path, config: FeaturizerConfig, events: int) -> tuple[Any, float]:
+    """Record ``events`` input events into a fresh ``root``: the summary and the seconds taken
+    (run, WAL, blocks and the final publication included)."""
     options = RunOptions(emitter="synthetic", max_events=events, seed=7)
-    plain_rate = _run(config, RunOptions(emitter="synthetic", max_events=min(events, 500_000)))
     with Storage(root) as storage:
         started = time.perf_counter()
         summary = record(
@@ -147,7 +147,28 @@ def record_reference(root: Path, events: int) -> dict[str, Any]:
             sink=CountingSink(),
             compactor=MemoryBasedCompactor(max_block_bytes=16 * 1024 * 1024),
         )
-        elapsed = time.perf_counter() - started
+        return summary, time.perf_counter() - started
+
+
+def record_reference(root: Path, events: int, repeats: int = 1) -> dict[str, Any]:
+    """Record the reference workload; return throughput (best of ``repeats`` recordings and
+    as many runs without recording, interleaved to share the noise) and bytes per event."""
+    config = FeaturizerConfig.from_dict(CONFIG)
+    measured = min(events, 500_000)
+    plain_rates, record_rates = [], []
+    for attempt in range(repeats):
+        plain_rates.append(
+            _run(config, RunOptions(emitter="synthetic", max_events=measured, seed=7))
+        )
+        trial = root.parent / f"{root.name}.trial{attempt}"
+        _, seconds = _record_once(trial, config, measured)
+        shutil.rmtree(trial)
+        record_rates.append(measured / seconds)
+    plain_rate = max(plain_rates)
+    summary, elapsed = _record_once(root, config, events)
+    if events == measured:
+        record_rates.append(events / elapsed)
+    with Storage.open(root) as storage:
         stats = storage.catalog.series_stats()
         kinds = {s.key: s.kind for s in storage.series()}
     by_kind: dict[str, list[int]] = {}
@@ -156,12 +177,13 @@ def record_reference(root: Path, events: int) -> dict[str, Any]:
         entry[0] += blocks
         entry[1] += rows
         entry[2] += size
+    best = max(record_rates) if record_rates else summary.run.events_in / elapsed
     return {
         "input_events": summary.run.events_in,
         "stored_events": summary.acknowledged,
         "elapsed": elapsed,
-        "input_events_per_s": summary.run.events_in / elapsed,
-        "stored_events_per_s": summary.acknowledged / elapsed,
+        "input_events_per_s": best,
+        "stored_events_per_s": best * summary.acknowledged / summary.run.events_in,
         "run_without_recording_events_per_s": plain_rate,
         "bytes_per_event": summary.bytes_per_event,
         "by_kind": {
@@ -291,10 +313,11 @@ def main() -> None:
         root = args.root or Path(tmp) / "storage"
         if not (root / "catalog.sqlite").exists():
             print(f"recording {total:,} input events of the reference workload ...", flush=True)
-            recorded = record_reference(root, total)
+            recorded = record_reference(root, total, args.repeats)
             plain = recorded["run_without_recording_events_per_s"]
             print(
-                f"recording: {recorded['input_events_per_s']:,.0f} input events/s "
+                f"recording (best of {args.repeats}, interleaved with runs without recording): "
+                f"{recorded['input_events_per_s']:,.0f} input events/s "
                 f"({recorded['stored_events_per_s']:,.0f} stored events/s, data sources and "
                 f"outputs); run without recording: "
                 f"{plain:,.0f} events/s; ratio {recorded['input_events_per_s'] / plain:.2f}"

@@ -87,25 +87,36 @@ class ColumnBuffer:
         self._compile(namespace, index, slow=True)
         return namespace["record"]
 
+    def graph_recorder(self) -> Callable[[Any, Event], None]:
+        """The recorder of :meth:`recorder` taking ``(feature, event)`` (graph callbacks).
+
+        :raises RuntimeError: if :meth:`recorder` was not called first.
+        """
+        if self._namespace is None:
+            raise RuntimeError("graph_recorder() needs recorder() first")
+        function: Callable[[Any, Event], None] = self._namespace["record_from_graph"]
+        return function
+
     def _compile(self, namespace: dict[str, Any], index: int, *, slow: bool) -> Any:
-        """Compile the recorder for the current fields into ``namespace["record"]``.
+        """Compile the recorders for the current fields: ``namespace["record"]`` (called with
+        the event) and ``namespace["record_from_graph"]`` (called with the feature and the
+        event, as graph callbacks are: one Python call less per event).
 
         With ``slow``, an event with another number of fields first goes to
         :meth:`_first_event_extras` (only until the first event is recorded).
         """
         if slow:
             namespace["_extras"] = lambda event: self._first_event_extras(event, index)
-        lines = ["def record(event):", "    try:"]
-        lines.append(f"        if len(event) != {len(self.fields)}:")
+        body = ["    try:", f"        if len(event) != {len(self.fields)}:"]
         if slow:
-            lines.append("            if not _sample and _extras(event):")
-            lines.append("                return record(event)")
-        lines.append("            raise _FieldCountError()")
+            body.append("            if not _sample and _extras(event):")
+            body.append("                return record(event)")
+        body.append("            raise _FieldCountError()")
         for i, ((name, _), buffer) in enumerate(zip(self.fields, self.buffers, strict=True)):
             namespace[f"_a{i}"] = buffer.append
             namespace[f"_k{i}"] = name
-            lines.append(f"        _a{i}(event[_k{i}])")
-        lines += [
+            body.append(f"        _a{i}(event[_k{i}])")
+        body += [
             "    except Exception as error:",
             "        _fail(event, error)",
             "        raise",
@@ -115,13 +126,15 @@ class ColumnBuffer:
             "    if len(_order) >= _high:",
             "        _wait()",
         ]
+        lines = ["def record(event):", *body, "def record_from_graph(_feature, event):", *body]
         code = compile("\n".join(lines) + "\n", f"<featurizer recorder {self.label}>", "exec")
-        previous = namespace.get("record")
+        previous = {name: namespace.get(name) for name in ("record", "record_from_graph")}
         exec(code, namespace)
-        if previous is not None:
-            # Callbacks already handed out keep working: they take the new code.
-            previous.__code__ = namespace["record"].__code__
-            namespace["record"] = previous
+        for name, function in previous.items():
+            if function is not None:
+                # Callbacks already handed out keep working: they take the new code.
+                function.__code__ = namespace[name].__code__
+                namespace[name] = function
         return namespace["record"]
 
     def _first_event_extras(self, event: Any, index: int) -> bool:

@@ -322,12 +322,8 @@ class BlockWriter:
 
         :raises StorageError: if ``feature`` is not recorded by this writer.
         """
-        record = self._appender(feature)
-
-        def on_event(_feature: Feature, event: Event) -> None:
-            record(event)
-
-        return on_event
+        self._appender(feature)
+        return self._by_key[feature.key].buffer.graph_recorder()
 
     def append(self, feature: Feature, event: Event) -> None:
         """Record one event of ``feature`` (convenience; the callbacks are faster)."""

@@ -261,3 +261,26 @@ def test_a_reader_during_a_recording_sees_a_consistent_cut(tmp_path: Path) -> No
     assert snapshots, "the reader never saw a running session"
     for data_end, events in snapshots:
         assert events == [item for item in final if item[1] < data_end]
+
+
+def test_fields_beyond_the_schema_are_stored_never_dropped(tmp_path: Path) -> None:
+    events = [
+        {"timestamp": 1.0, "receipt_timestamp": 1.0, "bid": 1.0, "ask": 2.0, "bid_size": 0.5},
+        {"timestamp": 2.0, "receipt_timestamp": 2.0, "bid": 1.5, "ask": 2.5, "bid_size": -0.0},
+    ]
+    with Storage(tmp_path / "root") as storage:
+        with storage.writer([A]) as writer:
+            record = writer.graph_callback(A)
+            for event in events:
+                record(A, event)
+        got = storage.read_events(A)
+        assert got == events and [list(e) for e in got] == [list(e) for e in events]
+        assert str(got[1]["bid_size"]) == "-0.0"
+        # a later recording of the series must carry the same fields
+        writer = storage.writer([A])
+        append = writer.event_callback(A)
+        with pytest.raises(StorageError, match="bid_size"):
+            append({"timestamp": 9.0, "receipt_timestamp": 9.0, "bid": 1.0, "ask": 2.0})
+        with pytest.raises(StorageError, match="bid_size"):
+            writer.stop()
+        assert storage.read_events(A) == events
