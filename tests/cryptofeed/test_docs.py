@@ -32,7 +32,9 @@ def test_the_python_example_runs(
 
 
 def test_the_yaml_snippets_are_valid_config_entries() -> None:
+    defined = set()
     for snippet in blocks("yaml"):
         config = FeaturizerConfig.from_dict({"feature_configs": yaml.safe_load(snippet)})
-        (feature,) = construct_features_from_configs(config)
-        assert feature.definition_name == "feed_gaps"
+        features = construct_features_from_configs(config)
+        defined |= {feature.definition_name for feature in features}
+    assert {"feed_gaps", "basis", "mid_price_l2", "mid_price"} <= defined
