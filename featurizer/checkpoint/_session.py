@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -59,7 +61,8 @@ class CheckpointMetrics:
     :param last_duration_seconds: time from the cut to the commit of the last one.
     :param last_state_bytes: size of its state.
     :param last_committed_at: Unix time of its commit (``None`` before the first).
-    :param restarts: times this run was resumed (all processes, from the checkpoint).
+    :param restarts: times this run was restarted in its directory (every process that found
+        a checkpoint or a logged input to resume, whether or not it reached a checkpoint).
     :param replayed_events: events replayed from the log when this process resumed.
     :param recovery_seconds: time to restore and replay them.
     :param gaps: live sources that lost data while the run was down.
@@ -108,6 +111,19 @@ def _difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     if old["output"] != new["output"]:
         parts.append(f"output was {old['output']!r}, now {new['output']!r}")
     return "; ".join(parts)
+
+
+def _count_restart(directory: Path) -> int:
+    """Add one to the directory's restart counter (``restarts``, replaced atomically)."""
+    path = directory / "restarts"
+    try:
+        count = int(path.read_text(encoding="ascii")) + 1
+    except (OSError, ValueError):
+        count = 1
+    tmp = directory / ".restarts.tmp"
+    tmp.write_text(str(count), encoding="ascii")
+    os.replace(tmp, path)
+    return count
 
 
 class Checkpointer:
@@ -170,8 +186,11 @@ class Checkpointer:
         if self.settings.fresh:
             for name in ("checkpoints", "log", "segments"):
                 shutil.rmtree(self._directory / name, ignore_errors=True)
+            (self._directory / "restarts").unlink(missing_ok=True)
         self._directory.mkdir(parents=True, exist_ok=True)
         paths = checkpoint_paths(self._directory)
+        if paths or (self._directory / "log").is_dir():
+            self.metrics.restarts = _count_restart(self._directory)
         if paths:
             self._restore(graph, paths[-1])
         else:
@@ -200,7 +219,6 @@ class Checkpointer:
             ]
         self._next_id = info.id + 1
         self._output_bytes = info.output_bytes
-        self.metrics.restarts = info.restarts + 1
         self._restored = info
         logger.warning(
             "resuming from checkpoint %d of %s (%d events in, %d rows published)",
