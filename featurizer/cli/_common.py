@@ -17,6 +17,7 @@ from featurizer._sinks import Sink, check_output_file
 __all__ = [
     "ProgressLine",
     "add_config_argument",
+    "add_emitter_option_argument",
     "check_output",
     "load",
     "make_sink",
@@ -51,6 +52,27 @@ def positive_float(value: str) -> float:
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     """The positional CONFIG argument."""
     parser.add_argument("config", type=Path, metavar="CONFIG", help="a featurizer YAML config")
+
+
+def _key_value(value: str) -> tuple[str, str]:
+    key, sep, text = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    return key.strip(), text
+
+
+def add_emitter_option_argument(parser: argparse.ArgumentParser) -> None:
+    """The repeatable ``--emitter-option KEY=VALUE`` (``args.emitter_settings``, a dict)."""
+    parser.add_argument(
+        "--emitter-option",
+        dest="emitter_settings",
+        metavar="KEY=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        help="an option for the emitters (e.g. directory=data/); repeat it; each must be "
+        "declared by an emitter of the run (featurizer plugins --verbose lists them)",
+    )
 
 
 def load(args: argparse.Namespace) -> FeaturizerConfig:

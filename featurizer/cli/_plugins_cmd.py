@@ -40,6 +40,8 @@ def handle(args: argparse.Namespace) -> int:
         write("emitters:")
         for name, spec in plugins.emitters().items():
             write(f"    {name:28} {spec.description} (serves {', '.join(spec.data_sources)})")
+            for option in spec.emitter_class.declared_options:
+                write(f"    {'':28}   --emitter-option {option.name}=...  {option.help}")
             # an emitter class may describe what it serves in detail, one line each
             describe = getattr(spec.emitter_class, "describe_support", None)
             for line in describe() if callable(describe) else ():

@@ -113,15 +113,19 @@ def test_config_page_documents_every_field() -> None:
         assert f"`{field}`" in config_page, f"config.md does not document entry field {field!r}"
     for field in ("feature_configs", "start_date", "end_date"):
         assert f"| `{field}` |" in config_page, f"config.md does not document {field!r}"
-    # The other top-level fields (storage work) are documented in docs/storage.md.
+    # The other top-level fields (storage, checkpoints) are documented on their own pages.
     others = [f for f in _TOP_LEVEL if f"| `{f}` |" not in config_page]
-    if others:
-        assert "](storage.md)" in config_page
-        storage = DOCS / "storage.md"
-        if storage.is_file():
-            text = storage.read_text(encoding="utf-8")
-            for field in others:
-                assert field in text, f"top-level field {field!r} is not documented in storage.md"
+    pages = {
+        path.name: path.read_text(encoding="utf-8")
+        for path in DOCS.glob("*.md")
+        if path.name != "config.md"
+    }
+    for field in others:
+        documenting = [name for name, text in pages.items() if f"`{field}" in text]
+        assert documenting, f"top-level field {field!r} is documented on no page of docs/"
+        assert any(f"]({name}" in config_page for name in documenting), (
+            f"config.md does not link the page documenting {field!r} ({', '.join(documenting)})"
+        )
 
 
 def test_quickstart_repeats_the_readme_commands() -> None:
