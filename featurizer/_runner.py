@@ -22,6 +22,7 @@ from featurizer._sinks import Sink, flatten_grouped
 from featurizer._ties import TieOrder
 
 if TYPE_CHECKING:
+    from featurizer.checkpoint import Checkpointer
     from featurizer.metrics import RunMetrics
 
 __all__ = [
@@ -275,6 +276,7 @@ def run(
     on_combined: Callable[[GroupedNamedDataEvent], None] | None = None,
     metrics: RunMetrics | None = None,
     progress: Callable[[int, int], None] | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> RunSummary:
     """Run ``config`` until its emitters finish, ``max_events``, ``duration`` or Ctrl-C.
 
@@ -288,6 +290,9 @@ def run(
         emitters to it (see :mod:`featurizer.metrics`); ``None`` runs uninstrumented.
     :param progress: called about 20 times a second, from the calling thread, with the input
         events and the output rows so far (a progress line).
+    :param checkpoint: checkpoint the run (``sink`` is its segmented sink): resume from the
+        newest checkpoint, log the input, commit outputs with checkpoints (see
+        :mod:`featurizer.checkpoint`).
     :returns: the summary.
     :raises FeaturizerError: for config or emitter problems (before anything starts) and for
         feature errors under the ``raise`` policy.
@@ -321,11 +326,18 @@ def run(
     limit_reached = threading.Event()
     counter = _InputCounter(options.max_events, limit_reached)
     lock = threading.Lock() if len(emitters) > 1 else None
+    if checkpoint is not None:
+        _resume(checkpoint, graph, counter, sink)
     ties = TieOrder(features)  # same-timestamp events in the order every scaler uses
     for name, sources in plan.items():
         for source in sources:
-            ordered = ties.wrap(source, graph.input_callback(source))
-            emitters[name].register_callback(source, counter.wrap(ordered, lock))
+            dispatch = graph.input_callback(source)
+            if checkpoint is not None:  # logs and cuts in dispatch order, inside the tie order
+                dispatch = checkpoint.around(source, dispatch)
+            callback = counter.wrap(ties.wrap(source, dispatch), lock)
+            if checkpoint is not None:  # skips what a restarted emitter sends again
+                callback = checkpoint.resume_filter(source, callback)
+            emitters[name].register_callback(source, callback)
     context = RunContext(config=config, options=options, graph=graph, emitters=emitters)
     plugins.before_run(context)
     started = time.perf_counter()
@@ -340,6 +352,8 @@ def run(
     except BaseException as error:
         _stop_all(emitters)
         ties.close(flush=False)
+        if checkpoint is not None:
+            checkpoint.close()
         sink.close(ok=False)
         plugins.on_run_error(context, error)
         raise
@@ -351,11 +365,15 @@ def run(
     except Exception as error:
         failure = error
     if failure is not None:
+        if checkpoint is not None:
+            checkpoint.close()
         sink.close(ok=False)
         plugins.on_run_error(context, failure)
         if isinstance(failure, FeaturizerError):
             raise failure
         raise EmitterError(f"an emitter failed: {type(failure).__name__}: {failure}") from failure
+    if checkpoint is not None:
+        checkpoint.finish()
     sink.close(ok=True)
     if (
         stopped_by == "completed"
@@ -377,6 +395,24 @@ def run(
 
 def _silent_outputs(graph: FeatureStreamGraph) -> tuple[str, ...]:
     return tuple(feature.name for feature in graph.silent_outputs())
+
+
+def _resume(
+    checkpoint: Checkpointer, graph: FeatureStreamGraph, counter: _InputCounter, sink: Sink
+) -> None:
+    """Restore the newest checkpoint and replay the logged input after it (before emitters
+    start); on failure the log is closed and the sink discarded."""
+
+    def set_count(count: int) -> None:
+        counter.count = count
+
+    try:
+        checkpoint.start(graph, set_count)
+        checkpoint.recover({source: graph.input_callback(source) for source in graph.get_ins()})
+    except BaseException:
+        checkpoint.close()
+        sink.close(ok=False)
+        raise
 
 
 def _per_feature_writer(sink: Sink, outputs: list[int]) -> Callable[[Feature, Event], None]:

@@ -10,6 +10,11 @@ from featurizer._errors import FeaturizerError
 from featurizer._graph import ERROR_POLICIES
 from featurizer._plugins import get_plugins
 from featurizer._runner import RunOptions, run
+from featurizer.cli._checkpoint_cmd import (
+    add_checkpoint_arguments,
+    checkpointed_from_args,
+    describe_metrics,
+)
 from featurizer.cli._common import (
     ProgressLine,
     add_config_argument,
@@ -81,6 +86,7 @@ def register(commands: Any) -> None:
     )
     add_scaling_arguments(parser)
     add_metrics_arguments(parser)
+    add_checkpoint_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -117,8 +123,11 @@ def handle(args: argparse.Namespace) -> int:
         emitter_settings=dict(args.emitter_settings),
     )
     outputs = worker_outputs_from_args(args, plugins)  # --outputs workers: checked here
+    checkpointed = checkpointed_from_args(args, config, options)
     with observing(args) as metrics:  # a metrics port in use fails before anything starts
-        sink = None if outputs is not None else make_sink(plugins, args.out, args.format_name)
+        sink: Any = checkpointed.sink if checkpointed is not None else None
+        if sink is None and outputs is None:
+            sink = make_sink(plugins, args.out, args.format_name)
         try:
             if args.scaler:
                 from featurizer.scaling import reporting_metrics
@@ -142,6 +151,7 @@ def handle(args: argparse.Namespace) -> int:
                         plugins=plugins,
                         metrics=metrics,
                         progress=progress.update,
+                        checkpoint=checkpointed,
                     )
                 finally:
                     progress.close()
@@ -151,6 +161,8 @@ def handle(args: argparse.Namespace) -> int:
             raise
     if not args.quiet:
         _report(args, summary, outputs is not None)
+        if checkpointed is not None:
+            write(describe_metrics(checkpointed), stream=sys.stderr)
     if summary.stopped_by == "interrupted":
         write("featurizer: interrupted", stream=sys.stderr)
         return 130
