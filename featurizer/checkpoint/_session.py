@@ -34,7 +34,7 @@ import attrs
 from featurizer._events import Event
 from featurizer._feature import Feature
 from featurizer._graph import FeatureStreamGraph
-from featurizer.checkpoint._errors import CheckpointMismatchError
+from featurizer.checkpoint._errors import CheckpointMismatchError, CorruptCheckpointError
 from featurizer.checkpoint._faults import fault_armed, fault_point
 from featurizer.checkpoint._format import (
     CheckpointInfo,
@@ -126,6 +126,23 @@ def _count_restart(directory: Path) -> int:
     return count
 
 
+def _newest_readable(paths: Sequence[Path]) -> tuple[CheckpointInfo, dict[str, Any]]:
+    """The newest checkpoint that reads back intact; a damaged newer one is skipped with a
+    warning (the older cut is consistent too: its output is a prefix, the log holds its tail).
+
+    :raises CorruptCheckpointError: (the newest one's) if none is intact.
+    """
+    first_error: CorruptCheckpointError | None = None
+    for path in reversed(paths):
+        try:
+            return read_checkpoint(path)
+        except CorruptCheckpointError as error:
+            logger.error("skipping a damaged checkpoint: %s", error)
+            first_error = first_error or error
+    assert first_error is not None
+    raise first_error
+
+
 class Checkpointer:
     """Checkpoints one single-process run (see the module docstring).
 
@@ -192,14 +209,16 @@ class Checkpointer:
         if paths or (self._directory / "log").is_dir():
             self.metrics.restarts = _count_restart(self._directory)
         if paths:
-            self._restore(graph, paths[-1])
+            self._restore(graph, _newest_readable(paths))
         else:
             self.sink.start_fresh()
         self._log = InputLog(self._directory / "log", sources, self.settings.sync_interval)
         self._log.open_writer()
 
-    def _restore(self, graph: FeatureStreamGraph, path: Any) -> None:
-        info, state = read_checkpoint(path)
+    def _restore(
+        self, graph: FeatureStreamGraph, checkpoint: tuple[CheckpointInfo, dict[str, Any]]
+    ) -> None:
+        info, state = checkpoint
         if info.fingerprint != self._fingerprint:
             raise CheckpointMismatchError(
                 f"checkpoint directory {str(self._directory)!r} holds a checkpoint of another "

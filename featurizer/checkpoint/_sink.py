@@ -116,6 +116,7 @@ class SegmentedJsonLinesSink:
         :raises CheckpointError: if the published output was lost or shortened by something
             else than an interrupted publish.
         """
+        self._segments.mkdir(parents=True, exist_ok=True)
         segment = self.segment_path(checkpoint_id)
         size = self.path.stat().st_size if self.path.exists() else 0
         if size < output_bytes:
@@ -140,6 +141,7 @@ class SegmentedJsonLinesSink:
 
     def start_fresh(self) -> None:
         """Start the target empty (a run without a checkpoint to resume)."""
+        self._segments.mkdir(parents=True, exist_ok=True)
         with self.path.open("wb") as handle:
             os.fsync(handle.fileno())
         for leftover in self._segments.iterdir():
