@@ -7,10 +7,15 @@ checks, and cryptofeed's parsing method for that channel is replaced on the feed
 (its JSON decoding, dispatch, books and sequence checks are untouched). Measured by
 ``benchmarks/cryptofeed_emitter.py``; the exact-value tests of the Binance family run through it.
 
-Binance family (``bookTicker`` and ``aggTrade``, as cryptofeed's ``Binance._ticker`` and
-``Binance._trade`` read them): prices and sizes are decimal strings; trade time ``T`` and
-event time ``E`` (futures tickers only) are milliseconds; ``m`` (buyer is maker) makes the
-aggressor a seller; ``a`` is the aggregate trade id.
+Binance family (``bookTicker``, ``aggTrade`` and ``depthUpdate``, as cryptofeed's
+``Binance._ticker``, ``_trade`` and ``_book`` read them): prices and sizes are decimal
+strings; trade time ``T`` and event time ``E`` are milliseconds; ``m`` (buyer is maker) makes
+the aggressor a seller; ``a`` is the aggregate trade id. Book updates keep cryptofeed's
+protocol: a missing book is fetched with cryptofeed's own REST snapshot (which reaches the
+emitter as the snapshot event) and every update goes through cryptofeed's update-id check
+(``_check_update_id``, which resets the books on a gap); only the update's levels are read
+as floats into the delta event, instead of into cryptofeed's ``Decimal`` book, which the
+emitter never reads after the snapshot.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["binance_fast_paths"]
+__all__ = ["binance_book_path", "binance_fast_paths"]
+
+_UPDATED: dict[str, Any] = {}
+"""Set as cryptofeed's ``OrderBook.delta`` once an update was applied after a snapshot: its
+update-id check treats a book whose ``delta`` is ``None`` as just snapshotted."""
 
 Deliver = Callable[[Any, dict[str, Any]], None]
 Bad = Callable[[Any, Any, Exception], None]
@@ -114,3 +123,69 @@ def binance_fast_paths(
         deliver(stream, event)
 
     return {"_ticker": ticker, "_trade": trade}
+
+
+def binance_book_path(
+    *,
+    feed: Any,
+    symbols: Mapping[str, str],
+    books: Mapping[str, Any],
+    deliver: Deliver,
+    bad_book: Callable[[Any, Exception], None],
+    unsubscribed: Callable[[str], None],
+) -> dict[str, Callable[..., Any]]:
+    """The replacement of a Binance-family feed's ``_book`` method.
+
+    :param feed: the feed (its ``_l2_book``, ``_snapshot`` and ``_check_update_id``).
+    :param symbols: exchange symbol to normalised symbol.
+    :param books: the ``l2_book`` streams by normalised symbol.
+    :param deliver: ``deliver(stream, event)``.
+    :param bad_book: ``bad_book(stream, error)``: the update could not be read (the emitter
+        marks a gap and drops that book, so that it is fetched again).
+    :param unsubscribed: counts an update of a book nobody subscribed to (it is dropped: it
+        must not make cryptofeed fetch that book, nor reset every book at its next gap).
+    :returns: ``{"_book": coroutine function}``.
+    """
+    isfinite = math.isfinite
+
+    async def book(msg: Any, pair: str, receipt: float) -> None:
+        symbol = symbols.get(pair)
+        stream = books.get(symbol)  # type: ignore[arg-type]
+        if stream is None:
+            unsubscribed(pair)
+            return
+        if symbol not in feed._l2_book:  # cryptofeed replaces the dict when it resets
+            await feed._snapshot(pair)
+        if feed._check_update_id(symbol, msg):
+            return
+        try:
+            bids = tuple([(float(price), float(size)) for price, size in msg["b"]])
+            asks = tuple([(float(price), float(size)) for price, size in msg["a"]])
+            timestamp = msg["E"] / 1000.0
+            total = timestamp + receipt
+            for price, size in bids:
+                total += price + size
+            for price, size in asks:
+                total += price + size
+            if not isfinite(total):
+                raise ValueError(f"non-finite book update {bids!r} {asks!r} at {timestamp!r}")
+        except Exception as error:
+            bad_book(stream, error)
+            return
+        feed._l2_book[symbol].delta = _UPDATED
+        sequence = stream.sequence + 1
+        stream.sequence = sequence
+        deliver(
+            stream,
+            {
+                "timestamp": timestamp,
+                "receipt_timestamp": receipt,
+                "bids": bids,
+                "asks": asks,
+                "sequence": sequence,
+                "is_snapshot": False,
+                "gap": False,
+            },
+        )
+
+    return {"_book": book}

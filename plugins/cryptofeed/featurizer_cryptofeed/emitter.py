@@ -706,10 +706,15 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
 
     def _fast_paths_for(self, exchange: _Exchange, feed: Any) -> dict[str, Any]:
         """The family's fast paths (see :mod:`featurizer_cryptofeed._fast`) for this feed."""
-        from featurizer_cryptofeed._fast import binance_fast_paths
+        from featurizer_cryptofeed._fast import binance_book_path, binance_fast_paths
 
         name = exchange.support.name
-        by_channel: dict[str, dict[str, _Stream]] = {"ticker": {}, BOOK_TICKER: {}, "trades": {}}
+        by_channel: dict[str, dict[str, _Stream]] = {
+            "ticker": {},
+            BOOK_TICKER: {},
+            "trades": {},
+            "l2_book": {},
+        }
         for (exchange_name, symbol, channel), stream in self._streams.items():
             if exchange_name == name and channel in by_channel:
                 by_channel[channel][symbol] = stream
@@ -720,15 +725,33 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         def unsubscribed() -> None:
             exchange.unsubscribed += 1
 
-        return binance_fast_paths(
+        def bad_book(stream: _Stream, error: Exception) -> None:
+            self._bad_book(exchange, stream, error)
+
+        def unsubscribed_book(pair: str) -> None:
+            self._on_unsubscribed(feed, "l2_book", pair)
+
+        deliver = self._deliver_validated if self.options.validate else self._deliver
+        paths = binance_fast_paths(
             symbols=feed.exchange_symbol_mapping,
             tickers=by_channel["ticker"],
             sized=by_channel[BOOK_TICKER],
             trades=by_channel["trades"],
-            deliver=self._deliver_validated if self.options.validate else self._deliver,
+            deliver=deliver,
             bad_event=bad_event,
             unsubscribed=unsubscribed,
         )
+        paths.update(
+            binance_book_path(
+                feed=feed,
+                symbols=feed.exchange_symbol_mapping,
+                books=by_channel["l2_book"],
+                deliver=deliver,
+                bad_book=bad_book,
+                unsubscribed=unsubscribed_book,
+            )
+        )
+        return paths
 
     def _deliver(self, stream: _Stream, event: Event) -> None:
         # lag: exchange time to receipt (no clock read per event; see StreamStats)
