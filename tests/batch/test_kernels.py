@@ -140,6 +140,12 @@ def test_vwap(data: Any, window: float) -> None:
 
 
 @EXAMPLES
+@given(data=st.data(), interval=st.sampled_from([*WINDOWS, 0.25, 4.0]))
+def test_ohlcv(data: Any, interval: float) -> None:
+    check([("bars", "ohlcv", {"interval": interval})], data)
+
+
+@EXAMPLES
 @given(data=st.data(), window=st.sampled_from(WINDOWS), per=st.sampled_from(["event", "timestamp"]))
 def test_every_kernel_together(data: Any, window: float, per: str) -> None:
     check(

@@ -166,3 +166,10 @@ class OHLCV(FeatureDefinition):
         """A ``map`` over an :class:`OHLCVBars` (returned as the state)."""
         bars = OHLCVBars(params["interval"])
         return upstreams["trades"].map(bars.update), bars
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel, carrying an :class:`OHLCVBars` (``state`` or a new one)."""
+        from featurizer_features.batch import OHLCVKernel
+
+        return OHLCVKernel(state if state is not None else OHLCVBars(params["interval"]))

@@ -8,6 +8,7 @@ sums stay exact, and when a chunk falls back to the per-event code).
 
 from __future__ import annotations
 
+from featurizer_features.batch._ohlcv import OHLCVKernel
 from featurizer_features.batch._stateless import MidPriceKernel, RelativeSpreadKernel
 from featurizer_features.batch._windows import (
     TradeVolumeImbalanceKernel,
@@ -16,6 +17,7 @@ from featurizer_features.batch._windows import (
 )
 
 __all__ = [
+    "OHLCVKernel",
     "MidPriceKernel",
     "RelativeSpreadKernel",
     "TradeVolumeImbalanceKernel",
