@@ -184,6 +184,8 @@ class Storage:
             identity = new_storage_id()
         if in_catalog is None:
             self.catalog.set_storage_id(identity)
+            # Another process may have recorded its own first: the catalog's wins.
+            identity = self.catalog.storage_id() or identity
         if in_file is None:
             write_identity(self.root, identity)
         return identity
