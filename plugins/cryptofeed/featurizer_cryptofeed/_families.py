@@ -250,6 +250,7 @@ FAMILIES: tuple[ExchangeFamily, ...] = (
         exchanges=("BYBIT",),
         gap_detection="dropped connections only (cryptofeed checks no book sequence here); "
         "a book is recovered by reconnecting",
+        fast_path="bybit",
         ticker_sizes=bybit_ticker_sizes,
         ticker_time_divisor=1000.0,
         book_time_divisor=1000.0,

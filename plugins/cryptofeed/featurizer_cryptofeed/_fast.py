@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["binance_book_path", "binance_fast_paths"]
+__all__ = ["binance_book_path", "binance_fast_paths", "bybit_fast_paths"]
 
 _UPDATED: dict[str, Any] = {}
 """Set as cryptofeed's ``OrderBook.delta`` once an update was applied after a snapshot: its
@@ -189,3 +189,164 @@ def binance_book_path(
         )
 
     return {"_book": book}
+
+
+def bybit_fast_paths(
+    *,
+    feed: Any,
+    symbols: Mapping[str, str],
+    tickers: Mapping[str, Any],
+    sized: Mapping[str, Any],
+    trades: Mapping[str, Any],
+    books: Mapping[str, Any],
+    deliver: Deliver,
+    bad_event: Bad,
+    bad_book: Callable[[Any, Exception], None],
+    unsubscribed: Callable[[], None],
+) -> dict[str, Callable[..., Any]]:
+    """The replacements of a Bybit feed's ticker, ``_trade`` and ``_book`` methods.
+
+    Bybit v5 (as cryptofeed's ``Bybit`` reads it): prices and sizes are decimal strings,
+    times (``ts``, trade ``T``) milliseconds; ticker messages after the first carry only what
+    changed and are merged into the last one, as cryptofeed does; book snapshots go through
+    cryptofeed (they replace its book), book deltas become delta events directly. Spot
+    symbols are converted as cryptofeed does (``BTCUSDT`` -> ``BTC/USDT``).
+
+    :returns: ``{"_ticker_open_interest_funding_index": ..., "_trade": ..., "_book": ...}``.
+    """
+    isfinite = math.isfinite
+    merged: dict[str, dict[str, Any]] = {}
+    cryptofeed_book = feed._book
+
+    def spot_name(name: str) -> str | None:
+        converted: str | None = feed.convert_to_spot_name(feed, name)
+        return converted
+
+    async def ticker(msg: Any, receipt: float, conn: Any) -> None:
+        update = msg["data"]
+        name = update["symbol"]
+        if msg["type"] == "snapshot" or name not in merged:
+            merged[name] = dict(update)
+        else:
+            merged[name].update(update)
+        update = merged[name]
+        symbol = symbols.get(name)
+        plain = tickers.get(symbol)  # type: ignore[arg-type]
+        with_sizes = sized.get(symbol)  # type: ignore[arg-type]
+        if plain is None and with_sizes is None:
+            unsubscribed()
+            return
+        try:
+            timestamp = int(msg["ts"]) / 1000.0
+            bid = float(update["bid1Price"])
+            ask = float(update["ask1Price"])
+            if not (isfinite(timestamp + receipt + bid + ask) and bid > 0.0 and ask > 0.0):
+                raise ValueError(f"ticker bid {bid!r}, ask {ask!r}, timestamp {timestamp!r}")
+            if with_sizes is not None:
+                bid_size = float(update["bid1Size"])
+                ask_size = float(update["ask1Size"])
+                if not isfinite(bid_size + ask_size):
+                    raise ValueError(f"ticker sizes {bid_size!r}, {ask_size!r}")
+        except Exception as error:
+            for stream in (plain, with_sizes):
+                if stream is not None:
+                    bad_event(stream, msg, error)
+            return
+        if plain is not None:
+            deliver(
+                plain,
+                {"timestamp": timestamp, "receipt_timestamp": receipt, "bid": bid, "ask": ask},
+            )
+        if with_sizes is not None:
+            deliver(
+                with_sizes,
+                {
+                    "timestamp": timestamp,
+                    "receipt_timestamp": receipt,
+                    "bid": bid,
+                    "ask": ask,
+                    "bid_size": bid_size,
+                    "ask_size": ask_size,
+                },
+            )
+
+    async def trade(msg: Any, receipt: float, market: str) -> None:
+        data = msg["data"]
+        if not isinstance(data, list):
+            return
+        for row in data:
+            name = row["s"]
+            if market == "spot":
+                name = spot_name(name)
+                if not name:
+                    return
+            stream = trades.get(symbols.get(name))  # type: ignore[arg-type]
+            if stream is None:
+                unsubscribed()
+                continue
+            try:
+                timestamp = int(row["T"]) / 1000.0
+                price = float(row["p"])
+                amount = float(row["v"])
+                if not isfinite(timestamp + receipt + price + amount):
+                    raise ValueError(f"non-finite trade {price!r} x {amount!r} at {timestamp!r}")
+                event = {
+                    "timestamp": timestamp,
+                    "receipt_timestamp": receipt,
+                    "price": price,
+                    "amount": amount,
+                    "side": "buy" if row["S"] == "Buy" else "sell",
+                    "trade_id": str(row["i"]),
+                }
+            except Exception as error:
+                bad_event(stream, row, error)
+                continue
+            deliver(stream, event)
+
+    async def book(msg: Any, receipt: float, market: str) -> None:
+        if msg["type"] != "delta":
+            await cryptofeed_book(msg, receipt, market)  # a snapshot: cryptofeed's book
+            return
+        data = msg["data"]
+        name = msg["topic"].split(".")[-1]
+        if market == "spot":
+            name = spot_name(data["s"])
+            if not name:
+                return
+        symbol = symbols.get(name)
+        stream = books.get(symbol)  # type: ignore[arg-type]
+        if stream is None:
+            unsubscribed()
+            return
+        if symbol not in feed._l2_book:
+            raise KeyError(f"a {symbol} book delta before its snapshot")
+        try:
+            bids = tuple([(float(price), float(size)) for price, size in data["b"]])
+            asks = tuple([(float(price), float(size)) for price, size in data["a"]])
+            timestamp = int(msg["ts"]) / 1000.0
+            total = timestamp + receipt
+            for price, size in bids:
+                total += price + size
+            for price, size in asks:
+                total += price + size
+            if not isfinite(total):
+                raise ValueError(f"non-finite book update {bids!r} {asks!r} at {timestamp!r}")
+        except Exception as error:
+            bad_book(stream, error)
+            return
+        sequence = stream.sequence + 1
+        stream.sequence = sequence
+        deliver(
+            stream,
+            {
+                "timestamp": timestamp,
+                "receipt_timestamp": receipt,
+                "bids": bids,
+                "asks": asks,
+                "sequence": sequence,
+                "is_snapshot": False,
+                "gap": False,
+            },
+        )
+
+    return {"_ticker_open_interest_funding_index": ticker, "_trade": trade, "_book": book}

@@ -23,7 +23,6 @@ from featurizer import (
     Feature,
     validate_event,
 )
-from featurizer_cryptofeed._errors import ResyncRequired
 from featurizer_cryptofeed._exchanges import (
     BOOK_TICKER,
     DATA_SOURCES,
@@ -706,7 +705,11 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
 
     def _fast_paths_for(self, exchange: _Exchange, feed: Any) -> dict[str, Any]:
         """The family's fast paths (see :mod:`featurizer_cryptofeed._fast`) for this feed."""
-        from featurizer_cryptofeed._fast import binance_book_path, binance_fast_paths
+        from featurizer_cryptofeed._fast import (
+            binance_book_path,
+            binance_fast_paths,
+            bybit_fast_paths,
+        )
 
         name = exchange.support.name
         by_channel: dict[str, dict[str, _Stream]] = {
@@ -732,6 +735,19 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
             self._on_unsubscribed(feed, "l2_book", pair)
 
         deliver = self._deliver_validated if self.options.validate else self._deliver
+        if exchange.support.family.fast_path == "bybit":
+            return bybit_fast_paths(
+                feed=feed,
+                symbols=feed.exchange_symbol_mapping,
+                tickers=by_channel["ticker"],
+                sized=by_channel[BOOK_TICKER],
+                trades=by_channel["trades"],
+                books=by_channel["l2_book"],
+                deliver=deliver,
+                bad_event=bad_event,
+                bad_book=bad_book,
+                unsubscribed=unsubscribed,
+            )
         paths = binance_fast_paths(
             symbols=feed.exchange_symbol_mapping,
             tickers=by_channel["ticker"],
@@ -841,25 +857,24 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         self._record_gap(stream, "malformed_message")
 
     def _bad_book(self, exchange: _Exchange, stream: _Stream, error: Exception) -> None:
+        if exchange.support.family.recovery != "snapshot":
+            # the rest of this book is lost and only a new connection brings a new snapshot:
+            # the feed's message handler reports the error (a gap on every stream of the
+            # connection) and renews the connection
+            raise error
         exchange.malformed += 1
-        snapshot = exchange.support.family.recovery == "snapshot"
         if _should_log(exchange.malformed):
             logger.warning(
                 "cryptofeed emitter: could not convert a %s %s book message (%s: %s); "
-                "recovering the book from %s",
+                "recovering the book from a new snapshot",
                 stream.exchange,
                 stream.symbol,
                 type(error).__name__,
                 error,
-                "a new snapshot" if snapshot else "a new connection",
             )
         self._record_gap(stream, "malformed_message")
-        if snapshot:
-            if exchange.feed is not None:
-                exchange.feed.resync_book(stream.symbol)
-            return
-        # the rest of this book is lost: subscribing again brings a new snapshot
-        raise ResyncRequired(f"{stream.exchange} {stream.symbol} book: {error!r}")
+        if exchange.feed is not None:
+            exchange.feed.resync_book(stream.symbol)
 
     def _streams_of_connection(self, feed: Any, connection: Any) -> list[_Stream]:
         found = []
