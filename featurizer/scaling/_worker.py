@@ -152,7 +152,8 @@ class WorkerRuntime:
         self.idle_timeout = idle_timeout
         self.heartbeat_interval = heartbeat_interval
         self.flush_interval = flush_interval
-        self._clock_offset = 0.0
+        self._clock_offset: float | None = None
+        self._started_wall = time.time()
         self._arrivals = 0
         self._draining = threading.Event()
         self.batch_size = max(1, int(getattr(transport, "batch_size", 1024)))
@@ -370,7 +371,14 @@ class WorkerRuntime:
         delay, idle_timeout = self.watermark_delay, self.idle_timeout
         if delay is None and idle_timeout is None:
             return
-        clock = now + self._clock_offset
+        offset = self._clock_offset
+        if offset is None:
+            # no event yet: the event clock is unknown. A replay's first events come at once;
+            # a worker whose sources stay silent falls back to the wall clock after a while.
+            if now - self._started_wall < max(delay or 0.0, idle_timeout or 0.0):
+                return
+            offset = 0.0
+        clock = now + offset
         for group, state in self._groups.items():
             if state.done_sequence == END_WATERMARK[1]:
                 continue
@@ -393,6 +401,7 @@ class WorkerRuntime:
 
     def start(self) -> None:
         """Start the inbox and supervisor threads, then the emitters."""
+        self._started_wall = time.time()
         if self.inbox is not None:
             self._spawn(self._receive_loop, "inbox")
         self._spawn(self._supervise, "supervisor")
@@ -490,16 +499,7 @@ class WorkerRuntime:
     def _supervise(self) -> None:
         interval = self.flush_interval
         while not self._stopping.wait(interval):
-            for name, emitter in self._emitters.items():
-                failure = emitter.failure()
-                if failure is not None:
-                    raise (
-                        failure
-                        if isinstance(failure, FeaturizerError)
-                        else ScalingError(
-                            f"emitter {name!r} failed: {type(failure).__name__}: {failure}"
-                        )
-                    ) from failure
+            self._check_emitters()
             if not self._acquire():
                 return
             try:
@@ -519,6 +519,18 @@ class WorkerRuntime:
                     return
             finally:
                 self.lock.release()
+
+    def _check_emitters(self) -> None:
+        for name, emitter in self._emitters.items():
+            failure = emitter.failure()
+            if failure is not None:
+                raise (
+                    failure
+                    if isinstance(failure, FeaturizerError)
+                    else ScalingError(
+                        f"emitter {name!r} failed: {type(failure).__name__}: {failure}"
+                    )
+                ) from failure
 
     def _acquire(self) -> bool:
         """Take the lock, unless the worker stops first (a feature stuck under the lock must
@@ -552,7 +564,10 @@ class WorkerRuntime:
     def _local_inputs_finished(self) -> bool:
         if self.options.max_events is not None and self.events_in >= self.options.max_events:
             return True
-        return all(emitter.wait(0) for emitter in self._emitters.values())
+        finished = all(emitter.wait(0) for emitter in self._emitters.values())
+        if finished:
+            self._check_emitters()  # an emitter that ended by failing is not the end of data
+        return finished
 
     def _watermark(self, group: int) -> Watermark:
         state = self._groups.get(group)

@@ -157,6 +157,84 @@ def test_ray_worker_that_raises_is_a_clear_error(ray_cluster: Any) -> None:
     assert _all_cpus_free(ray_cluster)
 
 
+def _worker_actor_pids() -> list[int]:
+    """PIDs of this test process's own Ray worker-actor processes (descendants of this
+    process whose command line names the actor), never another session's."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                names[int(entry)] = cmdline.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+
+    def mine(pid: int) -> bool:
+        for _ in range(20):
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    return sorted(
+        pid for pid, name in names.items() if "FeaturizerStreamWorkerActor" in name and mine(pid)
+    )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ray_sigstopped_worker_is_named_within_seconds(
+    ray_cluster: Any, record_property: Any
+) -> None:
+    import signal
+    import threading
+
+    stopped: list[int] = []
+    when: list[float] = []
+    sink = CollectingSink()
+
+    def stop_one() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pids = _worker_actor_pids() if len(sink.rows) >= 5 else []  # rows flow: started
+            if len(pids) == 2:
+                os.kill(pids[0], signal.SIGSTOP)
+                stopped.append(pids[0])
+                when.append(time.monotonic())
+                return
+            time.sleep(0.05)  # polling for the actors to exist, bounded
+
+    killer = threading.Thread(target=stop_one, daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(
+            WorkerError, match=r"worker \d sent nothing for .*heartbeat timeout 2 s"
+        ):
+            run_scaled(
+                FeaturizerConfig.from_dict(CONFIG),
+                RunOptions(pace=1.0, duration=120.0),  # live-like: one event at a time
+                sink,
+                scaler="ray",
+                workers=2,
+                strategy="by_source",
+                heartbeat_timeout=2.0,
+            )
+        detected = time.monotonic() - when[0]
+    finally:
+        killer.join(60)
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    record_property("seconds_from_sigstop_to_error", round(detected, 2))
+    assert detected < 12.0, f"{detected:.1f} s from SIGSTOP to the error"
+    assert _all_cpus_free(ray_cluster)
+
+
 def test_ray_bad_emitter_option_fails_at_start_and_cleans_up(ray_cluster: Any) -> None:
     config = FeaturizerConfig.from_dict(CONFIG)
     with pytest.raises(ScalingError, match="book_depth"):

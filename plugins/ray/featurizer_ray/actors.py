@@ -209,11 +209,13 @@ class FeaturizerStreamManagerActor:
 
         failed: list[str] = []
         # a failed run does not wait long for a hung worker: it is killed below
-        timeout = self.timeout if ok else min(self.timeout, 5.0)
-        for name, refs in (
-            ("stop", {i: w.stop.remote(ok) for i, w in enumerate(self.workers)}),
-            ("stats", {i: w.stats.remote() for i, w in enumerate(self.workers)}),
-        ):
+        timeout = self.timeout if ok else min(self.timeout, 3.0)
+        answered = dict(enumerate(self.workers))
+        for name in ("stop", "stats"):
+            refs = {
+                i: (w.stop.remote(ok) if name == "stop" else w.stats.remote())
+                for i, w in answered.items()
+            }
             ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout)
             done = set(ready)
             for index, ref in refs.items():
@@ -223,6 +225,7 @@ class FeaturizerStreamManagerActor:
                     value = ray.get(ref)
                 except Exception as error:
                     logger.warning("worker %d did not %s cleanly: %s", index, name, error)
+                    answered.pop(index)
                     if name == "stop":
                         failed.append(f"worker {index}: {error}")
                     continue
