@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from featurizer.batch import Columns, ErrorHandler, KernelOutput
+from featurizer_features.batch import _limbs as limbs
 from featurizer_features.batch._exact import (
     as_objects,
     fraction_bits,
@@ -80,6 +81,49 @@ def _report(rows: Any, failed: list[int], batch: Columns, fail: ErrorHandler) ->
     for row, event in zip(failed, batch.events(failed), strict=True):
         fail(row, event, OverflowError("integer division result too large for a float"))
     return np.setdiff1d(rows, np.asarray(failed, dtype=np.int64))
+
+
+def _limbs_fit(held: list[int], x: Any, bits: int, most: int) -> bool:
+    """Whether the chunk's exact integers (and the held ones) fit three int64 limbs."""
+    if most >= 1 << 21 or bits > 900:
+        return False
+    exponent = int(np.frexp(np.abs(x).max())[1]) if len(x) else 0
+    widest = max((abs(v).bit_length() for v in held), default=0)
+    return exponent + bits <= limbs.MAX_BITS and widest <= limbs.MAX_BITS
+
+
+def _split_ints(values: list[int]) -> tuple[Any, Any, Any]:
+    mask = (1 << limbs.LIMB) - 1
+    return (
+        np.array([v >> (2 * limbs.LIMB) for v in values], dtype=np.int64),
+        np.array([(v >> limbs.LIMB) & mask for v in values], dtype=np.int64),
+        np.array([v & mask for v in values], dtype=np.int64),
+    )
+
+
+def _chunk_limbs(held: list[int], x: Any, bits: int) -> list[Any]:
+    mantissa, exponent = np.frexp(x)
+    ints = np.ldexp(mantissa, 53).astype(np.int64)
+    chunk = limbs.limbs(ints, exponent.astype(np.int64) + (bits - 53))
+    return [np.concatenate([h, c]) for h, c in zip(_split_ints(held), chunk, strict=True)]
+
+
+def _imbalance_limbs(
+    held: list[int], x: Any, bits: int, buys: Any, starts: Any, ends: Any, last: int
+) -> tuple[Any, list[int]]:
+    """TVI of every row from limb sums: ``(tvi, the last window's values)``."""
+    parts = _chunk_limbs(held, x, bits)
+    buy = [range_sums(prefix_sums(np.where(buys, p, 0)), starts, ends) for p in parts]
+    sell = [range_sums(prefix_sums(np.where(buys, 0, p)), starts, ends) for p in parts]
+    top = tuple(b - s for b, s in zip(buy, sell, strict=True))
+    total = limbs.normalize(*(b + s for b, s in zip(buy, sell, strict=True)))
+    nonzero = np.flatnonzero((total[0] != 0) | (total[1] != 0) | (total[2] != 0))
+    tvi = np.zeros(len(starts), dtype=np.float64)
+    if len(nonzero):
+        tvi[nonzero] = limbs.quotients(
+            tuple(t[nonzero] for t in top), tuple(t[nonzero] for t in total)
+        )
+    return tvi, limbs.to_int(*(p[last:] for p in parts))
 
 
 def _set_scale(scale: Any, bits: int) -> None:
@@ -184,27 +228,29 @@ class TradeVolumeImbalanceKernel:
         stamps, starts, ends = plan
         grow = bits - window._scale.bits
         held = [v << grow for _, v, _ in window._items]
-        values = _concat(held, scaled_ints(amounts, bits))
         held_buys = np.array([b for _, _, b in window._items], dtype=bool)
         buys = np.concatenate([held_buys, batch.equals("side", "buy")])
         most = int((ends - starts).max())
-        if values.dtype != object and not _fits(most * int(np.abs(values).max()) * 2):
-            values = as_objects(values)
-        bought = np.where(buys, values, 0)
-        sold = np.where(buys, 0, values)
-        buy = range_sums(prefix_sums(bought), starts, ends)
-        sell = range_sums(prefix_sums(sold), starts, ends)
-        totals = buy + sell
-        nonzero = totals != 0
-        tvi = np.zeros(batch.size, dtype=np.float64)
-        divided = np.flatnonzero(nonzero)
-        overflowed: list[int] = []
-        if len(divided):
-            quotients, failed = true_divide((buy - sell)[divided], totals[divided])
-            tvi[divided] = quotients
-            overflowed = divided[failed].tolist()
         last = int(starts[-1])
-        tail = _tail(values, last)
+        overflowed: list[int] = []
+        if _limbs_fit(held, amounts, bits, most):
+            tvi, tail = _imbalance_limbs(held, amounts, bits, buys, starts, ends, last)
+        else:
+            values = _concat(held, scaled_ints(amounts, bits))
+            if values.dtype != object and not _fits(most * int(np.abs(values).max()) * 2):
+                values = as_objects(values)
+            bought = np.where(buys, values, 0)
+            sold = np.where(buys, 0, values)
+            buy = range_sums(prefix_sums(bought), starts, ends)
+            sell = range_sums(prefix_sums(sold), starts, ends)
+            totals = buy + sell
+            tvi = np.zeros(batch.size, dtype=np.float64)
+            divided = np.flatnonzero(totals != 0)
+            if len(divided):
+                quotients, failed = true_divide((buy - sell)[divided], totals[divided])
+                tvi[divided] = quotients
+                overflowed = divided[failed].tolist()
+            tail = _tail(values, last)
         flags = buys[last:].tolist()
         window._items = collections.deque(zip(stamps[last:].tolist(), tail, flags, strict=True))
         window._buy = sum(v for v, b in zip(tail, flags, strict=True) if b)
