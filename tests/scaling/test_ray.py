@@ -288,3 +288,19 @@ def test_ray_unreachable_address_is_a_clear_error() -> None:
     )
     assert result.returncode == 1
     assert "cannot reach the Ray cluster at '127.0.0.1:1'" in result.stderr
+
+
+def test_ray_address_in_the_environment_is_named_when_unreachable() -> None:
+    command = ["run", "examples/quickstart.yaml", "--scaler", "ray", "--max-events", "10"]
+    result = subprocess.run(
+        [sys.executable, "-m", "featurizer", *command],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_ADDRESS": "127.0.0.1:1"},
+    )
+    assert result.returncode == 1
+    assert "cannot reach the Ray cluster at '127.0.0.1:1' (from RAY_ADDRESS)" in result.stderr
+    assert "unset RAY_ADDRESS to start a local Ray" in result.stderr
+    assert "Traceback" not in result.stderr

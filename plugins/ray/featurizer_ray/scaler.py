@@ -83,6 +83,11 @@ class RayScaler(Scaler):
                 f"ray scaler: unknown option {unknown[0]!r} (valid: {', '.join(_OPTIONS)})"
             )
         self.options = {**_OPTIONS, **{k: v for k, v in (options or {}).items() if v is not None}}
+        self._address_from = "--address"
+        if self.options["address"] is None and os.environ.get("RAY_ADDRESS"):
+            # ray.init() would follow RAY_ADDRESS anyway: say so, and check it like --address
+            self.options["address"] = os.environ["RAY_ADDRESS"]
+            self._address_from = "RAY_ADDRESS"
         self._started_ray = False
         self._ray = import_ray()
         self._connect()
@@ -106,7 +111,7 @@ class RayScaler(Scaler):
                 _node_ip_address=self.options["node_ip_address"],
             )
         else:
-            _check_reachable(str(address), float(self.options["timeout"]))
+            _check_reachable(str(address), float(self.options["timeout"]), self._address_from)
             kwargs["address"] = address
         try:
             ray.init(**kwargs)
@@ -115,7 +120,11 @@ class RayScaler(Scaler):
                 ray.shutdown()
             except Exception:
                 logger.debug("ray.shutdown() after a failed init raised", exc_info=True)
-            where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+            where = (
+                f"the Ray cluster at {address!r} (from {self._address_from})"
+                if address
+                else "a local Ray"
+            )
             raise ScalingError(
                 f"ray scaler: cannot connect to {where}: {type(error).__name__}: {error}"
             ) from error
@@ -167,7 +176,7 @@ class RayScaler(Scaler):
             self._started_ray = False
 
 
-def _check_reachable(address: str, timeout: float) -> None:
+def _check_reachable(address: str, timeout: float, source: str = "--address") -> None:
     """Fail fast for a ``host:port`` Ray cannot reach (ray.init itself retries for minutes)."""
     target = address.split("://", 1)[-1]
     if target == "auto" or ":" not in target:
@@ -178,8 +187,9 @@ def _check_reachable(address: str, timeout: float) -> None:
             return
     except (OSError, ValueError) as error:
         raise ScalingError(
-            f"ray scaler: cannot reach the Ray cluster at {address!r}: {error}; check --address "
-            f"(host:port of the head node's GCS, e.g. 127.0.0.1:6379)"
+            f"ray scaler: cannot reach the Ray cluster at {address!r} (from {source}): {error}; "
+            f"check {source} (host:port of the head node's GCS, e.g. 127.0.0.1:6379)"
+            + ("; unset RAY_ADDRESS to start a local Ray" if source == "RAY_ADDRESS" else "")
         ) from error
 
 
