@@ -14,15 +14,15 @@ from streamz import Stream
 from streamz.core import no_default
 
 from featurizer._definitions import FeatureDefinition
-from featurizer._errors import FeatureComputationError, FeaturizerError
-from featurizer._events import Event, GroupedNamedDataEvent, NamedDataEvent
+from featurizer._errors import EventValidationError, FeatureComputationError, FeaturizerError
+from featurizer._events import Event, GroupedNamedDataEvent, NamedDataEvent, full_schema
 from featurizer._feature import Feature
 from featurizer._fusion import FusedChain, StreamzKernel, call_with, fuse
 
 if TYPE_CHECKING:
     from featurizer.metrics import NodeMetrics
 
-__all__ = ["ERROR_POLICIES", "FeatureStreamGraph", "topological_order"]
+__all__ = ["ERROR_POLICIES", "FeatureStreamGraph", "check_output_event", "topological_order"]
 
 logger = logging.getLogger(__name__)
 
@@ -582,7 +582,7 @@ class FeatureStreamGraph:
         if self._error_policy == "raise":
             raise error from cause
         self.error_counts[feature] += 1
-        logger.warning("%s", error)
+        _log_skipped(feature, error, self.error_counts[feature])
         if self._error_callback is not None:
             self._error_callback(error)
 
@@ -756,6 +756,64 @@ class FeatureStreamGraph:
         return (
             f"FeatureStreamGraph(ins={[f.name for f in self._ins]!r}, "
             f"outs={[f.name for f in self._outs]!r}, nodes={len(self._order)})"
+        )
+
+
+def check_output_event(feature: Feature, event: Any) -> None:
+    """Check an event a feature produced against its definition's declared schema.
+
+    Every field of ``event_schema()`` and both timestamps must be present with their type (a
+    ``float`` field accepts an ``int`` and, unlike at the boundaries, NaN and infinities: a
+    feature may have no finite value yet). Extra fields are allowed. ``featurizer run --check``
+    and :func:`featurizer.testing.run_graph` call it for every event; the combined output calls
+    it when a row cannot be built, to name the feature at fault.
+
+    :raises EventValidationError: naming the feature, its definition and the field.
+    """
+    schema = full_schema(feature.definition.event_schema())
+    problem = None
+    if not isinstance(event, Mapping):
+        problem = f"a {type(event).__name__}, not an event mapping"
+    else:
+        for field, expected in schema.items():
+            if field not in event:
+                problem = f"an event without field {field!r}"
+                break
+            value = event[field]
+            if expected is float:
+                ok = type(value) is float or type(value) is int
+            else:
+                ok = type(value) is int if expected is int else isinstance(value, expected)
+            if not ok:
+                problem = (
+                    f"field {field!r} as {type(value).__name__} {value!r}, not {expected.__name__}"
+                )
+                break
+    if problem is not None:
+        raise EventValidationError(
+            f"feature {feature.name!r} (definition {feature.definition_name!r}) produced "
+            f"{problem}; its events need {', '.join(map(repr, schema))}; received {event!r}",
+            event=event,
+        )
+
+
+LOGGED_ERRORS_PER_FEATURE = 3
+"""Under the ``skip`` policy, the errors of a feature logged one by one; later ones are counted
+and logged at every power of ten (10, 100, 1,000, ...)."""
+
+
+def _log_skipped(feature: Feature, error: FeatureComputationError, count: int) -> None:
+    if count <= LOGGED_ERRORS_PER_FEATURE:
+        logger.warning("%s", error)
+        if count == LOGGED_ERRORS_PER_FEATURE:
+            logger.warning(
+                "feature %r: further errors are counted, not logged one by one (a count at "
+                "every power of ten; the run's summary has the total)",
+                feature.name,
+            )
+    elif count >= 10 and str(count).rstrip("0") == "1":
+        logger.warning(
+            "feature %r: %s errors skipped so far; latest: %s", feature.name, f"{count:,}", error
         )
 
 

@@ -15,7 +15,7 @@ from featurizer._emitter import DataSourceEventEmitter
 from featurizer._errors import EmitterError, FeaturizerError
 from featurizer._events import Event, GroupedNamedDataEvent
 from featurizer._feature import Feature
-from featurizer._graph import ERROR_POLICIES, FeatureStreamGraph
+from featurizer._graph import ERROR_POLICIES, FeatureStreamGraph, check_output_event
 from featurizer._plugin_types import EmitterSpec
 from featurizer._plugins import Plugins, get_plugins
 from featurizer._sinks import Sink, flatten_grouped
@@ -53,6 +53,9 @@ class RunOptions:
         event).
     :param error_policy: ``"raise"`` or ``"skip"`` (see :data:`featurizer.ERROR_POLICIES`).
     :param emitter_options: extra options passed to emitters.
+    :param check: check every output event against its feature's declared schema (see
+        :func:`~featurizer._graph.check_output_event`); a bad one fails the run naming the
+        feature.
     :param emitter_settings: options the user gave the emitters (``--emitter-option
         KEY=VALUE``): each must be declared by an emitter of the run (see
         :attr:`featurizer.DataSourceEventEmitter.declared_options`), checked before anything
@@ -72,6 +75,7 @@ class RunOptions:
     error_policy: str = attrs.field(default="raise", validator=attrs.validators.in_(ERROR_POLICIES))
     emitter_options: Mapping[str, Any] = attrs.field(factory=dict)
     emitter_settings: Mapping[str, Any] = attrs.field(factory=dict)
+    check: bool = False
 
     def emitter_option_dict(self) -> dict[str, Any]:
         """The options every emitter receives."""
@@ -302,6 +306,9 @@ def run(
     outputs = [0]
 
     def write_combined(grouped: GroupedNamedDataEvent) -> None:
+        if options.check:
+            for feature, event in grouped:
+                check_output_event(feature, event)
         outputs[0] += 1
         sink.write_row(flatten_grouped(grouped))
         if on_combined is not None:
@@ -317,7 +324,7 @@ def run(
     )
     if not options.combine_outputs:
         for feature in graph.get_outs():
-            graph.set_callback(feature, _per_feature_writer(sink, outputs))
+            graph.set_callback(feature, _per_feature_writer(sink, outputs, options.check))
     plan = assign_emitters(graph.get_ins(), plugins.emitters(), options.emitter)
     check_emitter_settings(plan, plugins.emitters(), options)
     emitters = _build_emitters(plan, plugins, options)
@@ -389,6 +396,11 @@ def run(
         stopped_by=stopped_by,
         silent_outputs=_silent_outputs(graph) if options.combine_outputs else (),
     )
+    if graph.error_counts:
+        logger.warning(
+            "feature errors skipped: %s",
+            ", ".join(f"{f.name!r}: {n:,}" for f, n in graph.error_counts.most_common()),
+        )
     plugins.after_run(context, summary)
     return summary
 
@@ -415,8 +427,12 @@ def _resume(
         raise
 
 
-def _per_feature_writer(sink: Sink, outputs: list[int]) -> Callable[[Feature, Event], None]:
+def _per_feature_writer(
+    sink: Sink, outputs: list[int], check: bool
+) -> Callable[[Feature, Event], None]:
     def write(feature: Feature, event: Event) -> None:
+        if check:
+            check_output_event(feature, event)
         outputs[0] += 1
         sink.write_row({"feature": feature.name, **event})
 

@@ -42,7 +42,14 @@ def flatten_grouped(grouped: GroupedNamedDataEvent) -> dict[str, Any]:
     >>> flatten_grouped(((f, {"timestamp": 2.0, "receipt_timestamp": 2.5, "bid": 1.0}),))
     {'timestamp': 2.0, 't.bid': 1.0}
     """
-    row: dict[str, Any] = {"timestamp": max(event["timestamp"] for _, event in grouped)}
+    try:
+        row: dict[str, Any] = {"timestamp": max(event["timestamp"] for _, event in grouped)}
+    except (KeyError, TypeError):
+        from featurizer._graph import check_output_event
+
+        for feature, event in grouped:
+            check_output_event(feature, event)
+        raise
     for feature, event in grouped:
         prefix = feature.name
         for field, value in event.items():

@@ -79,6 +79,11 @@ def register(commands: Any) -> None:
     )
     add_emitter_option_argument(parser)
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check every output event against its feature's declared schema (slower)",
+    )
+    parser.add_argument(
         "-q",
         "--quiet",
         action="store_true",
@@ -121,6 +126,7 @@ def handle(args: argparse.Namespace) -> int:
         error_policy=args.on_error,
         emitter_options={"storage": args.storage} if args.storage else {},
         emitter_settings=dict(args.emitter_settings),
+        check=args.check,
     )
     outputs = worker_outputs_from_args(args, plugins)  # --outputs workers: checked here
     checkpointed = checkpointed_from_args(args, config, options)

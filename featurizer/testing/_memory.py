@@ -11,7 +11,7 @@ from featurizer._emitter import DataSourceEventEmitter, EventCallback
 from featurizer._errors import EmitterError
 from featurizer._events import Event, GroupedNamedDataEvent, NamedDataEvent, validate_event
 from featurizer._feature import Feature
-from featurizer._graph import FeatureStreamGraph
+from featurizer._graph import FeatureStreamGraph, check_output_event
 
 __all__ = ["CollectingSink", "InMemoryEmitter", "run_graph"]
 
@@ -117,6 +117,7 @@ def run_graph(
     *,
     combine_outputs: bool = True,
     observe: Callable[[FeatureStreamGraph], None] | None = None,
+    check: bool = True,
 ) -> CollectingSink:
     """Build a graph over ``features``, emit ``events`` one by one, return what came out.
 
@@ -126,11 +127,21 @@ def run_graph(
     :param events: data-source events in order.
     :param combine_outputs: also collect combined vectors.
     :param observe: called with the graph before any event, to add callbacks.
+    :param check: check every event of every node against its definition's declared schema
+        (:func:`~featurizer._graph.check_output_event`): a feature forgetting ``timestamp`` or
+        a declared field fails here, naming it.
     """
     sink = CollectingSink()
     graph = FeatureStreamGraph(list(features), combine_outputs, sink.on_combined)
+    collect = sink.on_event
+    if check:
+
+        def collect(feature: Feature, event: Event) -> None:
+            check_output_event(feature, event)
+            sink.on_event(feature, event)
+
     for feature in graph.nodes():
-        graph.set_callback(feature, sink.on_event)
+        graph.set_callback(feature, collect)
     if observe is not None:
         observe(graph)
     for named in events:

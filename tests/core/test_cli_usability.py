@@ -158,3 +158,133 @@ def test_zero_rows_come_with_the_reason(
     assert "--no-combine" in err
     assert main(["run", QUICKSTART, "--max-events", "20000", "--out", "out.jsonl"]) == 0
     assert "hint:" not in capsys.readouterr().err
+
+
+def test_skipped_errors_are_throttled_and_summarised(caplog: pytest.LogCaptureFixture) -> None:
+    from featurizer import Feature, FeatureStreamGraph
+    from featurizer.testing import ExampleTicker
+    from tests.core.definitions import Boom, ticker_event
+
+    ticker = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"})
+    boom = Feature.create(Boom, {}, {"ticker": ticker}, name="boom")
+    graph = FeatureStreamGraph([boom], error_policy="skip")
+    feed = graph.input_callback(ticker)
+    with caplog.at_level("WARNING", logger="featurizer._graph"):
+        for i in range(4002):
+            feed(ticker_event(float(i), -1.0 if i % 2 == 0 else 1.0, 2.0))
+    assert graph.error_counts[boom] == 2001
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 + 1 + 3, lines  # three in full, the notice, 10, 100 and 1,000
+    assert all("negative bid" in line for line in lines[:3])
+    assert "further errors are counted" in lines[3]
+    assert [line.split(":")[1].strip().split()[0] for line in lines[4:]] == ["10", "100", "1,000"]
+
+
+def test_the_run_summarises_skipped_errors(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from featurizer import EmitterSpec, FeaturizerConfig, GeneratorEmitter, hookimpl
+    from featurizer._plugins import Plugins, make_plugin_manager
+    from featurizer._runner import RunOptions, run
+    from featurizer.testing import CollectingSink
+    from tests.core.definitions import ticker_event
+
+    class Alternating(GeneratorEmitter):
+        def events(self) -> Any:
+            for i in range(500):
+                yield self.sources[0], ticker_event(float(i), -1.0 if i % 2 else 1.0, 2.0)
+
+    plugin = SimpleNamespace(
+        featurizer_register_emitters=hookimpl(
+            lambda: [
+                EmitterSpec(
+                    name="alternating",
+                    emitter_class=Alternating,
+                    data_sources=("example_ticker",),
+                    exchanges=("x",),
+                )
+            ]
+        )
+    )
+    config = FeaturizerConfig.from_dict(
+        {
+            "feature_configs": [
+                {
+                    "name": "boom",
+                    "feature_definition": "tests.core.definitions:Boom",
+                    "params": {"data_source": {"exchange": "x", "symbol": "S"}},
+                }
+            ]
+        }
+    )
+    plugins = Plugins(make_plugin_manager(environ={}, extra_plugins=[plugin]))
+    with caplog.at_level("WARNING"):
+        summary = run(config, RunOptions(error_policy="skip"), CollectingSink(), plugins=plugins)
+    assert summary.errors == 250
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[-1] == "feature errors skipped: 'boom': 250"
+    assert len(lines) == 3 + 1 + 2 + 1
+
+
+NO_TIMESTAMP = """
+from featurizer import FeatureDefinition
+from featurizer_features import TickerSource
+
+
+class NoTime(FeatureDefinition):
+    name = "no_time"
+
+    @classmethod
+    def event_schema(cls):
+        return {"mid": float}
+
+    @classmethod
+    def dep_upstream_schema(cls, dep_schema=None):
+        return {"ticker": TickerSource}
+
+    @classmethod
+    def stream(cls, upstreams, params):
+        return upstreams["ticker"].map(lambda e: {"mid": (e["bid"] + e["ask"]) / 2})
+"""
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-combine", "--check"], ["--check"]])
+def test_an_output_without_timestamp_names_the_feature(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    Path("notime_defs.py").write_text(NO_TIMESTAMP, encoding="utf-8")
+    Path("c.yaml").write_text(
+        "feature_configs:\n  - name: mid_no_time\n    feature_definition: notime_defs:NoTime\n"
+        "    params: {data_source: {exchange: synthetic, symbol: BTC-USDT}}\n",
+        encoding="utf-8",
+    )
+    assert main(["run", "c.yaml", "--max-events", "10", "--out", "o.jsonl", *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "featurizer: error: feature 'mid_no_time' (definition 'no_time') produced an event "
+        "without field 'timestamp'; its events need 'timestamp', 'receipt_timestamp', 'mid';"
+    )
+    assert err.count("\n") == 1 and not Path("o.jsonl").exists()
+
+
+def test_run_graph_checks_every_node_in_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from featurizer import EventValidationError, Feature
+    from featurizer.testing import run_graph
+
+    namespace: dict[str, Any] = {}
+    exec(compile(NO_TIMESTAMP, "notime", "exec"), namespace)
+    from featurizer_features import TickerSource
+
+    ticker = Feature.create(TickerSource, {"exchange": "x", "symbol": "S"})
+    bad = Feature.create(namespace["NoTime"], {}, {"ticker": ticker}, name="bad")
+    tick = {"timestamp": 1.0, "receipt_timestamp": 1.0, "bid": 1.0, "ask": 3.0}
+    with pytest.raises(EventValidationError, match=r"feature 'bad' .* without field 'timestamp'"):
+        run_graph([bad], [(ticker, tick)], combine_outputs=False)
+    assert run_graph([bad], [(ticker, tick)], combine_outputs=False, check=False).events[bad]
