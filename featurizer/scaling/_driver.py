@@ -190,6 +190,7 @@ class ScaledRunRequest:
             "outputs": self.outputs,
             "idle_timeout": self.idle_timeout,
             "heartbeat_interval": self.heartbeat_interval,
+            "config": self.config,
         }
 
 

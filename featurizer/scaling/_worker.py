@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from featurizer._config import FeaturizerConfig
 from featurizer._emitter import DataSourceEventEmitter
 from featurizer._errors import FeaturizerError
 from featurizer._events import Event, GroupedNamedDataEvent
@@ -121,6 +122,9 @@ class WorkerRuntime:
         groups never go idle.
     :param heartbeat_interval: seconds between batches to the driver when there is nothing
         else to send (the driver detects a hung worker by their absence).
+    :param config: the run's config, given to the emitters this worker builds in their
+        options as ``config`` (e.g. the offline emitter's storage root and date range); other
+        emitters ignore it.
     :param flush_interval: seconds between flushes of partly filled batches and watermarks.
     :param outputs: worker-output mode: merge, combine and write this worker's own outputs
         to its own file (published by :meth:`stop` with ``ok=True``) and send the driver only
@@ -141,8 +145,10 @@ class WorkerRuntime:
         outputs: WorkerOutputs | None = None,
         idle_timeout: float | None = None,
         heartbeat_interval: float = 0.5,
+        config: FeaturizerConfig | None = None,
     ) -> None:
         self.plan = plan
+        self.config = config
         self.index = index
         self.worker = plan.workers[index]
         self.transport = transport
@@ -304,6 +310,8 @@ class WorkerRuntime:
             specs = self.plugins.emitters()
             for name, served in assignment.items():
                 option_dict = self.options.emitter_option_dict()
+                if self.config is not None:
+                    option_dict["config"] = self.config
                 emitter = self.plugins.make_emitter(name, option_dict)
                 if emitter is None:
                     emitter = specs[name].emitter_class.from_options(option_dict)

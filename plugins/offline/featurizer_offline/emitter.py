@@ -79,16 +79,22 @@ class OfflineEventEmitter(DataSourceEventEmitter):
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> OfflineEventEmitter:
-        """Build from run options (see :class:`OfflineOptions` for the keys).
+        """Build from run options (see :class:`OfflineOptions` for the keys); a ``config``
+        option (what a scaled-out run's workers pass) is bound as :meth:`bind_config` does.
 
         :raises ConfigError: for an invalid option value.
         """
-        return cls(OfflineOptions.from_mapping(options))
+        emitter = cls(OfflineOptions.from_mapping(options))
+        config = options.get("config")
+        if config is not None:
+            emitter.bind_config(config)
+        return emitter
 
     def bind_config(self, config: FeaturizerConfig) -> None:
         """Take the storage root and range from ``config`` where the options leave them open.
 
-        Called by the plugin's ``featurizer_before_run`` hook for the run's config.
+        Called by the plugin's ``featurizer_before_run`` hook for the run's config, and by
+        :meth:`from_options` in the workers of a scaled-out run.
         """
         self._config = config
 
