@@ -110,38 +110,45 @@ def verify_directory(directory: str | Path) -> DirectoryReport:
     )
 
 
-def _verify_log(root: Path, latest: CheckpointInfo, notes: list[str]) -> list[str]:
+def _verify_log(directory: Path, latest: CheckpointInfo, notes: list[str]) -> list[str]:
+    from featurizer.checkpoint._log import log_roots
     from featurizer.storage import NoDataError, Storage, StorageError
 
-    if not (root / "catalog.sqlite").is_file():
+    roots = log_roots(directory)
+    if not roots:
         if any(p.consumed for p in latest.sources.values()):
-            return [f"{root}: the input log is missing"]
+            return [f"{directory}: the input log is missing"]
         return []
     problems: list[str] = []
-    try:
-        with Storage.open(root) as storage:
-            report = storage.verify()
-            if any(problem.kind == "wal" for problem in report.problems):
-                notes.append(
-                    "the input log holds acknowledged events of a crashed run that are not yet "
-                    "in blocks; resuming publishes them"
-                )
-                return [f"input log: {p.message}" for p in report.problems if p.kind != "wal"]
-            problems.extend(f"input log: {problem.message}" for problem in report.problems)
-            stored = {series.key: series for series in storage.series()}
-            for key, position in latest.sources.items():
-                if not position.consumed:
-                    continue
-                series = stored.get(key)
-                try:
-                    logged = 0 if series is None else storage.read_table(series).num_rows
-                except NoDataError:
-                    logged = 0
-                if logged < position.consumed:
-                    problems.append(
-                        f"input log: {position.name} holds {logged:,} events, fewer than the "
-                        f"{position.consumed:,} checkpoint {latest.id} consumed"
-                    )
-    except StorageError as error:
-        problems.append(f"input log: {error}")
+    logged: dict[str, int] = {}
+    unrecovered = False
+    for root in roots:
+        try:
+            with Storage.open(root) as storage:
+                report = storage.verify()
+                for problem in report.problems:
+                    if problem.kind == "wal":
+                        unrecovered = True
+                    else:
+                        problems.append(f"input log: {problem.message}")
+                for series in storage.series():
+                    try:
+                        rows = storage.read_table(series).num_rows
+                    except NoDataError:
+                        rows = 0
+                    logged[series.key] = logged.get(series.key, 0) + rows
+        except StorageError as error:
+            problems.append(f"input log: {error}")
+    if unrecovered:
+        notes.append(
+            "the input log holds acknowledged events of a crashed run that are not yet in "
+            "blocks; resuming publishes them"
+        )
+        return problems
+    for key, position in latest.sources.items():
+        if logged.get(key, 0) < position.consumed:
+            problems.append(
+                f"input log: {position.name} holds {logged.get(key, 0):,} events, fewer than "
+                f"the {position.consumed:,} checkpoint {latest.id} consumed"
+            )
     return problems

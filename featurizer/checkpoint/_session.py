@@ -48,7 +48,11 @@ from featurizer.checkpoint._settings import CheckpointSettings
 from featurizer.checkpoint._sink import SegmentedJsonLinesSink
 from featurizer.checkpoint._state import check_snapshotable, restore_graph, snapshot_graph
 
-__all__ = ["CheckpointMetrics", "Checkpointer", "run_fingerprint"]
+__all__ = ["GAPS_DEFINITION", "CheckpointMetrics", "Checkpointer", "run_fingerprint"]
+
+GAPS_DEFINITION = "feed_gaps"
+"""The data-source definition of gap events (the cryptofeed plugin's): a live source that lost
+data while the run was down gets a ``disconnect`` gap event there, if the graph reads it."""
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +181,7 @@ class Checkpointer:
         self._timer_stop = threading.Event()
         self._timer: threading.Thread | None = None
         self._restored: CheckpointInfo | None = None
+        self._callbacks: dict[str, Callable[[Event], None]] = {}
 
     # set-up -------------------------------------------------------------------------------
 
@@ -281,8 +286,9 @@ class Checkpointer:
         self, source: Feature, callback: Callable[[Event], None]
     ) -> Callable[[Event], None]:
         """Skip what a restarted emitter sends again; note a gap where a live one lost data."""
+        self._callbacks[source.key] = callback
         consumed, max_receipt = self._positions[source.key]
-        if consumed == 0:
+        if consumed == 0 or source.definition_name == GAPS_DEFINITION:
             return callback
         skipping = [True]
         skipped = [0]
@@ -300,6 +306,9 @@ class Checkpointer:
         return filtered
 
     def _gap(self, source: Feature, last: float, event: Event) -> None:
+        """A live source lost what it sent while the run was down: count it, log it, and
+        send a gap event to the ``feed_gaps`` source of the same instrument if the graph
+        reads one (as the cryptofeed emitter does for a dropped connection)."""
         self.metrics.gaps += 1
         logger.warning(
             "data source %r lost data while the run was down: nothing between receipt time "
@@ -308,6 +317,24 @@ class Checkpointer:
             last,
             event["receipt_timestamp"],
         )
+        assert self._graph is not None
+        instrument = (source.params.get("exchange"), source.params.get("symbol"))
+        for gaps in self._graph.get_ins():
+            if gaps.definition_name != GAPS_DEFINITION:
+                continue
+            if (gaps.params.get("exchange"), gaps.params.get("symbol")) != instrument:
+                continue
+            callback = self._callbacks.get(gaps.key)
+            if callback is not None:
+                now = time.time()
+                callback(
+                    {
+                        "timestamp": now,
+                        "receipt_timestamp": now,
+                        "channel": source.definition_name,
+                        "reason": "disconnect",
+                    }
+                )
 
     # recovery ------------------------------------------------------------------------------
 
