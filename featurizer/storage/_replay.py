@@ -216,6 +216,7 @@ class Replay:
         self.segment_rows = segment_rows
         self.prefetch = prefetch
         self.plans: list[SeriesPlan] = [self._plan(feature) for feature in self.sources]
+        self._injected: dict[int, Any] = {}
         self.resume: list[tuple[float, int] | None] = [
             self._resume_point(feature, plan)
             for feature, plan in zip(self.sources, self.plans, strict=True)
@@ -265,12 +266,20 @@ class Replay:
         ]
         if not before:
             return None
+        stored = self._stored_snapshot(series, field)
         for block in reversed(before):
+            if stored is not None and block.end_ts < stored[0]:
+                break
             found = self._last_snapshot(block, series, field)
             if found is not None:
                 resume = found
                 break
         else:
+            found = None
+        if stored is not None and (found is None or stored[:2] > found):
+            resume = stored[:2]
+            self._injected[self.sources.index(feature)] = stored[2]
+        elif found is None:
             raise NoDataError(
                 f"data source {feature.name!r} is rebuilt from full-state events "
                 f"({field}=true) and none is stored before {format_ts(self.start)}: replaying "
@@ -283,6 +292,33 @@ class Replay:
             self.catalog, series, resume[0], self.end
         )
         return resume
+
+    def _stored_snapshot(self, series: SeriesInfo, field: str) -> tuple[float, int, Any] | None:
+        """The last snapshot stored for ``series`` (see :mod:`._snapshots`) at or before the
+        start: its timestamp, arrival number and the one-row table holding it."""
+        from featurizer.storage._snapshots import companion_key
+
+        assert self.start is not None
+        companion = self.catalog.series(companion_key(series.key))
+        if companion is None:
+            return None
+        schema = series_arrow_schema(series)
+        blocks = [b for b in self.catalog.blocks(companion.key) if b.start_ts <= self.start]
+        best: tuple[float, int, Any] | None = None
+        for block in blocks:
+            data = read_block_bytes(self.root, block, companion.label)
+            table = conform(
+                open_block(data, block, companion.label, self.root / block.path, schema).read(),
+                schema,
+            )
+            stamps = table.column("timestamp").to_pylist()
+            seqs = table.column(SEQ_COLUMN).to_pylist()
+            for index in range(len(stamps) - 1, -1, -1):
+                if stamps[index] <= self.start:
+                    if best is None or (stamps[index], seqs[index]) > best[:2]:
+                        best = (float(stamps[index]), int(seqs[index]), table.slice(index, 1))
+                    break
+        return best
 
     def _last_snapshot(
         self, block: Any, series: SeriesInfo, field: str
@@ -406,6 +442,15 @@ class Replay:
         from_seq = -1
         if resume is not None:
             lo, from_seq = resume
+            injected = self._injected.get(index)
+            if injected is not None:  # a stored snapshot: the state as of arrival from_seq
+                yield _Segment(
+                    injected,
+                    decoder,
+                    pa.array([lo], pa.float64()),
+                    injected.column(SEQ_COLUMN).combine_chunks(),
+                )
+                from_seq += 1
         carry = -math.inf
         size = self.segment_rows
         for block in plan.blocks:

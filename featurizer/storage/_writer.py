@@ -188,6 +188,8 @@ class BlockWriter:
     :param max_wal_bytes: WAL size that triggers a checkpoint.
     :param on_acknowledged: called (from the writer's thread) with the total number of
         events acknowledged so far, after every WAL fsync.
+    :param snapshot_interval: seconds of event time between the snapshots stored, when the
+        session closes, of sources whose definition gives a ``state_keeper`` (order books).
     :param allow_overlap: record events of a series for times another session already
         stored (replays of those times then fail with :class:`OverlapError` until one session
         is dropped). By default the writer refuses them before acknowledging anything of
@@ -222,6 +224,7 @@ class BlockWriter:
         on_acknowledged: Callable[[int], None] | None = None,
         block_format: BlockFormat | None = None,
         allow_overlap: bool = False,
+        snapshot_interval: float = 60.0,
     ) -> None:
         require_pyarrow()
         unique: dict[str, Feature] = {}
@@ -239,6 +242,7 @@ class BlockWriter:
         self.max_wal_bytes = max_wal_bytes
         self.wal_segment_bytes = wal_segment_bytes
         self.on_acknowledged = on_acknowledged
+        self.snapshot_interval = snapshot_interval
         self.format = block_format or storage.format
         self._features = list(unique.values())
         if storage.readonly:
@@ -673,8 +677,23 @@ class BlockWriter:
         return covers
 
     def _finish(self) -> None:
+        from featurizer.storage._snapshots import write_snapshots
+
         for series in self._series:
             self._flush(series)
+        for series in self._series:
+            if not series.feature.is_data_source:
+                continue
+            try:
+                write_snapshots(self.storage, series.feature, self.session, self.snapshot_interval)
+            except Exception as error:  # an optimisation of later replays: the data is safe
+                logger.warning(
+                    "storing snapshots of %s failed (replays starting late will read from "
+                    "its earlier full-state events): %s: %s",
+                    series.info.label,
+                    type(error).__name__,
+                    error,
+                )
         self._wal.close_and_delete()
         self.storage.catalog.end_session(self.session, "closed")
 

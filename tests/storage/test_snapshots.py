@@ -66,3 +66,31 @@ def test_no_snapshot_before_the_start_is_refused(tmp_path: Path) -> None:
         with pytest.raises(NoDataError, match="none is stored before"):
             storage.replay([book], start=5.0)
         assert len(list(storage.replay([book], start=0.0).events())) == 10
+
+
+def test_stored_snapshots_let_a_late_replay_start_late(tmp_path: Path) -> None:
+    cfg = config(BOOK_AND_TRADES, storage={"block_size": "16KiB"})
+    with Storage(tmp_path / "root") as storage:
+        record(
+            cfg,
+            RunOptions(emitter="synthetic", max_events=12_000, seed=4),
+            storage,
+            writer_options={"snapshot_interval": 1.0},
+        )
+        companions = [s for s in storage.series() if s.kind == "snapshots"]
+        assert [s.name for s in companions] == ["l2_book.synthetic.BTC-USDT#snapshots"]
+        snapshots = storage.read_events(companions[0])
+        assert len(snapshots) > 5 and all(e["is_snapshot"] for e in snapshots)
+        assert storage.verify().ok
+        whole = list(OfflineFeatureStreamGenerator(cfg, storage).rows())
+        start = whole[3 * len(whole) // 4]["timestamp"]
+        late = OfflineFeatureStreamGenerator(cfg, storage, start=start)
+        rows = list(late.rows())
+        (book,) = [i for i, s in enumerate(late.replay.sources) if s.definition_name == "l2_book"]
+        resumed = late.replay.resume[book]
+        assert resumed is not None and resumed[0] > snapshots[0]["timestamp"]
+        assert start - resumed[0] <= 1.0 + 20.0  # the last snapshot before the warm-up
+        assert rows == [row for row in whole if row["timestamp"] >= start]
+        parts = split(cfg, 3, storage=storage)
+        pieces = [r for p in parts for r in OfflineFeatureStreamGenerator(p, storage).rows()]
+        assert pieces == whole
