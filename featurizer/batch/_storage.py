@@ -12,6 +12,8 @@ with the range.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +58,66 @@ class _Pending:
     @property
     def remaining(self) -> int:
         return len(self.keys) - self.pos
+
+
+class _Failure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+class _Loader:
+    """Reads one source's tables in a background thread, a few ahead of the consumer (file
+    reads, checksums and Parquet decoding release the GIL, so they overlap the kernels)."""
+
+    def __init__(self, tables: Iterator[_Pending], name: str, ahead: int = 2) -> None:
+        self._tables = tables
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._tables:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as error:
+            self._put(_Failure(error))
+
+    def next(self) -> _Pending | None:
+        """The next table, ``None`` at the end; re-raises the loader's error."""
+        item = self._queue.get()
+        if item is _END:
+            return None
+        if isinstance(item, _Failure):
+            raise item.error
+        pending: _Pending = item
+        return pending
+
+    def close(self) -> None:
+        """Stop the thread and wait for it."""
+        self._stop.set()
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        self._thread.join(timeout=10.0)
 
 
 class ColumnarReplay:
@@ -136,17 +198,27 @@ class ColumnarReplay:
 
         :raises StorageError: when a block turns out to be damaged.
         """
+        loaders = [
+            _Loader(self._tables(i), f"featurizer-backfill-{s.name}")
+            for i, s in enumerate(self.sources)
+        ]
+        try:
+            yield from self._merged(loaders)
+        finally:
+            for loader in loaders:
+                loader.close()
+
+    def _merged(self, loaders: list[_Loader]) -> Iterator[MergedChunk]:
         import numpy as np
 
-        count = len(self.sources)
-        iterators = [self._tables(i) for i in range(count)]
+        count = len(loaders)
         current: list[_Pending | None] = [None] * count
         done = [False] * count
         while True:
             for i in range(count):
                 pending = current[i]
                 if not done[i] and (pending is None or pending.remaining == 0):
-                    current[i] = next(iterators[i], None)
+                    current[i] = loaders[i].next()
                     done[i] = current[i] is None
             active = [i for i in range(count) if not done[i]]
             if not active:

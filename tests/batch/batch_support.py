@@ -140,7 +140,7 @@ def replay_rows(cfg: FeaturizerConfig, root: Any, **options: Any) -> list[dict[s
         return list(generator.rows())
 
 
-WINDOWED = config(
+WINDOWED_DICT = config_dict(
     ("mid", "mid_price", {}),
     ("spread", "relative_spread", {}),
     ("vol", "volatility", {"window": "20s"}),
@@ -148,6 +148,7 @@ WINDOWED = config(
     ("vwap", "vwap", {"window": "10s"}),
     ("bars", "ohlcv", {"interval": "5s"}),
 )
+WINDOWED = FeaturizerConfig.from_dict(WINDOWED_DICT)
 
 
 def reference_events(

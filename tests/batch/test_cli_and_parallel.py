@@ -12,7 +12,7 @@ from featurizer import FeaturizerConfig
 from featurizer.batch import backfill
 from featurizer.cli import main
 from featurizer.storage import Storage
-from tests.batch.batch_support import assert_rows_equal, replay_rows
+from tests.batch.batch_support import WINDOWED_DICT, assert_rows_equal, replay_rows
 
 
 def _config_file(tmp_path: Path, cfg: FeaturizerConfig, source: Path) -> Path:
@@ -108,3 +108,27 @@ def test_unrecorded_source_is_one_line(
     err = capsys.readouterr().err
     assert code == 1 and "is not stored in this root" in err and err.count("\n") == 1
     assert not (tmp_path / "f.parquet").exists()
+
+
+def test_a_damaged_block_is_one_line_and_no_file(
+    windowed: tuple[Path, FeaturizerConfig], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import yaml
+
+    root, _ = windowed
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy)
+    block = sorted(copy.glob("blocks/**/*.parquet"))[-1]
+    data = bytearray(block.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    block.write_bytes(bytes(data))
+    config = tmp_path / "features.yaml"
+    config.write_text(yaml.safe_dump(WINDOWED_DICT))
+    out = tmp_path / "f.parquet"
+    code = main(["backfill", str(config), "--storage", str(copy), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("featurizer: error: ") and err.count("\n") == 1
+    assert block.name in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.yaml", "root"]

@@ -34,6 +34,8 @@ def test_fraction_bits_and_scaled_ints_match_the_per_event_scale(xs: list[float]
         scale.to_int(x)
     x = np.array(xs)
     assert fraction_bits(x) == scale.bits
+    for floor in (1, scale.bits, scale.bits + 3, 60):
+        assert fraction_bits(x, floor) == max(floor, scale.bits)
     if scale.bits <= 1100:
         got = scaled_ints(x, scale.bits).tolist()
         assert got == [int(Fraction(v) * 2**scale.bits) for v in xs]

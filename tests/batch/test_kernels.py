@@ -35,7 +35,7 @@ STEPS = [0.0, 0.0, 0.25, 0.5, 1.0, 1.0, 2.0, 0.1, 1e-9]
 WINDOWS = [0.5, 1.0, 2.0, 3.0, 1e-12]
 
 EXAMPLES = settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

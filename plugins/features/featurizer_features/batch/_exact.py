@@ -30,24 +30,32 @@ INT64_SAFE = 1 << 62
 _FLOAT_EXACT = 1 << 53
 
 
-def fraction_bits(x: Any) -> int:
-    """The most fractional binary digits any value of ``x`` has (finite float64 values).
+def fraction_bits(x: Any, at_least: int = 0) -> int:
+    """The most fractional binary digits any value of ``x`` has (finite float64 values), or
+    ``at_least`` if that is more.
 
-    Equals ``max(denominator.bit_length() - 1)`` of ``float.as_integer_ratio`` over the values,
-    0 for an empty array.
+    Equals ``max(denominator.bit_length() - 1)`` of ``float.as_integer_ratio`` over the values
+    (0 for an empty array), maxed with ``at_least``.
     """
     if not len(x):
+        return at_least
+    if 0 < at_least <= 900:
+        with np.errstate(over="ignore"):
+            scaled = np.ldexp(x, at_least)
+        if (np.isfinite(scaled) & (scaled == np.floor(scaled))).all():
+            return at_least  # every value is an integer at that scale: no more bits
+    elif at_least == 0 and (x == np.floor(x)).all():
         return 0
     mantissa, exponent = np.frexp(x)
     ints = np.ldexp(mantissa, 53).astype(np.int64)
     nonzero = ints != 0
     if not nonzero.any():
-        return 0
+        return at_least
     ints = ints[nonzero]
     exponent = exponent[nonzero].astype(np.int64)
     lowest = ints & -ints
     trailing = np.frexp(np.abs(lowest).astype(np.float64))[1].astype(np.int64) - 1
-    return max(0, int((53 - exponent - trailing).max()))
+    return max(at_least, int((53 - exponent - trailing).max()))
 
 
 def scaled_ints(x: Any, bits: int, *, limit: int = INT64_SAFE) -> Any:

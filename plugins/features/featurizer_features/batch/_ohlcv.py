@@ -75,7 +75,7 @@ class OHLCVKernel:
             return per_event(bars.update, batch, self.names, fail)
         with np.errstate(all="ignore"):
             starts = np.floor(ts / bars.interval) * bars.interval
-        bits = max(bars._scale.bits, fraction_bits(prices), fraction_bits(amounts))
+        bits = fraction_bits(amounts, fraction_bits(prices, bars._scale.bits))
         if not np.isfinite(starts).all() or bits > _MAX_BITS:
             return per_event(bars.update, batch, self.names, fail)
         result = self._fast(batch, ts, prices, amounts, starts, bits)

@@ -158,7 +158,7 @@ class VolatilityKernel:
             if np.isfinite(x).all()
             else None
         )
-        bits = max(window._scale.bits, fraction_bits(x)) if plan is not None else 0
+        bits = fraction_bits(x, window._scale.bits) if plan is not None else 0
         if plan is None or bits > _MAX_BITS:
             return per_event(window.update, batch, self.names, fail)
         stamps, starts, ends = plan
@@ -222,7 +222,7 @@ class TradeVolumeImbalanceKernel:
             if np.isfinite(amounts).all()
             else None
         )
-        bits = max(window._scale.bits, fraction_bits(amounts)) if plan is not None else 0
+        bits = fraction_bits(amounts, window._scale.bits) if plan is not None else 0
         if plan is None or bits > _MAX_BITS:
             return per_event(window.update, batch, self.names, fail)
         stamps, starts, ends = plan
@@ -287,7 +287,7 @@ class VWAPKernel:
         finite = np.isfinite(prices).all() and np.isfinite(amounts).all()
         plan = _windows([t for t, _, _ in window._items], ts, window.window) if finite else None
         bits = (
-            max(window._scale.bits, fraction_bits(prices), fraction_bits(amounts))
+            fraction_bits(amounts, fraction_bits(prices, window._scale.bits))
             if plan is not None
             else 0
         )
