@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ __all__ = [
     "AUTOLOAD_ENV",
     "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
+    "PLUGINS_ENV",
     "PluginInfo",
     "Plugins",
     "get_plugins",
@@ -39,6 +41,9 @@ DISABLE_ENV = "FEATURIZER_DISABLE_PLUGINS"
 """Comma-separated entry-point names that are not loaded (e.g. ``ray,cryptofeed``)."""
 AUTOLOAD_ENV = "FEATURIZER_DISABLE_PLUGIN_AUTOLOAD"
 """When set to a non-empty value, no entry point is loaded (only the core defaults)."""
+PLUGINS_ENV = "FEATURIZER_PLUGINS"
+"""Comma-separated modules registered as plugins without being installed (with ``PYTHONPATH``
+pointing at their folder): how to try a plugin from its source tree."""
 
 DEFAULT_PLUGINS = ("featurizer._default_plugin", "featurizer.scaling._default_plugin")
 
@@ -92,6 +97,45 @@ def _load_entry_points(pm: pluggy.PluginManager, blocked: set[str]) -> dict[str,
     return origins
 
 
+def _load_modules(pm: pluggy.PluginManager, spec: str) -> dict[str, tuple[str, str]]:
+    origins: dict[str, tuple[str, str]] = {}
+    for module_name in (name.strip() for name in spec.split(",")):
+        if not module_name or pm.get_plugin(module_name) is not None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:
+            raise PluginLoadError(
+                f"featurizer failed to load plugin module {module_name!r} named in "
+                f"{PLUGINS_ENV}: {type(error).__name__}: {error} (is its folder on PYTHONPATH?)",
+                distribution=f"<{PLUGINS_ENV}>",
+                entry_point=module_name,
+            ) from error
+        pm.register(module, name=module_name)
+        origins[module_name] = (f"<{PLUGINS_ENV}, not installed>", "")
+    return origins
+
+
+def _check_undecorated(
+    pm: pluggy.PluginManager, plugin: Any, origins: Mapping[str, tuple[str, str]]
+) -> None:
+    """A function named like a hook but not marked ``@hookimpl`` would be ignored: refuse it."""
+    name = pm.get_name(plugin) or repr(plugin)
+    for attribute in dir(plugin):
+        if not attribute.startswith("featurizer_") or not hasattr(hookspecs, attribute):
+            continue
+        function = getattr(plugin, attribute, None)
+        if callable(function) and pm.parse_hookimpl_opts(plugin, attribute) is None:
+            dist_name = origins.get(name, ("<registered in code>", ""))[0]
+            raise PluginLoadError(
+                f'featurizer failed to load plugin "{dist_name}[{name}]": {attribute}() is not '
+                f"decorated with @featurizer.hookimpl, so it would never be called; add the "
+                f"decorator",
+                distribution=dist_name,
+                entry_point=name,
+            )
+
+
 def make_plugin_manager(
     *,
     environ: Mapping[str, str] | None = None,
@@ -113,8 +157,12 @@ def make_plugin_manager(
     origins: dict[str, tuple[str, str]] = {}
     if not env.get(AUTOLOAD_ENV):
         origins = _load_entry_points(pm, _blocked_names(env))
+    origins.update(_load_modules(pm, env.get(PLUGINS_ENV, "")))
     for plugin in extra_plugins:
         pm.register(plugin)
+    for _, plugin in pm.list_name_plugin():
+        if plugin is not None:
+            _check_undecorated(pm, plugin, origins)
     core_version = importlib_metadata.version("featurizer")
     for module_name in DEFAULT_PLUGINS:
         module = __import__(module_name, fromlist=["_"])
@@ -163,12 +211,21 @@ class Plugins:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self._cache: dict[str, Any] = {}
+        self._origins: dict[str, tuple[str, str]] = getattr(pm, "featurizer_origins", {})
 
     def _collect(self, hook_name: str) -> list[tuple[str, list[Any]]]:
         caller = getattr(self.pm.hook, hook_name)
         results = []
         for impl in reversed(caller.get_hookimpls()):
-            value = impl.function()
+            try:
+                value = impl.function()
+            except Exception as error:
+                raise PluginLoadError(
+                    f"plugin {impl.plugin_name!r} failed in {hook_name}: "
+                    f"{type(error).__name__}: {error}",
+                    distribution=self._origins.get(impl.plugin_name, ("<unknown>", ""))[0],
+                    entry_point=impl.plugin_name,
+                ) from error
             if value:
                 results.append((impl.plugin_name, list(value)))
         return results

@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         _backfill_cmd,
         _checkpoint_cmd,
         _graph_cmd,
+        _new_plugin_cmd,
         _plan_cmd,
         _plot_cmd,
         _plugins_cmd,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         _plan_cmd,
         _graph_cmd,
         _plot_cmd,
+        _new_plugin_cmd,
     ):
         module.register(commands)
     return parser
