@@ -61,9 +61,17 @@ def _windows(held_ts: list[float], ts: Any, window: float) -> tuple[Any, Any, An
     return stamps, starts, ends
 
 
+def _columns(items: Any, width: int) -> list[list[Any]]:
+    """The held items (tuples of ``width`` fields) as ``width`` lists."""
+    if not items:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*items, strict=True)]
+
+
 def _concat(held: list[int], chunk: Any) -> Any:
     """Held Python integers followed by the chunk's (int64 when everything fits)."""
-    if chunk.dtype != object and all(-_SMALL * _SMALL < v < _SMALL * _SMALL for v in held):
+    fits = not held or (min(held) > -_SMALL * _SMALL and max(held) < _SMALL * _SMALL)
+    if chunk.dtype != object and fits:
         return np.concatenate([np.array(held, dtype=np.int64), chunk])
     return np.concatenate([as_objects(np.array(held, dtype=object)), as_objects(chunk)])
 
@@ -110,8 +118,9 @@ def _chunk_limbs(held: list[int], x: Any, bits: int) -> list[Any]:
 
 def _imbalance_limbs(
     held: list[int], x: Any, bits: int, buys: Any, starts: Any, ends: Any, last: int
-) -> tuple[Any, list[int]]:
-    """TVI of every row from limb sums: ``(tvi, the last window's values)``."""
+) -> tuple[Any, list[int], tuple[int, int]]:
+    """TVI of every row from limb sums: ``(tvi, the last window's values, its buy and sell
+    sums)``."""
     parts = _chunk_limbs(held, x, bits)
     buy = [range_sums(prefix_sums(np.where(buys, p, 0)), starts, ends) for p in parts]
     sell = [range_sums(prefix_sums(np.where(buys, 0, p)), starts, ends) for p in parts]
@@ -123,7 +132,8 @@ def _imbalance_limbs(
         tvi[nonzero] = limbs.quotients(
             tuple(t[nonzero] for t in top), tuple(t[nonzero] for t in total)
         )
-    return tvi, limbs.to_int(*(p[last:] for p in parts))
+    ends_at = (limbs.to_int(*(b[-1:] for b in buy))[0], limbs.to_int(*(t[-1:] for t in sell))[0])
+    return tvi, limbs.to_int(*(p[last:] for p in parts)), ends_at
 
 
 def _set_scale(scale: Any, bits: int) -> None:
@@ -153,17 +163,14 @@ class VolatilityKernel:
             return empty_output(self.names)
         x = batch.floats(window._field)
         ts = batch.floats("timestamp")
-        plan = (
-            _windows([t for t, _ in window._items], ts, window.window)
-            if np.isfinite(x).all()
-            else None
-        )
+        held_ts, held_values = _columns(window._items, 2)
+        plan = _windows(held_ts, ts, window.window) if np.isfinite(x).all() else None
         bits = fraction_bits(x, window._scale.bits) if plan is not None else 0
         if plan is None or bits > _MAX_BITS:
             return per_event(window.update, batch, self.names, fail)
         stamps, starts, ends = plan
         grow = bits - window._scale.bits
-        held = [v << grow for _, v in window._items]
+        held = [v << grow for v in held_values] if grow else held_values
         values = _concat(held, scaled_ints(x, bits))
         counts = ends - starts
         most = int(counts.max())
@@ -186,9 +193,10 @@ class VolatilityKernel:
         last = int(starts[-1])
         tail = _tail(values, last)
         window._items = collections.deque(zip(stamps[last:].tolist(), tail, strict=True))
-        window._sum = sum(tail)
-        window._sum_sq = sum(v * v for v in tail)
-        window._count = len(tail)
+        count, first, second = len(tail), int(s1[-1]), int(s2[-1])
+        window._sum = first + count * center
+        window._sum_sq = second + 2 * center * first + count * center * center
+        window._count = count
         _set_scale(window._scale, bits)
         rows = _report(np.arange(batch.size, dtype=np.int64), overflowed, batch, fail)
         data = {
@@ -217,24 +225,22 @@ class TradeVolumeImbalanceKernel:
             return empty_output(self.names)
         amounts = batch.floats("amount")
         ts = batch.floats("timestamp")
-        plan = (
-            _windows([t for t, _, _ in window._items], ts, window.window)
-            if np.isfinite(amounts).all()
-            else None
-        )
+        held_ts, held_values, held_flags = _columns(window._items, 3)
+        plan = _windows(held_ts, ts, window.window) if np.isfinite(amounts).all() else None
         bits = fraction_bits(amounts, window._scale.bits) if plan is not None else 0
         if plan is None or bits > _MAX_BITS:
             return per_event(window.update, batch, self.names, fail)
         stamps, starts, ends = plan
         grow = bits - window._scale.bits
-        held = [v << grow for _, v, _ in window._items]
-        held_buys = np.array([b for _, _, b in window._items], dtype=bool)
+        held = [v << grow for v in held_values] if grow else held_values
+        held_buys = np.array(held_flags, dtype=bool)
         buys = np.concatenate([held_buys, batch.equals("side", "buy")])
         most = int((ends - starts).max())
         last = int(starts[-1])
         overflowed: list[int] = []
+        sums: tuple[int, int] | None = None
         if _limbs_fit(held, amounts, bits, most):
-            tvi, tail = _imbalance_limbs(held, amounts, bits, buys, starts, ends, last)
+            tvi, tail, sums = _imbalance_limbs(held, amounts, bits, buys, starts, ends, last)
         else:
             values = _concat(held, scaled_ints(amounts, bits))
             if values.dtype != object and not _fits(most * int(np.abs(values).max()) * 2):
@@ -253,8 +259,12 @@ class TradeVolumeImbalanceKernel:
             tail = _tail(values, last)
         flags = buys[last:].tolist()
         window._items = collections.deque(zip(stamps[last:].tolist(), tail, flags, strict=True))
-        window._buy = sum(v for v, b in zip(tail, flags, strict=True) if b)
-        window._sell = sum(v for v, b in zip(tail, flags, strict=True) if not b)
+        if sums is None:
+            sums = (
+                sum(v for v, b in zip(tail, flags, strict=True) if b),
+                sum(v for v, b in zip(tail, flags, strict=True) if not b),
+            )
+        window._buy, window._sell = sums
         _set_scale(window._scale, bits)
         rows = _report(np.arange(batch.size, dtype=np.int64), overflowed, batch, fail)
         data = {
@@ -285,7 +295,8 @@ class VWAPKernel:
         amounts = batch.floats("amount")
         ts = batch.floats("timestamp")
         finite = np.isfinite(prices).all() and np.isfinite(amounts).all()
-        plan = _windows([t for t, _, _ in window._items], ts, window.window) if finite else None
+        held_ts, held_notionals, held_amounts = _columns(window._items, 3)
+        plan = _windows(held_ts, ts, window.window) if finite else None
         bits = (
             fraction_bits(amounts, fraction_bits(prices, window._scale.bits))
             if plan is not None
@@ -295,8 +306,8 @@ class VWAPKernel:
             return per_event(window.update, batch, self.names, fail)
         stamps, starts, ends = plan
         grow = bits - window._scale.bits
-        held_notional = [n << (2 * grow) for _, n, _ in window._items]
-        held_amount = [a << grow for _, _, a in window._items]
+        held_notional = [n << (2 * grow) for n in held_notionals]
+        held_amount = [a << grow for a in held_amounts]
         price_ints = scaled_ints(prices, bits, limit=_SMALL)
         amount_ints = scaled_ints(amounts, bits, limit=_SMALL)
         if object in (price_ints.dtype, amount_ints.dtype):
