@@ -206,6 +206,8 @@ class FakeVenue:
     :param books: the initial books by normalised symbol.
     :param actions: the script.
     :param certificate: the wss certificate.
+    :param subscribed: how many symbols the client subscribes to (default: all); the server
+        sends every symbol's frames regardless.
     """
 
     def __init__(
@@ -214,8 +216,10 @@ class FakeVenue:
         books: Mapping[str, Book],
         actions: Sequence[Action],
         certificate: SelfSignedCertificate,
+        subscribed: int | None = None,
     ) -> None:
         self.venue = venue
+        self.subscribed = len(books) if subscribed is None else subscribed
         self.books: dict[str, Book] = {
             s: {side: dict(b) for side, b in book.items()} for s, book in books.items()
         }
@@ -370,7 +374,7 @@ class FakeVenue:
         return ws
 
     async def _await_subscription(self, received: asyncio.Event, count: list[int]) -> None:
-        wanted = self.venue.subscribe_messages(len(self.books))
+        wanted = self.venue.subscribe_messages(self.subscribed)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5.0
         while count[0] < wanted:

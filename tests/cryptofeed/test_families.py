@@ -32,10 +32,13 @@ def serve(certificate: SelfSignedCertificate) -> Iterator[Callable[..., FakeVenu
     started: list[FakeVenue] = []
 
     def start(
-        venue: Any, steps: int, specials: dict[int, tuple[Any, ...]] | None = None
+        venue: Any,
+        steps: int,
+        specials: dict[int, tuple[Any, ...]] | None = None,
+        subscribed: int | None = None,
     ) -> FakeVenue:
         books, actions = generate(11, tuple(venue.symbols), steps, specials=specials)
-        fake = FakeVenue(venue, books, actions, certificate).start()
+        fake = FakeVenue(venue, books, actions, certificate, subscribed=subscribed).start()
         started.append(fake)
         return fake
 
@@ -55,12 +58,18 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
 def subscribe_all(
     emitter: CryptofeedEventEmitter, venue: Any
 ) -> dict[tuple[str, str], list[Event]]:
+    return subscribe_all_of(emitter, venue, list(venue.symbols))
+
+
+def subscribe_all_of(
+    emitter: CryptofeedEventEmitter, venue: Any, symbols: list[str]
+) -> dict[tuple[str, str], list[Event]]:
     received: dict[tuple[str, str], list[Event]] = {}
     channels = [*venue.channels, "feed_gaps"]
     if venue.sizes:
         channels.append("book_ticker")
     for channel in channels:
-        for symbol in venue.symbols:
+        for symbol in symbols:
             events: list[Event] = []
             feature = Feature.create(
                 SOURCES[channel], {"exchange": venue.exchange, "symbol": symbol}
@@ -92,7 +101,13 @@ def run(
 
 
 def check_values(venue: Any, fake: FakeVenue, received: dict[tuple[str, str], list[Event]]) -> None:
-    for symbol in venue.symbols:
+    check_values_of(venue, fake, received, list(venue.symbols))
+
+
+def check_values_of(
+    venue: Any, fake: FakeVenue, received: dict[tuple[str, str], list[Event]], symbols: list[str]
+) -> None:
+    for symbol in symbols:
         trades = received[("trades", symbol)]
         sent = fake.sent_of("trade", symbol)
         assert [(e["price"], e["amount"], e["side"], e["trade_id"]) for e in trades] == [
@@ -194,3 +209,25 @@ def test_each_fault_is_a_gap_on_the_streams_it_broke_and_the_book_recovers(
         assert rebuild_book(events) == fake.book(symbol)
     stats = emitter.stats()
     assert stats.reconnects == len(reasons) and fake.connections == len(reasons) + 1
+
+
+@pytest.mark.parametrize("venue_class", VENUES, ids=lambda v: v.exchange)
+def test_frames_of_a_symbol_nobody_subscribed_to_are_counted_and_dropped(
+    venue_class: type, serve: Callable[..., FakeVenue], make_emitter: Make
+) -> None:
+    venue = venue_class()
+    fake = serve(venue, 200, subscribed=1)  # the server sends every symbol's frames
+    emitter = make_emitter(fake.emitter_options())
+    first, other = list(venue.symbols)
+    received = subscribe_all_of(emitter, venue, [first])
+    run(fake, emitter, received)
+
+    check_values_of(venue, fake, received, [first])
+    stats = emitter.stats()
+    assert (stats.gaps, stats.reconnects, stats.malformed_messages) == (0, 0, 0)
+    # every trade and ticker of the other symbol reaches the emitter and is counted (BitMEX
+    # book updates that come before the book's first snapshot are discarded by cryptofeed)
+    assert stats.exchange(venue.exchange).unsubscribed_messages >= len(
+        [s for s in fake.sent if s.action.symbol == other and s.action.kind in ("trade", "ticker")]
+    )
+    assert fake.connections == 1

@@ -38,6 +38,7 @@ __all__ = [
     "ExchangeFamily",
     "binance_attribute_message",
     "binance_ticker_sizes",
+    "bitmex_attribute_message",
     "bitmex_ticker_sizes",
     "bybit_ticker_sizes",
     "deribit_ticker_sizes",
@@ -131,6 +132,29 @@ def binance_attribute_message(message: str | bytes) -> tuple[str, str] | None:
     if not pair or normalized is None:
         return None
     return pair.upper(), normalized
+
+
+_BITMEX_TABLES = {"orderBookL2": "l2_book", "trade": "trades", "quote": "ticker"}
+
+
+def bitmex_attribute_message(message: str | bytes) -> tuple[str, str] | None:
+    """The ``(exchange symbol, channel)`` of a BitMEX ``table`` message (its first row's).
+
+    >>> bitmex_attribute_message('{"table": "orderBookL2", "action": "partial", '
+    ...                          '"data": [{"symbol": "ETHUSD", "id": 1}]}')
+    ('ETHUSD', 'l2_book')
+    >>> bitmex_attribute_message('{"table": "orderBookL2", "data": []}') is None
+    True
+    """
+    try:
+        parsed = json.loads(message)
+        channel = _BITMEX_TABLES.get(parsed["table"])
+        symbol = parsed["data"][0]["symbol"]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return None
+    if channel is None or not isinstance(symbol, str):
+        return None
+    return symbol, channel
 
 
 @attrs.frozen(kw_only=True)
@@ -261,6 +285,7 @@ FAMILIES: tuple[ExchangeFamily, ...] = (
         gap_detection="dropped connections only (cryptofeed checks no book sequence here); "
         "a book is recovered by reconnecting",
         ticker_sizes=bitmex_ticker_sizes,
+        attribute_message=bitmex_attribute_message,
     ),
 )
 """Families with exchange-specific knowledge, each tested against a fake of its protocol."""

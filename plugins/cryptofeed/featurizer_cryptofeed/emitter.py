@@ -955,6 +955,20 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         exchange = self._exchanges[feed.id]
         family = exchange.support.family
         reason = failure_reason(error)
+        attributed = family.attribute_message(message) if family.attribute_message else None
+        streams: list[_Stream] = []
+        if attributed is not None:
+            exchange_symbol, channel = attributed
+            symbol = feed.exchange_symbol_mapping.get(exchange_symbol)
+            names = (channel, BOOK_TICKER) if channel == "ticker" else (channel,)
+            streams = [
+                stream
+                for name in names
+                if (stream := self._streams.get((feed.id, symbol, name))) is not None
+            ]
+            if not streams:  # cryptofeed choked on a stream nobody subscribed to
+                self._on_unsubscribed(feed, channel, exchange_symbol)
+                return False
         if reason == "malformed_message":
             exchange.malformed += 1
             count = exchange.malformed
@@ -970,19 +984,7 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 error,
                 message,
             )
-        attributed = family.attribute_message(message) if family.attribute_message else None
         if attributed is not None:
-            exchange_symbol, channel = attributed
-            symbol = feed.exchange_symbol_mapping.get(exchange_symbol)
-            names = (channel, BOOK_TICKER) if channel == "ticker" else (channel,)
-            streams = [
-                stream
-                for name in names
-                if (stream := self._streams.get((feed.id, symbol, name))) is not None
-            ]
-            if not streams:
-                self._on_unsubscribed(feed, channel, exchange_symbol)
-                return False
             for stream in streams:
                 self._record_gap(stream, reason)
             if channel != "l2_book":
