@@ -1,23 +1,28 @@
 """``by_source`` on Ray: throughput with 2 workers vs 1, against the single-process runner.
 
 A config of four instruments on the synthetic market, each with mid price, two volatility
-windows, trade-volume imbalance, VWAP and OHLCV: four independent sub-DAGs. Every run processes
-the same number of input events in all (each worker's emitters are bounded to their share).
+windows, trade-volume imbalance, VWAP and OHLCV: four independent sub-DAGs.
 
-Two output modes are measured:
+**Equal work.** The synthetic market (``EVENTS`` events of the four instruments) is recorded
+once into a temporary Featurizer Storage; every mode then replays exactly those events with the
+``offline`` emitter and writes JSON Lines files. The driver-gathered outputs of every mode are
+checked to be the same file, byte for byte, so the ratios compare the same work.
 
-* ``--outputs driver`` (default): every worker ships every output to the driver, which merges
-  and combines them into one output; the driver competes with the workers for the two cores.
-* ``--outputs workers``: each worker merges, combines and writes its own outputs to its own
-  JSON Lines file in a temporary directory (deleted afterwards); the driver gets only metrics.
-  Compared with the single-process runner writing one JSON Lines file, in the same run.
+Modes, run in ``ROUNDS`` interleaved rounds (the order rotating each round) on one local Ray
+with 2 CPUs bound to 127.0.0.1; each ratio printed is the median of the per-round ratios:
 
-The synthetic emitter generates about 600,000 events/s per core, far above what the features
-compute, so the source is not the bottleneck.
+* ``single``: the single-process runner (``featurizer run``);
+* ``ray 1``: one worker actor, outputs gathered by the driver;
+* ``ray 2 driver``: ``by_source`` over 2 workers, every output merged and combined by the
+  driver (``--outputs driver``, the default), which competes with the workers for the cores;
+* ``ray 2 workers``: ``by_source`` over 2 workers, each writing its own file
+  (``--outputs workers``).
 
-Run: ``python benchmarks/scale_by_source.py [EVENTS]`` (default 400,000 events; about two
-minutes). Starts a local Ray with 2 CPUs bound to 127.0.0.1 and shuts it down. The machine may be
-shared with other work: numbers are noisy.
+Ray start-up (``ray.init`` of a local Ray) and per-run launch time (actors started, wired and
+emitting) are reported too.
+
+Run: ``python benchmarks/scale_by_source.py [EVENTS]`` (default 200,000 events; a few minutes).
+The machine may be shared with other work: numbers are noisy.
 """
 
 from __future__ import annotations
@@ -26,16 +31,13 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from typing import Any
 
 SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT")
 
 
-def _config() -> Any:
-    from featurizer import FeaturizerConfig
-
-    entries = []
+def _entries() -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
     for symbol in SYMBOLS:
         source = {"data_source": {"exchange": "synthetic", "symbol": symbol}}
         tag = symbol.split("-")[0].lower()
@@ -67,34 +69,63 @@ def _config() -> Any:
                 "params": {"interval": "1m", **source},
             },
         ]
-    return FeaturizerConfig.from_dict({"feature_configs": entries})
+    return entries
 
 
-class _CountingSink:
-    def __init__(self) -> None:
-        self.rows = 0
+ROUNDS = 3
 
-    def write_row(self, row: Mapping[str, Any]) -> None:
-        self.rows += 1
 
-    def close(self, ok: bool = True) -> None:
-        pass
+def _record(root: str, events: int) -> Any:
+    """Record the synthetic market's data sources; the config replaying them."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from featurizer import load_config
+    from featurizer.cli import main as cli
+
+    path = os.path.join(root, "bench.yaml")
+    document = {
+        "feature_configs": _entries(),
+        "features_to_store": ["data_sources"],
+        "storage": {"root": os.path.join(root, "store")},
+    }
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(document, handle)
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        code = cli(
+            ["record", path, "--max-events", str(events), "--out", os.path.join(root, "live.jsonl")]
+        )
+    if code != 0:
+        raise SystemExit(f"recording the benchmark's input failed (exit {code})")
+    return load_config(path)
+
+
+def _digest(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 def main() -> int:
-    events = int(sys.argv[1]) if len(sys.argv) > 1 else 400_000
+    events = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray
+    import statistics
 
     from featurizer._runner import RunOptions, run
     from featurizer._sinks import JsonLinesSink
     from featurizer.scaling import WorkerOutputs, run_scaled
 
-    config = _config()
-    sink = _CountingSink()
-    single = run(config, RunOptions(max_events=events), sink)
-    base = single.events_per_second
-    print(f"single process (featurizer run):  {single.events_in:,} events  {base:,.0f} events/s")
+    tmp = tempfile.TemporaryDirectory(prefix="featurizer-bench-")
+    began = time.perf_counter()
+    config = _record(tmp.name, events)
+    print(f"recorded {events:,} synthetic events in {time.perf_counter() - began:.1f} s")
+    options = RunOptions(emitter="offline")
+    import ray
+
+    began = time.perf_counter()
     ray.init(
         num_cpus=2,
         object_store_memory=150 * 1024 * 1024,
@@ -102,77 +133,73 @@ def main() -> int:
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
     )
-    tmp = tempfile.TemporaryDirectory(prefix="featurizer-bench-")
+    print(f"ray start-up (local, 2 CPUs): {time.perf_counter() - began:.2f} s")
+
+    def single(out: str) -> Any:
+        return run(config, options, JsonLinesSink(out))
+
+    def scaled(workers: int, mode: str, out: str) -> Any:
+        return run_scaled(
+            config,
+            options,
+            JsonLinesSink(out) if mode == "driver" else None,
+            scaler="ray",
+            workers=workers,
+            strategy="single" if workers == 1 else "by_source",
+            outputs=WorkerOutputs(target=out + "-{worker}.jsonl") if mode == "workers" else None,
+        )
+
+    modes = {
+        "single": single,
+        "ray 1": lambda out: scaled(1, "driver", out),
+        "ray 2 driver": lambda out: scaled(2, "driver", out),
+        "ray 2 workers": lambda out: scaled(2, "workers", out),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in modes}
+    launches: list[float] = []
+    digests: set[str] = set()
     try:
-        single_file = run(
-            config, RunOptions(max_events=events), JsonLinesSink(os.path.join(tmp.name, "s.jsonl"))
-        )
-        print(
-            f"single process, writing a file:  {single_file.events_in:,} events  "
-            f"{single_file.events_per_second:,.0f} events/s  ({single_file.outputs_out:,} rows)"
-        )
-        results = {}
-        for workers, strategy in ((1, "single"), (2, "by_source")):
-            summary = run_scaled(
-                config,
-                RunOptions(max_events=events // workers),
-                _CountingSink(),
-                scaler="ray",
-                workers=workers,
-                strategy=strategy,
-            )
-            results[workers] = summary.events_per_second
-            print(
-                f"ray {strategy:9} {workers} worker(s):   {summary.events_in:,} events  "
-                f"{summary.events_per_second:,.0f} events/s  ({summary.elapsed_seconds:.2f} s, "
-                f"{summary.outputs_out:,} rows)"
-            )
-        local: dict[tuple[bool, int], float] = {}
-        for combine in (True, False):
-            for workers, strategy in ((1, "single"), (2, "by_source")):
-                target = os.path.join(tmp.name, f"w{workers}-{combine}-{{worker}}.jsonl")
-                summary = run_scaled(
-                    config,
-                    RunOptions(max_events=events // workers, combine_outputs=combine),
-                    None,
-                    scaler="ray",
-                    workers=workers,
-                    strategy=strategy,
-                    outputs=WorkerOutputs(target=target),
-                )
-                local[combine, workers] = summary.events_per_second
-                size = sum(os.path.getsize(f) for f in summary.output_files)
+        names = list(modes)
+        for round_ in range(ROUNDS):
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                out = os.path.join(tmp.name, f"{name.replace(' ', '-')}-{round_}")
+                began = time.perf_counter()
+                summary = modes[name](out + ".jsonl" if name != "ray 2 workers" else out)
+                wall = time.perf_counter() - began
+                if name.startswith("ray"):
+                    launches.append(wall - summary.elapsed_seconds)
+                if name != "ray 2 workers":
+                    digests.add(_digest(out + ".jsonl"))
+                    os.remove(out + ".jsonl")
+                assert summary.events_in == events, (name, summary.events_in)
+                rates[name].append(summary.events_per_second)
                 print(
-                    f"ray {strategy:9} {workers} worker(s), --outputs workers, "
-                    f"{'combined' if combine else '--no-combine'}:  {summary.events_in:,} "
-                    f"events  {summary.events_per_second:,.0f} events/s  "
-                    f"({summary.elapsed_seconds:.2f} s, {summary.outputs_out:,} rows, "
-                    f"{size / 1e6:,.0f} MB in {len(summary.output_files)} file(s))"
+                    f"round {round_ + 1} {name:13}: {summary.events_in:,} events "
+                    f"{summary.events_per_second:,.0f} events/s ({summary.elapsed_seconds:.2f} s, "
+                    f"{summary.outputs_out:,} rows)"
                 )
     finally:
         ray.shutdown()
         tmp.cleanup()
+    assert len(digests) == 1, "the driver-gathered outputs differ between modes"
+    print("driver-gathered outputs of single, ray 1 and ray 2: the same file in every round")
+
+    def ratio(a: str, b: str) -> str:
+        values = [x / y for x, y in zip(rates[a], rates[b], strict=True)]
+        return f"{statistics.median(values):.2f}x ({', '.join(f'{v:.2f}' for v in values)})"
+
+    print(f"--outputs driver:  ray 2 / ray 1: {ratio('ray 2 driver', 'ray 1')} (target >= 1.6x)")
+    print(f"--outputs driver:  ray 2 / single process: {ratio('ray 2 driver', 'single')}")
+    print(f"--outputs workers: ray 2 / ray 1: {ratio('ray 2 workers', 'ray 1')}")
+    print(f"--outputs workers: ray 2 / single process: {ratio('ray 2 workers', 'single')}")
+    print(f"ray 1 / single process: {ratio('ray 1', 'single')}")
     print(
-        f"--outputs driver:  by_source 2 workers / 1 worker: {results[2] / results[1]:.2f}x "
-        f"(target >= 1.6x)"
-    )
-    for combine, label, note in (
-        (True, "combined", " (per-worker rows are narrower: less JSON in all)"),
-        (False, "--no-combine", " (the same rows and bytes in all)"),
-    ):
-        print(
-            f"--outputs workers, {label}: by_source 2 workers / 1 worker: "
-            f"{local[combine, 2] / local[combine, 1]:.2f}x (target >= 1.6x){note}"
-        )
-    print(f"ray 1 worker / single process: {results[1] / base:.2f}x")
-    print(
-        f"--outputs workers, combined, 2 workers / single process writing a file: "
-        f"{local[True, 2] / single_file.events_per_second:.2f}x"
+        f"launch per scaled run (actors started, wired, emitting): median "
+        f"{statistics.median(launches):.2f} s"
     )
     print(f"load average now: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     return 0
 
 
 if __name__ == "__main__":
-    time.sleep(0)
     sys.exit(main())
