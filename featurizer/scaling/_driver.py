@@ -20,7 +20,7 @@ from featurizer._feature import Feature
 from featurizer._graph import FeatureStreamGraph
 from featurizer._plugin_types import ScalingStrategySpec, TransportSpec
 from featurizer._plugins import Plugins, get_plugins
-from featurizer._runner import RunContext, RunOptions
+from featurizer._runner import RunContext, RunOptions, assign_emitters
 from featurizer._sinks import Sink, flatten_grouped
 from featurizer.scaling._errors import PlanError, ScalingError, WorkerError
 from featurizer.scaling._observe import ScaledRunObserver
@@ -527,7 +527,16 @@ def run_scaled(
     transport_name = transport or scaler_spec.default_transport
     transports = plugins.transports()
     _lookup("transport", transport_name, transports, "--transport")
+    if transport_name == "inproc" and scaler_spec.separate_processes:
+        raise PlanError(
+            f"the inproc transport connects threads of one process, but the {scaler!r} "
+            f"scaler's workers are separate processes; use --transport zmq (its default)"
+        )
     plan = build_plan(features, strategy, workers, plugins)
+    if make_emitters is None:  # every worker's emitters exist: checked before anything starts
+        for worker in plan.workers:
+            if worker.sources:
+                assign_emitters(list(worker.sources), plugins.emitters(), options.emitter)
     output_files: tuple[str, ...] = ()
     if outputs is not None:
         outputs = outputs.absolute()

@@ -19,9 +19,12 @@ class ScalerSpec:
         ``options`` holds ``address`` and scaler-specific settings.
     :param default_transport: the transport it uses unless ``--transport`` says otherwise.
     :param description: one line for ``featurizer plugins``.
+    :param separate_processes: its workers run in processes other than the driver's (so the
+        in-process ``inproc`` transport cannot connect them: an error before anything starts).
     """
 
     name: str = attrs.field(validator=attrs.validators.matches_re(r"^[a-z][a-z0-9_]*$"))
     factory: Callable[..., Any]
     default_transport: str = "inproc"
     description: str = ""
+    separate_processes: bool = False

@@ -25,6 +25,7 @@ def featurizer_register_scalers() -> list[ScalerSpec]:
             name="ray",
             factory=RayScaler,
             default_transport="zmq",
+            separate_processes=True,
             description="Ray actors (local ray.init() or --address of a running cluster)",
         )
     ]
