@@ -79,3 +79,42 @@ def test_featurizer_run_against_an_unreachable_exchange_exits_1_with_one_line(
     ), lines[0]
     assert "Traceback" not in result.stderr
     assert elapsed < 15, elapsed
+
+
+def test_a_run_shorter_than_the_connect_timeout_still_fails_when_nothing_connected(
+    fake_exchange: Callable[..., FakeBinance], tmp_path: Path
+) -> None:
+    fake = fake_exchange(generate_script(1, ("BTC-USDT",), 10))
+    env = dict(os.environ)
+    env.update(fake.environ())
+    port = closed_port()
+    env["FEATURIZER_CRYPTOFEED_BINANCE_WEBSOCKET"] = f"wss://127.0.0.1:{port}"
+    result = subprocess.run(
+        [sys.executable, "-m", "featurizer", "run", str(EXAMPLE), "--duration", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        f"featurizer: error: cryptofeed emitter: could not connect to BINANCE at "
+        f"wss://127.0.0.1:{port}/stream before the emitter was stopped"
+    ), lines[0]
+
+
+def test_stopping_before_any_attempt_failed_is_not_a_failure(
+    fake_exchange: Callable[..., FakeBinance],
+    make_emitter: Callable[..., CryptofeedEventEmitter],
+) -> None:
+    fake = fake_exchange(generate_script(1, ("BTC-USDT",), 10))
+    emitter = make_emitter(fake.emitter_options())
+    subscribe(emitter, ("trades",), ("BTC-USDT",))
+    emitter.start()
+    assert wait_until(lambda: emitter.stats().exchange("BINANCE").connects == 1, 10)
+    emitter.stop()
+    assert emitter.failure() is None

@@ -546,6 +546,14 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 logger.error(
                     "cryptofeed emitter: the feed thread did not stop within %.0f s", STOP_SECONDS
                 )
+        if thread is not None and self._error is None:
+            # stopped before the connect timeout: an exchange that refused every attempt
+            # until now was never reachable, and a run that got nothing from it failed
+            unreachable = [
+                e for e in self._exchanges.values() if not e.connects and e.connect_failures
+            ]
+            if unreachable:
+                self._check_connected(within="before the emitter was stopped")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the feed thread ended (after :meth:`stop`) or ``timeout``.
@@ -1015,8 +1023,11 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
         if self._error is None:
             self._error = failure
 
-    def _check_connected(self) -> None:
-        """Fail when an exchange was never reached within ``connect_timeout`` (loop thread)."""
+    def _check_connected(self, within: str | None = None) -> None:
+        """Fail when an exchange was never reached (after ``connect_timeout``, or at stop).
+
+        :param within: how long it was tried, for the message (default: the timeout).
+        """
         for exchange in self._exchanges.values():
             if exchange.feed is None or exchange.connects > 0:
                 continue
@@ -1030,7 +1041,8 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
             cause = f"{type(error).__name__}: {error}" if error else "no answer"
             failure = EmitterError(
                 f"cryptofeed emitter: could not connect to {exchange.support.name} at "
-                f"{', '.join(addresses)} within {self.options.connect_timeout:g} s "
+                f"{', '.join(addresses)} "
+                f"{within or f'within {self.options.connect_timeout:g} s'} "
                 f"({exchange.connect_failures} failed attempts; last: {cause}); check the "
                 f"network, or the cryptofeed_endpoints option"
             )
