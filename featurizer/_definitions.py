@@ -112,6 +112,12 @@ class FeatureDefinition(DataDefinition):
         Chains of ``map``, ``filter`` and ``accumulate`` over a single upstream are fused by the
         graph compiler into direct calls; anything else runs through streamz itself.
 
+        Checkpointed runs (``docs/fault-tolerance.md``) snapshot a feature's state: the state
+        of the streamz operators built here and the returned state object, which must hold
+        everything the functions mutate between events. It is pickled and restored in place,
+        unless it defines ``snapshot_state()`` and ``restore_state(snapshot)``
+        (:class:`featurizer.checkpoint.Snapshotable`).
+
         :param upstreams: one streamz ``Stream`` per dependency name.
         :param params: this feature's resolved params.
         :returns: the output stream, or ``(stream, state)``.
