@@ -168,10 +168,10 @@ class _Exchange:
 
 
 class CryptofeedEventEmitter(DataSourceEventEmitter):
-    """Live ``ticker``, ``trades`` and ``l2_book`` events from exchanges, through cryptofeed.
+    """Live ``ticker``, ``book_ticker``, ``trades`` and ``l2_book`` events, through cryptofeed.
 
-    Data sources name the exchange (a cryptofeed id such as ``BINANCE``, see
-    :data:`~featurizer_cryptofeed.SUPPORTED_EXCHANGES`) and the symbol (``BTC-USDT``).
+    Data sources name the exchange (a cryptofeed id such as ``BINANCE`` or ``KRAKEN``, see
+    :func:`~featurizer_cryptofeed.supported_exchanges`) and the symbol (``BTC-USDT``).
     :meth:`register_callback` checks both (loading the exchange's instruments once per
     exchange) and raises before anything starts; :meth:`start` runs one cryptofeed
     ``FeedHandler`` with one feed per exchange on its own thread and event loop.
@@ -180,12 +180,14 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
     and sizes, ``side`` ``"buy"``/``"sell"``, the exchange's trade id, ``timestamp`` from the
     exchange (the receipt time where the exchange sends none: Binance's ticker and book
     snapshots) and ``receipt_timestamp`` when cryptofeed read the message. The book stream
-    starts with a snapshot, then deltas; ``sequence`` counts its messages.
+    starts with a snapshot, then deltas; ``sequence`` counts its messages. What differs
+    between exchanges is in their family (:mod:`featurizer_cryptofeed._families`).
 
-    Gaps are events: when a connection drops, when cryptofeed resets the books after a
-    sequence gap, or when a message cannot be parsed, each affected ``l2_book`` stream gets a
-    gap marker (so books are rebuilt from the next snapshot) and each affected stream a
-    ``feed_gaps`` event. Exceptions raised by callbacks never reach cryptofeed (which would
+    Gaps are events: when a connection drops, when a book's sequence or checksum check fails,
+    or when a message cannot be parsed, each affected ``l2_book`` stream gets a gap marker
+    (so books are rebuilt from the next snapshot) and each affected stream a ``feed_gaps``
+    event; a message for a stream nobody subscribed to is counted and dropped. An exchange
+    never reached within ``connect_timeout`` (or by :meth:`stop`) is a :meth:`failure`. Exceptions raised by callbacks never reach cryptofeed (which would
     drop the connection): they are counted, logged, and the first one is kept as
     :meth:`failure`, which is how ``featurizer run`` applies the graph's ``raise`` policy.
 
