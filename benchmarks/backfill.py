@@ -131,10 +131,69 @@ def parallel(config: FeaturizerConfig, root: Path, workers: int) -> int:
         return sum(r.rows for r in results)
 
 
+_PEAK = """
+import sys
+from featurizer.cli import main
+code = main(["backfill", sys.argv[1], "--storage", sys.argv[2], "--out", sys.argv[3],
+             "--no-progress"])
+# VmHWM: this process's own peak (ru_maxrss would include the parent's, kept over exec)
+print(next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM:")))
+sys.exit(code)
+"""
+
+
+def peak_rss(config: FeaturizerConfig, counts: list[int]) -> None:
+    """Peak RSS of ``featurizer backfill`` in a fresh process, per stored range size."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    for count in counts:
+        root = Path(tempfile.mkdtemp(prefix="featurizer-bench-rss-"))
+        try:
+            done = 0
+            with Storage(root) as storage:
+                features = construct_features_from_configs(config)
+                sources = {f.definition_name: f for f in FeatureStreamGraph(features).get_ins()}
+                fields = {
+                    k: list(full_schema(s.definition.event_schema())) for k, s in sources.items()
+                }
+                compactor = MemoryBasedCompactor(max_block_bytes=16 * 1024 * 1024)
+                with storage.writer(list(sources.values()), compactor=compactor) as w:
+                    callbacks = {kind: w.event_callback(s) for kind, s in sources.items()}
+                    offset = 0.0
+                    while done < count:
+                        part = make_events(min(500_000, count - done), seed=7 + done)
+                        for kind, raw in part:
+                            event = {name: raw[name] for name in fields[kind]}
+                            event["timestamp"] += offset
+                            event["receipt_timestamp"] += offset
+                            callbacks[kind](event)
+                        offset += part[-1][1]["timestamp"] - 1_700_000_000.0 + 1.0
+                        done += len(part)
+            path = root / "config.yaml"
+            path.write_text(yaml.safe_dump(CONFIG))
+            run = subprocess.run(
+                [sys.executable, "-c", _PEAK, str(path), str(root), str(root / "out.parquet")],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            peak = int(run.stdout.strip().splitlines()[-1])
+            print(f"peak RSS, {count:,} stored events: {peak / 1024:,.0f} MiB")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--rss", help="also measure peak RSS of `featurizer backfill` for these event counts"
+    )
     args = parser.parse_args()
     n = args.events
     config = FeaturizerConfig.from_dict(CONFIG)
@@ -148,10 +207,8 @@ def main() -> None:
             args.repeats, lambda: batch_from_storage(config, root)
         )
         plain_time, (plain_rows, plain_last) = best(args.repeats, lambda: plain_loop(events))
-        event_time, (event_rows, event_all) = best(
-            1, lambda: per_event_from_storage(config, root)
-        )
-        executor, chunks = memory_chunks(config, events, 65_536)
+        event_time, (event_rows, event_all) = best(1, lambda: per_event_from_storage(config, root))
+        _, chunks = memory_chunks(config, events, 65_536)
         kernel_time, kernel_rows = best(args.repeats, lambda: kernels_alone(config, chunks))
         one_time, one_rows = best(args.repeats, lambda: parallel(config, root, 1))
         two_time, two_rows = best(args.repeats, lambda: parallel(config, root, 2))
@@ -160,10 +217,17 @@ def main() -> None:
         identical = table.to_pylist() == event_all
         plain_same = plain_last == tuple(batch_last[c] for c in list(batch_last)[1:])
         assert batch_rows == event_rows == plain_rows == kernel_rows == one_rows == two_rows, (
-            batch_rows, event_rows, plain_rows, kernel_rows, one_rows, two_rows
+            batch_rows,
+            event_rows,
+            plain_rows,
+            kernel_rows,
+            one_rows,
+            two_rows,
         )
-        print(f"rows: {batch_rows:,}; batch rows == per-event rows bit for bit: {identical}; "
-              f"plain loop last vector equal: {plain_same}")
+        print(
+            f"rows: {batch_rows:,}; batch rows == per-event rows bit for bit: {identical}; "
+            f"plain loop last vector equal: {plain_same}"
+        )
         rate = {
             "batch from storage": n / batch_time,
             "plain loop (memory)": n / plain_time,
@@ -174,9 +238,12 @@ def main() -> None:
         }
         for name, value in rate.items():
             print(f"{name:<24} {value:>12,.0f} events/s")
-        print(f"batch / plain loop:       {rate['batch from storage'] / rate['plain loop (memory)']:.2f}x")
-        print(f"batch / per-event:        {rate['batch from storage'] / rate['per-event from storage']:.2f}x")
+        batch = rate["batch from storage"]
+        print(f"batch / plain loop:       {batch / rate['plain loop (memory)']:.2f}x")
+        print(f"batch / per-event:        {batch / rate['per-event from storage']:.2f}x")
         print(f"2 workers / 1 worker:     {one_time / two_time:.2f}x")
+        if args.rss:
+            peak_rss(config, [int(n) for n in args.rss.split(",")])
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -62,7 +62,14 @@ def part_configs(
         config = attrs.evolve(config, start_date=to_datetime(start))
     if end is not None:
         config = attrs.evolve(config, end_date=to_datetime(end))
-    return split(config, workers, storage=storage)
+    parts = split(config, workers, storage=storage)
+    # open ends stay open: the first part reads from the first stored event and the last to
+    # the last one, exactly as one process does (no hole reported beyond the data)
+    if config.start_date is None:
+        parts[0] = attrs.evolve(parts[0], start_date=None)
+    if config.end_date is None:
+        parts[-1] = attrs.evolve(parts[-1], end_date=None)
+    return parts
 
 
 def _run_part(

@@ -227,11 +227,13 @@ def store_reference(
 
 
 PEAK_RSS_SCRIPT = """
-import resource, sys
+import sys
 from featurizer.cli import main
 code = main(["backfill", sys.argv[1], "--storage", sys.argv[2], "--out", sys.argv[3],
              "--no-progress"])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM: this process's own peak (ru_maxrss would include the parent's, kept over exec)
+print(next(int(line.split()[1]) for line in open("/proc/self/status")
+           if line.startswith("VmHWM:")))
 sys.exit(code)
 """
 
