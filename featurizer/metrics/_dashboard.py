@@ -161,7 +161,25 @@ def render_dashboard(snapshot: MetricsSnapshot, *, title: str = "featurizer run"
         parts.append(edges)
     if show_nodes:
         parts.append(Text("◆ data source  ◇ input from another worker  bold: output", style="dim"))
+    for part in parts:
+        if isinstance(part, Table):
+            _keep_numbers_whole(part)
     return Group(*parts)
+
+
+def _keep_numbers_whole(table: Any) -> None:
+    """Right-aligned (number) columns are at least as wide as their widest cell and never
+    cut: when the view is narrow, only the name columns are shortened (with an ellipsis)."""
+    for column in table.columns:
+        if column.justify != "right":
+            continue
+        widest = max((len(str(cell)) for cell in column.cells), default=0)
+        column.min_width = max(widest, len(str(column.header)))
+        column.overflow = "fold"
+
+
+_FILE_WIDTH = 200
+"""Columns of the dashboard's final view when standard error is not a terminal."""
 
 
 class Dashboard:
@@ -188,7 +206,11 @@ class Dashboard:
         from rich.console import Console
 
         self.run_metrics = run_metrics
-        self.console = console if console is not None else Console(stderr=True)
+        if console is None:
+            console = Console(stderr=True)
+            if not console.is_terminal:  # a file or a pipe has no width: never cut a line
+                console = Console(stderr=True, width=_FILE_WIDTH)
+        self.console = console
         self.refresh_per_second = refresh_per_second
         self.title = title
         self._live: Any = None

@@ -8,8 +8,12 @@ conventions: a ``featurizer_`` prefix, base units (seconds, bytes), ``_total`` o
 from __future__ import annotations
 
 import errno
+import socket
+import threading
 from collections.abc import Iterator
+from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from featurizer._errors import FeaturizerError
 
@@ -31,13 +35,12 @@ METRIC_NAMES = (
     "featurizer_node_errors_total",
     "featurizer_node_processing_seconds",
     "featurizer_source_events_total",
-    "featurizer_source_events_per_second",
     "featurizer_source_lag_seconds",
     "featurizer_source_gaps_total",
     "featurizer_source_reconnects_total",
     "featurizer_emitter_gaps_total",
     "featurizer_emitter_reconnects_total",
-    "featurizer_transport_queue_depth",
+    "featurizer_transport_queue_depth_batches",
     "featurizer_transport_batches_total",
     "featurizer_transport_bytes_total",
     "featurizer_uptime_seconds",
@@ -140,12 +143,6 @@ class _Collector:
             "Events emitted into the graph by a data source.",
             labels=_SOURCE_LABELS,
         )
-        source_rate = GaugeMetricFamily(
-            "featurizer_source_events_per_second",
-            "Recent events per second of a data source (prefer rate() of "
-            "featurizer_source_events_total).",
-            labels=_SOURCE_LABELS,
-        )
         lag = GaugeMetricFamily(
             "featurizer_source_lag_seconds",
             "Now minus the event timestamp of the data source's latest event.",
@@ -164,14 +161,13 @@ class _Collector:
         for source in snapshot.sources:
             labels = [source.name, source.key, source.definition, source.emitter or ""]
             source_events.add_metric(labels, source.events)
-            source_rate.add_metric(labels, source.events_per_second)
             if source.lag_seconds is not None:
                 lag.add_metric(labels, source.lag_seconds)
             if source.gaps is not None:
                 gaps.add_metric(labels, source.gaps)
             if source.reconnects is not None:
                 reconnects.add_metric(labels, source.reconnects)
-        yield from (source_events, source_rate, lag, gaps, reconnects)
+        yield from (source_events, lag, gaps, reconnects)
 
         emitter_gaps = CounterMetricFamily(
             "featurizer_emitter_gaps", "Gaps an emitter reported, all streams.", labels=["emitter"]
@@ -189,8 +185,13 @@ class _Collector:
         yield from (emitter_gaps, emitter_reconnects)
 
         depth = GaugeMetricFamily(
-            "featurizer_transport_queue_depth",
+            "featurizer_transport_queue_depth_batches",
             "Batches waiting on a transport edge (scaled-out runs: sent, not yet received).",
+            labels=_EDGE_LABELS,
+        )
+        depth_unitless = GaugeMetricFamily(
+            "featurizer_transport_queue_depth",
+            "Deprecated name of featurizer_transport_queue_depth_batches (same value).",
             labels=_EDGE_LABELS,
         )
         edge_counters = [
@@ -224,11 +225,12 @@ class _Collector:
             labels = [edge.name, edge.transport, edge.sender or "", edge.receiver or ""]
             if edge.queue_depth is not None:
                 depth.add_metric(labels, edge.queue_depth)
+                depth_unitless.add_metric(labels, edge.queue_depth)
             for attribute, family in edge_counters:
                 value = getattr(edge, attribute)
                 if value is not None:
                     family.add_metric(labels, value)
-        yield depth
+        yield from (depth, depth_unitless)
         yield from (family for _, family in edge_counters)
 
         worker_counters = [
@@ -334,9 +336,9 @@ def serve_metrics(run_metrics: RunMetrics, port: int, host: str = "127.0.0.1") -
     if not 0 <= port <= 65535:
         raise MetricsError(f"the metrics port must be between 0 and 65535, received {port!r}")
     prometheus_client = _prometheus()
-    registry = _registry(run_metrics)
+    app = _only_metrics(prometheus_client.make_wsgi_app(_registry(run_metrics)))
     try:
-        server, thread = prometheus_client.start_http_server(port, addr=host, registry=registry)
+        server = _server_class(host)((host, port), _QuietHandler)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             reason = "the port is already in use"
@@ -346,4 +348,39 @@ def serve_metrics(run_metrics: RunMetrics, port: int, host: str = "127.0.0.1") -
             f"cannot serve metrics on {host}:{port}: {reason}; choose another --metrics-port "
             f"(0 picks a free one)"
         ) from error
+    server.set_app(app)
+    thread = threading.Thread(
+        target=server.serve_forever, name="featurizer-metrics-server", daemon=True
+    )
+    thread.start()
     return MetricsServer(server, thread)
+
+
+_METRICS_PATHS = ("/metrics", "/metrics/")
+
+
+def _only_metrics(app: Any) -> Any:
+    """Serve ``app`` at ``/metrics``; every other path is a 404 saying where the metrics are."""
+
+    def serve(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO", "") in _METRICS_PATHS:
+            return app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"not found: featurizer serves its metrics at /metrics\n"]
+
+    return serve
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr (scrapes every few seconds would drown the run's output)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def _server_class(host: str) -> type[WSGIServer]:
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    return Server
