@@ -84,6 +84,15 @@ def _outputs_from(features_or_config: Any) -> list[Feature]:
     return outputs
 
 
+def _require_numpy() -> None:
+    try:
+        import numpy  # noqa: F401
+    except ImportError as error:
+        raise FeaturizerError(
+            "the batch path needs numpy and pyarrow: pip install 'featurizer[batch]'"
+        ) from error
+
+
 def _source_ancestors(feature: Feature) -> frozenset[Feature]:
     return frozenset(node for node in feature.walk() if node.is_data_source)
 
@@ -105,6 +114,7 @@ class BatchExecutor:
         kernels: bool = True,
         states: Mapping[Feature, Any] | None = None,
     ) -> None:
+        _require_numpy()
         if error_policy not in ERROR_POLICIES:
             raise FeaturizerError(
                 f"error_policy must be one of {', '.join(map(repr, ERROR_POLICIES))}, "

@@ -73,3 +73,12 @@ def test_reference_workload(tmp_path: Path) -> None:
         want = [flatten_grouped(g) for g in generator]
     assert_rows_equal(got.to_pylist(), want)
     assert got.column_names == ["timestamp", "mid.mid_price", "vol.volatility", "tvi.tvi"]
+
+
+def test_to_pandas_is_one_call(windowed: tuple[Path, FeaturizerConfig]) -> None:
+    pandas = pytest.importorskip("pandas")
+    root, cfg = windowed
+    frame = backfill(cfg, root, end=None).to_pandas()
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame.columns)[:3] == ["timestamp", "mid.mid_price", "spread.relative_spread"]
+    assert len(frame) > 10_000 and frame["timestamp"].is_monotonic_increasing
