@@ -658,14 +658,18 @@ class FeatureStreamGraph:
         """A streamz ``Stream`` that emits every event ``feature`` produces.
 
         Use it to compose further streamz logic on top of a feature (``.map(...).sink(...)``).
+        For a data source, ``emit(event)`` on it feeds the event into the graph (like
+        :meth:`input_callback`); for any other feature ``emit`` raises, since the stream only
+        carries what the feature computes.
 
         :param feature: a node of this graph.
         """
         self._require_node(feature)
         if feature not in self._taps:
-            tap = Stream(stream_name=feature.name)
+            feed = self.input_callback(feature) if self.is_input(feature) else None
+            tap = _FeatureTap(feature, feed)
             self._taps[feature] = tap
-            self.set_callback(feature, lambda _feature, event: tap.emit(event))
+            self.set_callback(feature, lambda _feature, event: tap.publish(event))
         return self._taps[feature]
 
     def get_state(self, feature: Feature) -> Any:
@@ -795,6 +799,30 @@ def check_output_event(feature: Feature, event: Any) -> None:
             f"{problem}; its events need {', '.join(map(repr, schema))}; received {event!r}",
             event=event,
         )
+
+
+class _FeatureTap(Stream):
+    """What :meth:`FeatureStreamGraph.get_stream` returns: a feature's events, fed by the graph."""
+
+    def __init__(self, feature: Feature, feed: Callable[[Event], None] | None) -> None:
+        super().__init__(stream_name=feature.name)
+        self._feature_name = feature.name
+        self._feed = feed
+
+    def publish(self, event: Event) -> Any:
+        """Pass an event the feature produced to the streams built on this one."""
+        return Stream.emit(self, event)
+
+    def emit(self, x: Any, asynchronous: bool = False, metadata: Any = None) -> Any:
+        """Feed a data source's event into the graph; refused for a computed feature."""
+        if self._feed is None:
+            raise FeaturizerError(
+                f"get_stream({self._feature_name!r}).emit(): {self._feature_name!r} is computed "
+                f"by the graph, so its stream cannot be fed; emit events of a data source "
+                f"(graph.get_stream(source).emit(event) or graph.input_callback(source)(event))"
+            )
+        self._feed(x)
+        return None
 
 
 LOGGED_ERRORS_PER_FEATURE = 3

@@ -288,3 +288,22 @@ def test_run_graph_checks_every_node_in_tests(
     with pytest.raises(EventValidationError, match=r"feature 'bad' .* without field 'timestamp'"):
         run_graph([bad], [(ticker, tick)], combine_outputs=False)
     assert run_graph([bad], [(ticker, tick)], combine_outputs=False, check=False).events[bad]
+
+
+def test_get_stream_of_a_source_feeds_the_graph_and_of_a_feature_refuses() -> None:
+    from featurizer import Feature, FeatureStreamGraph, FeaturizerError
+    from featurizer.testing import ExampleMid, ExampleTicker
+    from tests.core.definitions import ticker_event
+
+    ticker = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"})
+    mid = Feature.create(ExampleMid, {}, {"ticker": ticker}, name="mid")
+    graph = FeatureStreamGraph([mid])
+    mids: list[float] = []
+    ticks: list[float] = []
+    graph.get_stream(mid).sink(lambda e: mids.append(e["mid"]))
+    source = graph.get_stream(ticker)
+    source.sink(lambda e: ticks.append(e["bid"]))
+    source.emit(ticker_event(1.0, 10.0, 12.0))
+    assert mids == [11.0] and ticks == [10.0]
+    with pytest.raises(FeaturizerError, match=r"'mid' is computed by the graph"):
+        graph.get_stream(mid).emit({"timestamp": 1.0, "receipt_timestamp": 1.0, "mid": 1.0})
