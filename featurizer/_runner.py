@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.05
 
+_STOP_WAIT = 5.0
+"""Seconds a run waits for an emitter's ``stop()`` before it gives up on it."""
+
 
 @attrs.frozen(kw_only=True)
 class RunOptions:
@@ -364,9 +367,14 @@ def run(
         sink.close(ok=False)
         plugins.on_run_error(context, error)
         raise
-    _stop_all(emitters)
+    stuck = _stop_all(emitters)
     elapsed = time.perf_counter() - started
     failure = next((e.failure() for e in emitters.values() if e.failure() is not None), None)
+    if failure is None and stuck:
+        failure = EmitterError(
+            f"emitter(s) {', '.join(map(repr, stuck))} did not stop within {_STOP_WAIT:g} s "
+            f"(a feature that never returns?); the run is abandoned and nothing is published"
+        )
     try:
         ties.close(flush=failure is None)  # the events of the last timestamp
     except Exception as error:
@@ -462,9 +470,24 @@ def _wait(
     return "max_events" if limit_reached.is_set() else "completed"
 
 
-def _stop_all(emitters: Mapping[str, DataSourceEventEmitter]) -> None:
+def _stop_all(emitters: Mapping[str, DataSourceEventEmitter]) -> list[str]:
+    """Stop every emitter, waiting :data:`_STOP_WAIT` seconds at most for each (a ``stop()``
+    joining a thread stuck in a feature must not hang the run); returns the names of the
+    emitters that did not stop in time."""
+    stuck = []
     for name, emitter in emitters.items():
-        try:
-            emitter.stop()
-        except Exception:
-            logger.exception("emitter %r failed to stop cleanly", name)
+        stopper = threading.Thread(
+            target=_stop_one, args=(name, emitter), name=f"featurizer-stop-{name}", daemon=True
+        )
+        stopper.start()
+        stopper.join(_STOP_WAIT)
+        if stopper.is_alive():
+            stuck.append(name)
+    return stuck
+
+
+def _stop_one(name: str, emitter: DataSourceEventEmitter) -> None:
+    try:
+        emitter.stop()
+    except Exception:
+        logger.exception("emitter %r failed to stop cleanly", name)

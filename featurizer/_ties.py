@@ -17,12 +17,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from featurizer._errors import FeaturizerError
 from featurizer._events import Event
 from featurizer._feature import Feature
 
 __all__ = ["TieOrder"]
 
 Dispatch = Callable[[Event], None]
+
+_CLOSE_WAIT = 2.0
 
 
 class TieOrder:
@@ -122,10 +125,19 @@ class TieOrder:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=5.0)
-        with self._lock:
+        if not self._lock.acquire(timeout=_CLOSE_WAIT):  # a dispatch never returned
+            if flush:
+                raise FeaturizerError(
+                    f"a feature did not return within {_CLOSE_WAIT:g} s: the events of the "
+                    f"last timestamp cannot be dispatched"
+                )
+            return
+        try:
             if flush and self.failure is None:
                 self._flush()
             self._held.clear()
+        finally:
+            self._lock.release()
         if flush and self.failure is not None:
             raise self.failure
 

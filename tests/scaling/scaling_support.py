@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -195,6 +196,37 @@ class RaiseAfter(FeatureDefinition):
             seen[0] += 1
             if seen[0] == params["after"]:
                 raise RuntimeError(f"planned failure at event {seen[0]}")
+            return {**times(event), "mid": event["bid"]}
+
+        return upstreams["ticker"].map(mid)
+
+
+STUCK = threading.Event()
+"""Released by the tests using :class:`StuckAt13` when they end."""
+
+
+class StuckAt13(FeatureDefinition):
+    """Mid price that never returns (until :data:`STUCK` is set) from a bid of exactly 13."""
+
+    name = "scaling_stuck_at_13"
+
+    @classmethod
+    def event_schema(cls) -> Schema:
+        return {"mid": float}
+
+    @classmethod
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
+        from featurizer_features import TickerSource
+
+        return {"ticker": TickerSource}
+
+    @classmethod
+    def stream(cls, upstreams: Mapping[str, Stream], params: Mapping[str, Any]) -> Stream:
+        def mid(event: Event) -> Event:
+            if event["bid"] == 13.0:
+                STUCK.wait(120.0)
             return {**times(event), "mid": event["bid"]}
 
         return upstreams["ticker"].map(mid)
