@@ -86,3 +86,33 @@ def test_true_divide_reports_overflow_rows() -> None:
     bottoms = np.array([2, 1, 4], dtype=object)
     quotients, failed = true_divide(tops, bottoms)
     assert failed == [1] and quotients[0] == 0.5 and quotients[2] == 0.75
+
+
+@st.composite
+def windows_of_ints(draw: Any) -> tuple[list[int], list[int], list[int]]:
+    """Values below 2**51 (spread out, or tightly around a large base) and windows over them."""
+    count = draw(st.integers(1, 400))
+    if draw(st.booleans()):
+        values = draw(st.lists(st.integers(-(2**51), 2**51), min_size=count, max_size=count))
+    else:
+        base = draw(st.integers(-(2**50), 2**50))
+        noise = draw(st.lists(st.integers(-7, 7), min_size=count, max_size=count))
+        values = [base + v for v in noise]
+    starts = sorted(draw(st.lists(st.integers(0, count - 1), min_size=1, max_size=10)))
+    ends = [draw(st.integers(s + 1, count)) for s in starts]
+    return values, starts, ends
+
+
+@settings(max_examples=200, deadline=None)
+@given(windows_of_ints())
+def test_variance_ratios_are_pythons(case: tuple[list[int], list[int], list[int]]) -> None:
+    values, starts, ends = case
+    got, last = limbs.variance_ratios(
+        np.array(values, dtype=np.int64), np.array(starts), np.array(ends)
+    )
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        window = values[a:b]
+        n, s1, s2 = len(window), sum(window), sum(v * v for v in window)
+        assert got[i] == (n * s2 - s1 * s1) / (n * n)
+    window = values[starts[-1] : ends[-1]]
+    assert last == [sum(window), sum(v * v for v in window)]

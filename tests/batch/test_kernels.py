@@ -166,3 +166,23 @@ def test_same_is_bitwise() -> None:
     assert not same(0.0, -0.0)
     assert same(math.nan, math.nan)
     assert not same(1.0, 1)
+
+
+def test_decimal_prices_and_amounts_in_long_windows() -> None:
+    """Cent prices and micro amounts: exact integers beyond int64 (the limb paths), windows of
+    thousands of events, against the per-event path."""
+    from tests.batch.batch_support import REFERENCE, reference_events
+
+    features = features_of(REFERENCE)
+    events = reference_events(features, 30_000, seed=3)
+    for _, event in events:
+        if "bid" in event:
+            event["bid"] = round(event["bid"] + 0.01, 2)
+            event["ask"] = round(event["ask"] + 0.03, 2)
+    graph = FeatureStreamGraph(features, combine_outputs=True)
+    want = per_event_rows(features, events, graph=graph)
+    executor = BatchExecutor(features)
+    got = backfill_events(features, events, chunk_rows=7_000, executor=executor)
+    assert_rows_equal(got.to_pylist(), want)
+    for feature in executor.kernel_nodes:
+        assert_states_equal(executor.states()[feature], graph.get_state(feature))

@@ -121,3 +121,96 @@ def quotients(top: tuple[Any, Any, Any], bottom: tuple[Any, Any, Any]) -> Any:
         bottoms = to_int(*(x[unsafe] for x in bottom))
         result[unsafe] = [t / u for t, u in zip(tops, bottoms, strict=True)]
     return result
+
+
+_PIECE = 18
+"""Bits per piece of a centered value in :func:`variance_ratios` (three pieces: 52 bits)."""
+_DD_ERROR = 2.0**-96
+"""A bound (generous) of the relative error of each double-double step."""
+
+
+def _exact_pair(values: Any) -> tuple[Any, Any]:
+    """int64 values as two floats whose exact sum is the value."""
+    high = (values >> 20) << 20
+    return high.astype(np.float64), (values - high).astype(np.float64)
+
+
+def _dd_add(hi: Any, lo: Any, x: Any) -> tuple[Any, Any]:
+    s, e = _two_sum(hi, x)
+    return _two_sum(s, e + lo)
+
+
+def variance_ratios(centered: Any, starts: Any, ends: Any) -> tuple[Any, list[Any]]:
+    """``(n * sum(u**2) - sum(u)**2) / n**2`` correctly rounded, for each window
+    ``centered[starts[i]:ends[i]]`` of int64 values below ``2**52`` in magnitude (at most
+    ``2**22`` rows per window).
+
+    Sums of three 18-bit pieces of every value (and of their pairwise products) are exact in
+    int64; the ratio is computed in double-double and checked against a rounding-boundary
+    bound, as in :func:`quotients`; undecided rows are computed with Python integers.
+
+    :returns: the ratios, and per window the exact ``(sum(u), sum(u**2))`` as Python ints
+        (only for the last window: ``[s1, s2]``).
+    """
+    from featurizer_features.batch._exact import prefix_sums, range_sums
+
+    u = np.asarray(centered, dtype=np.int64)
+    mask = (1 << _PIECE) - 1
+    a = u >> (2 * _PIECE)
+    b = (u >> _PIECE) & mask
+    c = u & mask
+    terms = [c * c, 2 * b * c, 2 * a * c + b * b, 2 * a * b, a * a]  # times 2**(18k)
+    ones = [c, b, a]
+    sums2 = [range_sums(prefix_sums(t), starts, ends) for t in terms]
+    sums1 = [range_sums(prefix_sums(t), starts, ends) for t in ones]
+    n = (ends - starts).astype(np.float64)
+    with np.errstate(all="ignore"):
+        s2h = np.zeros(len(starts))
+        s2l = np.zeros(len(starts))
+        size2 = np.zeros(len(starts))
+        for k, t in enumerate(sums2):
+            high, low = _exact_pair(t)
+            scale = 2.0 ** (_PIECE * k)
+            s2h, s2l = _dd_add(s2h, s2l, high * scale)
+            s2h, s2l = _dd_add(s2h, s2l, low * scale)
+            size2 += np.abs(t.astype(np.float64)) * scale
+        s1h = np.zeros(len(starts))
+        s1l = np.zeros(len(starts))
+        size1 = np.zeros(len(starts))
+        for k, t in enumerate(sums1):
+            high, low = _exact_pair(t)
+            scale = 2.0 ** (_PIECE * k)
+            s1h, s1l = _dd_add(s1h, s1l, high * scale)
+            s1h, s1l = _dd_add(s1h, s1l, low * scale)
+            size1 += np.abs(t.astype(np.float64)) * scale
+        # n * S2 (n exact) and S1 ** 2, in double-double
+        p, pe = _two_prod(s2h, n)
+        pe = pe + s2l * n
+        sq, sqe = _two_prod(s1h, s1h)
+        sqe = sqe + 2.0 * s1h * s1l
+        nh, nl = _two_sum(p, -sq)
+        nl = nl + (pe - sqe)
+        nh, nl = _two_sum(nh, nl)
+        error = (n * size2 + size1 * size1) * _DD_ERROR * 8.0
+        denominator = n * n
+        q1 = nh / denominator
+        r1, r2 = _two_prod(q1, denominator)
+        q2 = (((nh - r1) - r2) + nl) / denominator
+        f = q1 + q2
+        d = (q1 - f) + q2
+        toward = np.where(d < 0, -np.inf, np.inf)
+        gap = np.abs(np.nextafter(f, toward) - f)
+        bound = np.abs(d) + error / denominator + np.abs(f) * _DD_ERROR
+        safe = (bound < gap * 0.5) & np.isfinite(f) & np.isfinite(bound)
+    result = np.where(safe, f, 0.0)
+
+    def exact(i: int) -> tuple[int, int]:
+        s1 = sum(int(t[i]) << (_PIECE * k) for k, t in enumerate(sums1))
+        s2 = sum(int(t[i]) << (_PIECE * k) for k, t in enumerate(sums2))
+        return s1, s2
+
+    for i in np.flatnonzero(~safe).tolist():
+        s1, s2 = exact(i)
+        count = int(ends[i] - starts[i])
+        result[i] = (count * s2 - s1 * s1) / (count * count)
+    return result, list(exact(len(starts) - 1)) if len(starts) else []

@@ -177,23 +177,30 @@ class VolatilityKernel:
         center = int(values[len(held)])
         with np.errstate(over="ignore"):
             centered = values - center if values.dtype != object else None
+        wide = False
         if centered is not None:
             spread = int(np.abs(centered).max())
             if not _fits(most * most * spread * spread * 4):
-                centered = None
-        if centered is None:
-            centered = as_objects(values) - center
-        s1 = range_sums(prefix_sums(centered), starts, ends)
-        s2 = range_sums(prefix_sums(centered * centered), starts, ends)
-        if centered.dtype == object:
-            counts = as_objects(counts)
-        numerators = counts * s2 - s1 * s1
-        quotients, overflowed = true_divide(numerators, counts * counts)
+                wide = spread < 1 << 52 and most < 1 << 22
+                centered = centered if wide else None
+        if wide:
+            quotients, (first, second) = limbs.variance_ratios(centered, starts, ends)
+            overflowed: list[int] = []
+        else:
+            if centered is None:
+                centered = as_objects(values) - center
+            s1 = range_sums(prefix_sums(centered), starts, ends)
+            s2 = range_sums(prefix_sums(centered * centered), starts, ends)
+            if centered.dtype == object:
+                counts = as_objects(counts)
+            numerators = counts * s2 - s1 * s1
+            quotients, overflowed = true_divide(numerators, counts * counts)
+            first, second = int(s1[-1]), int(s2[-1])
         variance = np.ldexp(quotients, -2 * bits)
         last = int(starts[-1])
         tail = _tail(values, last)
         window._items = collections.deque(zip(stamps[last:].tolist(), tail, strict=True))
-        count, first, second = len(tail), int(s1[-1]), int(s2[-1])
+        count = len(tail)
         window._sum = first + count * center
         window._sum_sq = second + 2 * center * first + count * center * center
         window._count = count
