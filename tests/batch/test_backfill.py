@@ -82,3 +82,11 @@ def test_to_pandas_is_one_call(windowed: tuple[Path, FeaturizerConfig]) -> None:
     assert isinstance(frame, pandas.DataFrame)
     assert list(frame.columns)[:3] == ["timestamp", "mid.mid_price", "spread.relative_spread"]
     assert len(frame) > 10_000 and frame["timestamp"].is_monotonic_increasing
+
+
+def test_without_kernels_the_rows_are_the_same(windowed: tuple[Path, FeaturizerConfig]) -> None:
+    root, cfg = windowed
+    with Backfill(cfg, root, kernels=False, chunk_rows=5000) as job:
+        assert job.executor.kernel_nodes == []
+        slow = job.table()
+    assert slow.equals(backfill(cfg, root))
