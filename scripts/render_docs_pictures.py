@@ -34,6 +34,8 @@ END = "<!-- quickstart-mermaid:end -->"
 PLAN_WORKERS = 3
 PLAN_STRATEGY = "split"
 PLOT_EVENTS = 20_000
+PLOT_FEATURES = ("mid_btc", "vol_btc", "tvi_btc", "obi_btc")
+PLOT_TITLE = f"examples/quickstart.yaml, {PLOT_EVENTS:,} synthetic events"
 PICTURES = ("quickstart.svg", "quickstart-plan.svg", "quickstart-plot.png")
 
 
@@ -70,7 +72,8 @@ def plan_dot() -> str:
 
 
 def plot_png(path: Path) -> None:
-    """What ``featurizer plot examples/quickstart.yaml --max-events 20000`` draws, 4 panels."""
+    """What docs/visualization.md's ``featurizer plot examples/quickstart.yaml ... --feature
+    mid_btc --feature vol_btc --feature tvi_btc --feature obi_btc`` command draws."""
     from featurizer._runner import RunOptions
     from featurizer.viz import plot_features, rows_from_config, save_figure, series_from_rows
 
@@ -81,8 +84,8 @@ def plot_png(path: Path) -> None:
     )
     figure = plot_features(
         series_from_rows(rows),
-        features=["mid_btc", "vol_btc", "tvi_btc", "obi_btc"],
-        title=f"examples/quickstart.yaml, {PLOT_EVENTS:,} synthetic events",
+        features=list(PLOT_FEATURES),
+        title=PLOT_TITLE,
     )
     save_figure(figure, path)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from featurizer._errors import FeaturizerError
-from featurizer.cli._common import write
+from featurizer.cli._common import add_emitter_option_argument, write
 
 __all__ = ["register"]
 
@@ -32,7 +32,8 @@ def register(commands: Any) -> None:
         help="plot features over time from a run's output file or by running a config",
         description="Draw features over time, one panel per feature on a shared time axis. "
         "INPUT is an output file of `featurizer run` (.parquet or .jsonl) or a config (.yaml), "
-        "which is run in memory (synthetic emitter by default, bounded by --max-events).",
+        "which is run in memory with its data sources' emitters, like `featurizer run` "
+        "(or --emitter NAME), bounded by --max-events.",
     )
     parser.add_argument(
         "input", type=Path, metavar="INPUT", help="FEATURES.parquet, FEATURES.jsonl or CONFIG.yaml"
@@ -52,8 +53,13 @@ def register(commands: Any) -> None:
     parser.add_argument("--title", help="a caption above the panels")
     config_group = parser.add_argument_group("when INPUT is a config")
     config_group.add_argument(
-        "--emitter", default="synthetic", help="emitter for every data source (default: synthetic)"
+        "--emitter",
+        help="emitter for every data source (default: each source's own, as `featurizer run`)",
     )
+    config_group.add_argument(
+        "--storage", metavar="ROOT", help="storage root replayed by --emitter offline"
+    )
+    add_emitter_option_argument(config_group)
     config_group.add_argument(
         "--max-events",
         type=_positive_int,
@@ -86,29 +92,46 @@ def handle(args: argparse.Namespace) -> int:
     if start is not None and end is not None and not start < end:
         raise FeaturizerError(f"--start {args.start!r} must be before --end {args.end!r}")
     if args.input.suffix.lower() in CONFIG_SUFFIXES:
-        rows = _run_config(args)
-        origin = f"{args.input} ({args.max_events:,} events, emitter {args.emitter})"
+        rows, emitters, outputs = _run_config(args)
+        origin = f"{args.input} ({args.max_events:,} events from {', '.join(emitters)})"
     else:
-        rows = load_rows(args.input)
+        rows, outputs = load_rows(args.input), []
         origin = str(args.input)
     if not rows:
         raise FeaturizerError(f"{origin}: there are no feature rows to plot")
-    series = series_from_rows(rows)
+    rank = {name: index for index, name in enumerate(outputs)}
+    # Panels in config order (rows of a config run come in the order features first produced).
+    series = sorted(series_from_rows(rows), key=lambda one: rank.get(one.feature, len(rank)))
     figure = plot_features(
         series, features=args.features, start=start, end=end, title=args.title or origin
     )
     save_figure(figure, args.out)
     panels = len(figure.axes)
-    write(f"wrote {args.out}: {panels} panel{'s' if panels != 1 else ''}", stream=sys.stderr)
+    write(
+        f"wrote {args.out}: {panels} panel{'s' if panels != 1 else ''} from {origin}",
+        stream=sys.stderr,
+    )
     return 0
 
 
-def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from featurizer._config import FeaturizerConfig
+def _run_config(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Run the config with its emitters; the rows, the emitters used and the outputs in order."""
+    from featurizer._config import FeaturizerConfig, construct_features_from_configs
+    from featurizer._graph import FeatureStreamGraph
     from featurizer._plugins import get_plugins
-    from featurizer._runner import RunOptions
+    from featurizer._runner import RunOptions, assign_emitters
     from featurizer.viz import rows_from_config
 
     config = FeaturizerConfig.from_yaml(args.input)
-    options = RunOptions(emitter=args.emitter, max_events=args.max_events, seed=args.seed)
-    return rows_from_config(config, options, plugins=get_plugins())
+    plugins = get_plugins()
+    options = RunOptions(
+        emitter=args.emitter,
+        max_events=args.max_events,
+        seed=args.seed,
+        emitter_options={"storage": args.storage} if args.storage else {},
+        emitter_settings=dict(args.emitter_settings),
+    )
+    graph = FeatureStreamGraph(construct_features_from_configs(config, plugins))
+    plan = assign_emitters(graph.get_ins(), plugins.emitters(), options.emitter)
+    rows = rows_from_config(config, options, plugins=plugins)
+    return rows, list(plan), [feature.name for feature in graph.get_outs()]

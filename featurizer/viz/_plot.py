@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,8 @@ __all__ = [
     "save_figure",
     "series_from_rows",
 ]
+
+logger = logging.getLogger(__name__)
 
 _TIMESTAMPS = ("timestamp", "receipt_timestamp")
 ROW_FILE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -312,6 +315,10 @@ def plot_features(
             f"no rows between {_describe(start, 'the first row')} and "
             f"{_describe(end, 'the last row')}"
         )
+    empty = [name for name, group in windowed if not any(times for _, _, times, _ in group)]
+    if empty:
+        logger.warning("not drawn, no value in the time range: %s", ", ".join(empty))
+        windowed = [(name, group) for name, group in windowed if name not in empty]
     figure = Figure(figsize=(10.0, 0.8 + 2.2 * len(windowed)), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(windowed), 1, sharex=True, squeeze=False)[:, 0]

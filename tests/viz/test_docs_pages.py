@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -64,3 +65,17 @@ def test_pages_document_every_option_and_metric() -> None:
     for name in METRIC_NAMES:
         assert name in metrics, f"metric {name} undocumented"
     assert "img/quickstart.svg" in visualization and "img/quickstart-plan.svg" in visualization
+
+
+def test_the_plot_caption_shows_the_command_that_draws_the_picture() -> None:
+    script = _script()
+    page = (DOCS / "visualization.md").read_text(encoding="utf-8")
+    before_picture = page.split("![A plot of four quickstart features]", 1)[0]
+    command = before_picture.rsplit("```bash\n", 1)[1].split("\n```", 1)[0]
+    argv = shlex.split(command)
+    assert argv[:2] == ["featurizer", "plot"] and argv[2] == "examples/quickstart.yaml"
+    features = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--feature"]
+    assert tuple(features) == script.PLOT_FEATURES  # type: ignore[attr-defined]
+    assert argv[argv.index("--max-events") + 1] == str(script.PLOT_EVENTS)  # type: ignore[attr-defined]
+    assert argv[argv.index("--title") + 1] == script.PLOT_TITLE  # type: ignore[attr-defined]
+    assert "--emitter" not in argv, "the quickstart's own emitter (synthetic) draws it"
