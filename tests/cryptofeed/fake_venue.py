@@ -208,6 +208,8 @@ class FakeVenue:
     :param certificate: the wss certificate.
     :param subscribed: how many symbols the client subscribes to (default: all); the server
         sends every symbol's frames regardless.
+    :param subscribe_messages: how many subscription messages to wait for (default: the
+        venue's count for every channel of ``subscribed`` symbols).
     """
 
     def __init__(
@@ -217,9 +219,11 @@ class FakeVenue:
         actions: Sequence[Action],
         certificate: SelfSignedCertificate,
         subscribed: int | None = None,
+        subscribe_messages: int | None = None,
     ) -> None:
         self.venue = venue
         self.subscribed = len(books) if subscribed is None else subscribed
+        self.subscribe_messages = subscribe_messages
         self.books: dict[str, Book] = {
             s: {side: dict(b) for side, b in book.items()} for s, book in books.items()
         }
@@ -374,7 +378,7 @@ class FakeVenue:
         return ws
 
     async def _await_subscription(self, received: asyncio.Event, count: list[int]) -> None:
-        wanted = self.venue.subscribe_messages(self.subscribed)
+        wanted = self.subscribe_messages or self.venue.subscribe_messages(self.subscribed)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5.0
         while count[0] < wanted:

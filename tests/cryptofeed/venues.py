@@ -650,4 +650,77 @@ class Coinbase:
         return action.ms / 1000
 
 
-VENUES = (Kraken, OKX, Deribit, Bybit, Bitmex, Coinbase)
+class Gemini:
+    """Gemini market data v2: ``l2_updates`` (the first one per symbol is the whole book)."""
+
+    exchange = "GEMINI"
+    symbols: Mapping[str, str] = {"BTC-USD": "BTCUSD", "ETH-USD": "ETHUSD"}
+    ws_path = "/v2/marketdata/"
+    channels = ("trades", "l2_book")
+    sizes = False
+    fault_reason = "malformed_message"
+    iso_times = False
+    keys = False
+
+    def routes(self) -> Mapping[str, Any]:
+        def details(request: web.Request) -> Any:
+            name = request.match_info["symbol"].upper()
+            return {
+                "symbol": name,
+                "base_currency": name[:3],
+                "quote_currency": name[3:],
+                "tick_size": 0.01,
+                "status": "open",
+            }
+
+        return {
+            "/v1/symbols": [name.lower() for name in self.symbols.values()],
+            "/v1/symbols/details/{symbol}": details,
+        }
+
+    def subscribe_messages(self, symbols: int) -> int:
+        return 1
+
+    def _changes(self, symbol: str, rows: Any, bad: bool = False) -> str:
+        changes = [
+            ["buy" if side == "bids" else "sell", price_text(p), "0" if q == 0 else size_text(q)]
+            for side, p, q in rows
+        ]
+        if bad:
+            changes[-1][2] = "oops"
+        return json.dumps(
+            {"type": "l2_updates", "symbol": self.symbols[symbol], "changes": changes}
+        )
+
+    def snapshot(self, symbol: str, book: Book, ms: int) -> list[str]:
+        rows = [(side, p, q) for side in ("bids", "asks") for p, q in book[side].items()]
+        return [self._changes(symbol, rows)]
+
+    def delta(self, symbol: str, action: Action, book: Book, before: Book, bad: bool) -> list[str]:
+        return [self._changes(symbol, action.changes, bad)]
+
+    def ticker(self, symbol: str, action: Action) -> str:
+        raise AssertionError("Gemini has no ticker channel in cryptofeed")
+
+    def trade(self, symbol: str, action: Action) -> str:
+        price, amount, side, trade_id = action.values
+        return json.dumps(
+            {
+                "type": "trade",
+                "symbol": self.symbols[symbol],
+                "event_id": trade_id,
+                "timestamp": action.ms,
+                "price": price_text(price),
+                "quantity": size_text(amount),
+                "side": side,
+            }
+        )
+
+    def expected_trade_id(self, action: Action) -> str:
+        return str(action.values[3])
+
+    def expected_timestamp(self, action: Action, channel: str) -> float | None:
+        return action.ms / 1000
+
+
+VENUES = (Kraken, OKX, Deribit, Bybit, Bitmex, Coinbase, Gemini)
