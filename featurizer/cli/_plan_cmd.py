@@ -19,6 +19,7 @@ from featurizer.cli._common import add_config_argument, load, positive_int, writ
 
 __all__ = [
     "add_scaling_arguments",
+    "check_scaling_arguments",
     "register",
     "run_scaled_from_args",
     "worker_outputs_from_args",
@@ -121,6 +122,26 @@ def add_scaling_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--late-out", help="JSON Lines file receiving late input events")
     group.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        help="a source silent for S seconds is idle and stops holding the others back; its "
+        "events behind the watermark when it emits again are late",
+    )
+    group.add_argument(
+        "--heartbeat-timeout",
+        type=_seconds,
+        help="a worker silent for S seconds is hung: the run fails naming it (default 10)",
+    )
+    group.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        help="seconds a stop (duration, Ctrl-C, SIGTERM) may take to drain before the run "
+        "fails unpublished (default 10)",
+    )
+    group.add_argument(
+        "--worker-cpus", type=_seconds, help="ray: CPUs each worker actor reserves (default 1)"
+    )
+    group.add_argument(
         "--outputs",
         choices=("driver", "workers"),
         default="driver",
@@ -137,6 +158,7 @@ def worker_outputs_from_args(args: argparse.Namespace, plugins: Plugins) -> Any:
     :raises ScalingError: for ``--outputs workers`` without ``--scaler`` or ``--out``, with
         ``--late-out``, or for an unknown format or an unwritable directory.
     """
+    check_scaling_arguments(args)  # every scale-out flag, before anything starts
     if getattr(args, "outputs", "driver") != "workers":
         return None
     from featurizer.scaling import ScalingError, WorkerOutputs
@@ -156,6 +178,41 @@ def worker_outputs_from_args(args: argparse.Namespace, plugins: Plugins) -> Any:
     outputs = WorkerOutputs(target=args.out, format_name=args.format_name)
     outputs.check(plugins, args.workers)
     return outputs
+
+
+_SCALED_ONLY = (
+    "address",
+    "port",
+    "watermark_delay",
+    "late_out",
+    "idle_timeout",
+    "heartbeat_timeout",
+    "drain_timeout",
+    "worker_cpus",
+)
+
+
+def check_scaling_arguments(args: argparse.Namespace) -> None:
+    """Refuse scale-out flags that would be silently ignored (``run`` checks ``--workers``,
+    ``--strategy``, ``--address`` and ``--transport`` itself, first).
+
+    :raises ScalingError: for a scale-out flag without ``--scaler``, or a Ray-only flag
+        (``--address``, ``--worker-cpus``) with another scaler.
+    """
+    from featurizer.scaling import ScalingError
+
+    given = ["--" + name.replace("_", "-") for name in _SCALED_ONLY if getattr(args, name, None)]
+    if given and not getattr(args, "scaler", None):
+        raise ScalingError(
+            f"{', '.join(given)} only apply to a scaled-out run: add --scaler local or ray "
+            f"(or drop them)"
+        )
+    scaler = getattr(args, "scaler", None)
+    ray_only = [f for f in ("--address", "--worker-cpus") if f in given]
+    if scaler and scaler != "ray" and ray_only:
+        raise ScalingError(
+            f"{', '.join(ray_only)} only apply to --scaler ray (received --scaler {scaler})"
+        )
 
 
 def run_scaled_from_args(
@@ -181,6 +238,13 @@ def run_scaled_from_args(
     scaler_options: dict[str, Any] = {}
     if args.address:
         scaler_options["address"] = args.address
+    if args.worker_cpus:
+        scaler_options["worker_cpus"] = args.worker_cpus
+    timeouts = {
+        name: getattr(args, name)
+        for name in ("heartbeat_timeout", "drain_timeout")
+        if getattr(args, name) is not None
+    }
     transport_options: dict[str, Any] = {}
     if args.port:
         transport_options["port"] = args.port
@@ -196,9 +260,11 @@ def run_scaled_from_args(
             transport_options=transport_options,
             scaler_options=scaler_options,
             watermark_delay=args.watermark_delay,
+            idle_timeout=args.idle_timeout,
             plugins=plugins,
             on_late=on_late,
             outputs=outputs,
+            **timeouts,
         )
     finally:
         if late_file is not None:

@@ -89,3 +89,23 @@ def test_plan_command_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> Non
     assert "cannot use 99 workers" in capsys.readouterr().err
     assert main(["plan", "examples/quickstart.yaml", "--workers", "2", "--json"]) == 0
     assert '"strategy": "by_source"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--watermark-delay", "0.5", "--late-out", "l.jsonl"], "--watermark-delay, --late-out"),
+        (["--idle-timeout", "1"], "--idle-timeout only apply"),
+        (["--scaler", "local", "--address", "127.0.0.1:6379"], "--address only apply to --scaler"),
+    ],
+)
+def test_scale_out_flags_that_would_be_ignored_are_errors(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from featurizer.cli import main
+
+    code = main(["run", "examples/quickstart.yaml", "--max-events", "10", *extra])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert message in err
+    assert "Traceback" not in err
