@@ -307,3 +307,37 @@ def test_graphviz_marker_skips_or_fails(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv(REQUIRE_GRAPHVIZ, "1")
     with pytest.raises(pytest.fail.Exception, match="not on PATH"):
         pytest_runtest_setup(Item())  # type: ignore[arg-type]
+
+
+# --- every code block of these pages is executed (or is a synopsis / generated picture) -------
+
+CHECKED_PAGES = (*OWNED_PAGES, "visualization.md", "metrics.md")
+_NOT_CODE = ("text", "mermaid")
+
+
+def _unexecuted(page: str) -> list[str]:
+    examples = {p.read_text(encoding="utf-8").strip() for p in (REPO / "examples").glob("*")}
+    missed = []
+    for block in parse_blocks(_text(page)):
+        if block.language in ("python", "console", "bash", "sh", "shell") or block.file:
+            continue
+        if block.language in _NOT_CODE:
+            continue
+        if block.language == "yaml" and any(block.text.strip() in text for text in examples):
+            continue  # shown as it is in examples/ (the example's own tests run it)
+        missed.append(f"{page}:{block.line} ({block.language or 'no language'})")
+    return missed
+
+
+@pytest.mark.parametrize("page", CHECKED_PAGES)
+def test_every_code_block_is_executed(page: str) -> None:
+    assert _unexecuted(page) == []
+
+
+@pytest.mark.parametrize("page", CHECKED_PAGES)
+def test_pages_import_only_public_names(page: str) -> None:
+    for block in parse_blocks(_text(page)):
+        if block.language == "python":
+            assert "from featurizer._" not in block.text and "import featurizer._" not in block.text, (
+                f"{page}:{block.line} imports a private module; use the public name"
+            )
