@@ -157,6 +157,48 @@ def test_ray_worker_that_raises_is_a_clear_error(ray_cluster: Any) -> None:
     assert _all_cpus_free(ray_cluster)
 
 
+@pytest.mark.parametrize(("strategy", "workers"), [("by_source", 2), ("single", 1)])
+def test_ray_stop_by_duration_publishes_every_row_of_the_accepted_events(
+    ray_cluster: Any, strategy: str, workers: int
+) -> None:
+    """A live-like (paced) run stopped by its duration drains: the rows are those of one
+    process over exactly the events each worker accepted before the stop."""
+    from featurizer_synthetic import SyntheticEventEmitter
+
+    config = FeaturizerConfig.from_dict(CONFIG)
+    got: list[Any] = []
+    summary = run_scaled(
+        config,
+        RunOptions(pace=50.0, duration=1.5, seed=13),
+        CollectingSink(),
+        scaler="ray",
+        workers=workers,
+        strategy=strategy,
+        on_combined=got.append,
+    )
+    assert summary.stopped_by == "duration"
+    plugins = get_plugins()
+    features = construct_features_from_configs(config, plugins)
+    plan = build_plan(features, strategy, workers, plugins)
+    events: list[Any] = []
+    for worker in plan.workers:
+        taken = int(summary.workers[worker.index]["events_in"])
+        assert taken > 0
+        emitter = SyntheticEventEmitter.from_options({"seed": 13, "max_events": taken})
+        for source in worker.sources:
+            emitter.register_callback(source, lambda e, s=source: events.append((s, e)))
+        emitter.run()
+    events.sort(key=lambda named: (named[1]["timestamp"], plan.group_of(named[0])))
+    expected: list[Any] = []
+    graph = FeatureStreamGraph(
+        features, combine_outputs=True, combined_out_callback=expected.append
+    )
+    for named in events:
+        graph.emit_named_data_event(named)
+    assert got == expected
+    assert summary.outputs_out == len(expected)
+
+
 def _worker_actor_pids() -> list[int]:
     """PIDs of this test process's own Ray worker-actor processes (descendants of this
     process whose command line names the actor), never another session's."""
