@@ -238,10 +238,7 @@ class Replay:
             if holes == "error":
                 raise NoDataError(message + "; pass holes='warn' to replay anyway")
             warnings.warn(DataHoleWarning(message), stacklevel=3)
-        self._decoders = [
-            EventDecoder(series_arrow_schema(plan.series), plan.series.schema)
-            for plan in self.plans
-        ]
+        self._decoders = [_decoder(plan) for plan in self.plans]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._queues: list[queue.Queue[Any]] = []
@@ -382,15 +379,20 @@ class Replay:
             )
         self._check_schema(feature, series)
         plan = plan_series(self.catalog, series, self.start, self.end)
-        if not plan.blocks:
+        if not plan.blocks and plan.committed_end is None:
             extent = self.catalog.series_stats().get(series.key)
             have = (
                 f"it has data from {format_ts(extent[3])} to {format_ts(extent[4])}"
                 if extent
                 else "it has no stored blocks at all"
             )
+            asked = (
+                f"from {format_ts(self.start)} to {format_ts(self.end)}"
+                if self.start is not None or self.end is not None
+                else "at all"
+            )
             raise NoDataError(
-                f"no stored data from {format_ts(self.start)} to {format_ts(self.end)}; {have}",
+                f"no stored data {asked}; {have}",
                 series=series.label,
                 path=str(self.catalog.path),
             )
@@ -437,6 +439,8 @@ class Replay:
         series = plan.series
         schema = series_arrow_schema(series)
         decoder = self._decoders[index]
+        if decoder is None:  # a source of a running session with nothing committed yet
+            return
         lo, hi = self.start, self.end
         resume = self.resume[index]
         from_seq = -1
@@ -657,6 +661,11 @@ class Replay:
         for thread in self._threads:
             thread.join(timeout=10.0)
         self._threads = []
+
+
+def _decoder(plan: SeriesPlan) -> EventDecoder | None:
+    schema = series_arrow_schema(plan.series)
+    return EventDecoder(schema, plan.series.schema) if schema is not None else None
 
 
 def _loads(text: str) -> dict[str, str]:

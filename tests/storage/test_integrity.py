@@ -284,3 +284,27 @@ def test_fields_beyond_the_schema_are_stored_never_dropped(tmp_path: Path) -> No
         with pytest.raises(StorageError, match="bid_size"):
             writer.stop()
         assert storage.read_events(A) == events
+
+
+def test_a_source_with_nothing_committed_yet_limits_the_cut(tmp_path: Path) -> None:
+    from featurizer.storage import MemoryBasedCompactor
+
+    root = tmp_path / "root"
+    storage = Storage(root)
+    writer = storage.writer([A, B], compactor=MemoryBasedCompactor(max_block_bytes=2048))
+    record_a, record_b = writer.event_callback(A), writer.event_callback(B)
+    record_b({"timestamp": 5.0, "receipt_timestamp": 5.0, "bid": 1.0, "ask": 1.0})
+    for i in range(2000):
+        record_a({"timestamp": float(i), "receipt_timestamp": 0.0, "bid": 1.0, "ask": 1.0})
+    writer.sync()
+    deadline = time.monotonic() + 30
+    while not storage.catalog.blocks(A.key) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        with Storage.open(root, readonly=True) as reader:
+            replay = reader.replay([A, B], holes="ignore")
+            assert replay.data_end == 5.0 and replay.recording == writer.session
+            assert [e["timestamp"] for _, e in replay.events()] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    finally:
+        writer.stop()
+        storage.close()
