@@ -14,6 +14,7 @@ import attrs
 from featurizer.storage._catalog import BlockInfo, RecordedHole
 from featurizer.storage._errors import StorageError
 from featurizer.storage._files import quarantine
+from featurizer.storage._holes import record_hole
 from featurizer.storage._storage import Storage
 
 __all__ = ["MaintenanceReport", "drop_block", "drop_session", "repair"]
@@ -59,7 +60,9 @@ def _remove_block(storage: Storage, block: BlockInfo, reason: str, hole: bool) -
             (block.series_key, block.session, block.ordinal, reason),
         )
     if hole:
-        storage.catalog.add_hole(
+        record_hole(
+            storage.root,
+            storage.catalog,
             RecordedHole(
                 session=block.session,
                 series_key=block.series_key,
@@ -68,7 +71,7 @@ def _remove_block(storage: Storage, block: BlockInfo, reason: str, hole: bool) -
                 min_seq=block.min_seq,
                 max_seq=block.max_seq,
                 reason=f"block {block.id} ({block.rows:,} events) dropped: {reason}",
-            )
+            ),
         )
     return f"drop block {block.id} ({block.rows:,} events, {block.path}): {reason}{where}"
 
@@ -198,7 +201,9 @@ def _record_gap(storage: Storage, series_key: str, session: str, ordinals: list[
             [(series_key, session, o, "missing from the catalog") for o in ordinals],
         )
     for hole in holes:
-        storage.catalog.add_hole(
+        record_hole(
+            storage.root,
+            storage.catalog,
             RecordedHole(
                 session=session,
                 series_key=series_key,
@@ -207,6 +212,6 @@ def _record_gap(storage: Storage, series_key: str, session: str, ordinals: list[
                 min_seq=None,
                 max_seq=None,
                 reason=f"block ordinal(s) {ordinals} missing from the catalog (repaired)",
-            )
+            ),
         )
     return f"record ordinal(s) {ordinals} of session {session} ({info.label}) as a hole"

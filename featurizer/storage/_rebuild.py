@@ -33,6 +33,7 @@ from featurizer.storage._files import (
     read_identity,
     write_identity,
 )
+from featurizer.storage._holes import read_hole_files
 
 __all__ = ["RebuildReport", "rebuild_catalog"]
 
@@ -166,8 +167,13 @@ def _rebuild(root: Path, dry_run: bool) -> RebuildReport:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{staging}{suffix}").unlink(missing_ok=True)
     catalog = Catalog(staging)
+    holes, unreadable = read_hole_files(root)
+    skipped.extend(f"hole record {item}" for item in unreadable)
     try:
         _fill(catalog, identity, series, sessions, adopted)
+        for hole in holes:
+            if hole.session in sessions:
+                catalog.add_hole(hole)
     finally:
         catalog.close()
     previous = None
@@ -182,7 +188,7 @@ def _rebuild(root: Path, dry_run: bool) -> RebuildReport:
     fsync_dir(root)
     if identity:
         write_identity(root, identity)
-    return attrs.evolve(report, previous=previous)
+    return attrs.evolve(report, previous=previous, skipped=tuple(skipped))
 
 
 def _fill(

@@ -44,6 +44,7 @@ from featurizer.storage._files import (
     fsync_dir,
     quarantine,
 )
+from featurizer.storage._holes import record_hole
 from featurizer.storage._reader import format_ts, series_arrow_schema
 from featurizer.storage._wal import WalDamage, WalRecord, read_batch, scan_segment, segments
 
@@ -202,7 +203,7 @@ def recover(storage: Storage) -> RecoveryReport:
         if hole.session not in known_sessions:
             catalog.begin_session(hole.session, [], 0)
             known_sessions.add(hole.session)
-        catalog.add_hole(hole)
+        record_hole(root, catalog, hole)
     publisher = _Publisher(storage, pa)
     dropped = 0
     for segment in indexed:

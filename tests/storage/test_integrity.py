@@ -112,6 +112,14 @@ def test_a_corrupt_record_in_the_middle_is_a_hole_and_the_rest_is_recovered(
     # the damaged segment is kept aside, not deleted
     assert not segments(root / "wal")
     assert list((root / "quarantine" / "wal").rglob("*.wal"))
+    # the hole survives the loss of the catalog
+    (root / "catalog.sqlite").unlink()
+    for side in root.glob("catalog.sqlite-*"):
+        side.unlink()
+    rebuild_catalog(root)
+    with Storage.open(root) as storage:
+        (again,) = storage.holes(A)
+        assert (again.start, again.end) == (hole.start, hole.end)
 
 
 def test_a_torn_tail_is_dropped_with_its_whole_unacknowledged_cycle(tmp_path: Path) -> None:
