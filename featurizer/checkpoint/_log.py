@@ -15,14 +15,13 @@ is therefore: roots in order, each merged by arrival number.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from featurizer._events import Event
 from featurizer._feature import Feature
-from featurizer.storage import SEQ_COLUMN, BlockWriter, NoDataError, Storage
+from featurizer.storage import SEQ_COLUMN, BlockWriter, Storage
 
 __all__ = ["InputLog", "log_roots"]
 
@@ -106,26 +105,48 @@ class InputLog:
                 yield from self._root_tail(storage, skip)
 
     def _root_tail(self, storage: Storage, skip: dict[str, int]) -> Iterator[tuple[Feature, Event]]:
+        """One root's events after the skipped ones, merged by arrival number.
+
+        The arrival numbers are read alone (one column of each block), sorted once with
+        Arrow, and the events of each series decoded in order by the storage's own reader.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
         stored = {series.key for series in storage.series()}
-        streams: list[Iterator[tuple[int, int, Feature, Event]]] = []
-        for position, source in enumerate(self._sources):
+        tails: list[tuple[Feature, Iterator[Event]]] = []
+        seqs: list[Any] = []
+        owners: list[Any] = []
+        for source in self._sources:
             if source.key not in stored:
                 continue
-            try:
-                seqs = storage.read_table(source).column(SEQ_COLUMN).to_pylist()
-            except NoDataError:
+            plan = storage.plan(source)
+            if not plan.blocks:
                 continue
-            skipped = min(skip.get(source.key, 0), len(seqs))
+            column = pa.concat_arrays(
+                [
+                    chunk
+                    for block in plan.blocks
+                    for chunk in pq.read_table(storage.root / block.path, columns=[SEQ_COLUMN])
+                    .column(SEQ_COLUMN)
+                    .chunks
+                ]
+            )
+            skipped = min(skip.get(source.key, 0), len(column))
             skip[source.key] = skip.get(source.key, 0) - skipped
-            if skipped < len(seqs):
-                streams.append(_numbered(storage, source, position, seqs, skipped))
-        for _seq, _position, source, event in heapq.merge(*streams):
-            yield source, event
-
-
-def _numbered(
-    storage: Storage, source: Feature, position: int, seqs: list[Any], skip: int
-) -> Iterator[tuple[int, int, Feature, Event]]:
-    for index, event in enumerate(storage.iter_events(source)):
-        if index >= skip:
-            yield seqs[index], position, source, event
+            if skipped == len(column):
+                continue
+            events = storage.iter_events(source)
+            for _ in range(skipped):
+                next(events)
+            seqs.append(column.slice(skipped))
+            owners.append(pa.array([len(tails)] * (len(column) - skipped), type=pa.int32()))
+            tails.append((source, events))
+        if not tails:
+            return
+        order = pc.sort_indices(pa.concat_arrays(seqs))
+        by_position = pc.take(pa.concat_arrays(owners), order).to_pylist()
+        for index in by_position:
+            source, events = tails[index]
+            yield source, next(events)

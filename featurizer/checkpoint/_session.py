@@ -377,23 +377,27 @@ class Checkpointer:
         assert self._log is not None
         started = time.perf_counter()
         consumed = {key: int(position[0]) for key, position in self._positions.items()}
-        by_key = {source.key: (source, fn) for source, fn in dispatches.items()}
+        by_key = {source.key: fn for source, fn in dispatches.items()}
+        targets: dict[int, tuple[Callable[[Event], None], list[Any]]] = {}
         replayed = 0
         armed = fault_armed("recovery")
         for source, event in self._log.tail(consumed):
-            _feature, dispatch = by_key[source.key]
+            target = targets.get(id(source))
+            if target is None:
+                target = targets[id(source)] = (by_key[source.key], self._positions[source.key])
+            dispatch, position = target
             dispatch(event)
-            position = self._positions[source.key]
             position[0] += 1
             receipt = event["receipt_timestamp"]
-            position[1] = max(position[1], receipt)
+            if receipt > position[1]:  # noqa: PLR1730
+                position[1] = receipt
             replayed += 1
             if armed:
                 fault_point("recovery")
         self._set_count(self._events_in())
         self.metrics.replayed_events = replayed
         self.metrics.recovery_seconds = time.perf_counter() - started
-        if self._restored is not None:
+        if self._restored is not None or replayed:
             logger.warning(
                 "replayed %d logged events in %.3f s", replayed, self.metrics.recovery_seconds
             )
