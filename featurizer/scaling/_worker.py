@@ -383,7 +383,7 @@ class WorkerRuntime:
         if offset is None:
             # no event yet: the event clock is unknown. A replay's first events come at once;
             # a worker whose sources stay silent falls back to the wall clock after a while.
-            if now - self._started_wall < max(delay or 0.0, idle_timeout or 0.0):
+            if now - self._started_wall < min(t for t in (delay, idle_timeout) if t is not None):
                 return
             offset = 0.0
         clock = now + offset
