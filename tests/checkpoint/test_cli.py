@@ -225,3 +225,24 @@ def test_the_same_from_python(tmp_path: Path) -> None:
             tmp_path / "out.jsonl",
             settings,
         )
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"every": "5s"}, "checkpoint.dir: needs 'dir'"),
+        ({"dir": "x", "often": 1}, "checkpoint: unknown field(s) 'often'"),
+        ({"dir": "x", "every": "soon"}, "checkpoint.every: expected a duration such as '10s'"),
+        ({"dir": "x", "every": 0}, "checkpoint.every: expected a positive number of events"),
+        ([1, 2], "checkpoint: expected a directory or a mapping"),
+    ],
+)
+def test_a_bad_checkpoint_section_is_an_error_naming_the_field(
+    section: object, message: str, tmp_path: Path
+) -> None:
+    from featurizer import ConfigError
+
+    path = write_config(tmp_path, {**CONFIG, "checkpoint": section})
+    with pytest.raises(ConfigError) as error:
+        FeaturizerConfig.from_yaml(path)
+    assert str(error.value).startswith(f"{path}: {message}"), str(error.value)
