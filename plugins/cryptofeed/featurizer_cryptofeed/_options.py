@@ -43,6 +43,7 @@ def credentials_env_prefix(exchange: str) -> str:
 
 
 CONNECT_TIMEOUT_ENV = "FEATURIZER_CRYPTOFEED_CONNECT_TIMEOUT"
+TIMEOUT_ENV = "FEATURIZER_CRYPTOFEED_TIMEOUT"
 
 
 def _websocket_url(value: Any) -> str | None:
@@ -241,8 +242,8 @@ class CryptofeedOptions:
         ``cryptofeed_uvloop``); other keys are ignored. The environment supplies what the
         command line cannot: ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_WEBSOCKET`` and
         ``FEATURIZER_CRYPTOFEED_<EXCHANGE>_REST`` (addresses), ``FEATURIZER_CRYPTOFEED_CA_FILE``,
-        ``FEATURIZER_CRYPTOFEED_RETRIES`` and ``FEATURIZER_CRYPTOFEED_CONNECT_TIMEOUT``. Run
-        options win over the environment.
+        ``FEATURIZER_CRYPTOFEED_RETRIES``, ``FEATURIZER_CRYPTOFEED_TIMEOUT`` and
+        ``FEATURIZER_CRYPTOFEED_CONNECT_TIMEOUT``. Run options win over the environment.
 
         :param options: the run options.
         :param environ: the environment (``os.environ`` by default).
@@ -263,6 +264,8 @@ class CryptofeedOptions:
             given["retries"] = (RETRIES_ENV, env[RETRIES_ENV])
         if env.get(CONNECT_TIMEOUT_ENV):
             given["connect_timeout"] = (CONNECT_TIMEOUT_ENV, _number(env[CONNECT_TIMEOUT_ENV]))
+        if env.get(TIMEOUT_ENV):
+            given["timeout"] = (TIMEOUT_ENV, _number(env[TIMEOUT_ENV]))
         for key, value in options.items():
             if not key.startswith(OPTION_PREFIX) or value is None:
                 continue

@@ -187,9 +187,10 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
     or when a message cannot be parsed, each affected ``l2_book`` stream gets a gap marker
     (so books are rebuilt from the next snapshot) and each affected stream a ``feed_gaps``
     event; a message for a stream nobody subscribed to is counted and dropped. An exchange
-    never reached within ``connect_timeout`` (or by :meth:`stop`) is a :meth:`failure`. Exceptions raised by callbacks never reach cryptofeed (which would
-    drop the connection): they are counted, logged, and the first one is kept as
-    :meth:`failure`, which is how ``featurizer run`` applies the graph's ``raise`` policy.
+    never reached within ``connect_timeout`` (or by :meth:`stop`) is a :meth:`failure`.
+    Exceptions raised by callbacks never reach cryptofeed (which would drop the connection):
+    they are counted, logged, and the first one is kept as :meth:`failure`, which is how
+    ``featurizer run`` applies the graph's ``raise`` policy.
 
     :param options: endpoints, trust and retries (defaults: the exchanges' public addresses).
     """
