@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 import yaml
 
+from featurizer._alias import alias_feature
 from featurizer._definitions import DataDefinition, FeatureDefinition, definition_name
 from featurizer._errors import ConfigError
 from featurizer._feature import Feature
@@ -47,6 +48,9 @@ class FeatureConfig:
     :param deps: dependency name to the ``name`` of another entry whose feature to use instead of
         the default dependency.
     :param index: the entry's position in the file (for error messages).
+    :param dep_fields: dependency name to a field mapping (expected name to the name the other
+        entry provides) for a ``deps`` entry whose fields are named otherwise
+        (``deps: {mid: {entry: micro, fields: {mid_price: microprice}}}``).
     """
 
     feature_definition: str
@@ -54,6 +58,7 @@ class FeatureConfig:
     name: str | None = None
     deps: Mapping[str, str] = attrs.field(factory=dict)
     index: int = 0
+    dep_fields: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
 
     @property
     def label(self) -> str:
@@ -274,20 +279,58 @@ def _parse_entry(raw: Any, index: int, path: str | None) -> FeatureConfig:
         raise ConfigError(
             f"expected a non-empty string, received {name!r}", path=path, entry=label, field="name"
         )
-    deps = raw.get("deps", {}) or {}
-    if not isinstance(deps, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in deps.items()
-    ):
-        raise ConfigError(
-            f"expected a mapping of dependency name to the name of another entry, "
-            f"received {deps!r}",
-            path=path,
-            entry=label,
-            field="deps",
-        )
+    deps, dep_fields = _parse_deps(raw.get("deps", {}) or {}, path, label)
     return FeatureConfig(
-        feature_definition=definition, params=dict(params), name=name, deps=dict(deps), index=index
+        feature_definition=definition,
+        params=dict(params),
+        name=name,
+        deps=deps,
+        index=index,
+        dep_fields=dep_fields,
     )
+
+
+def _is_field_map(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
+    )
+
+
+def _parse_deps(
+    deps: Any, path: str | None, label: str
+) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """``deps``: dependency name to an entry name, or to ``{entry: NAME, fields: {...}}``."""
+    expected = (
+        "a mapping of dependency name to the name of another entry, or to {entry: NAME, "
+        "fields: {EXPECTED_FIELD: ITS_FIELD}}"
+    )
+    if not isinstance(deps, Mapping) or not all(isinstance(k, str) for k in deps):
+        raise ConfigError(
+            f"expected {expected}, received {deps!r}", path=path, entry=label, field="deps"
+        )
+    names: dict[str, str] = {}
+    fields: dict[str, dict[str, str]] = {}
+    for dep, value in deps.items():
+        if isinstance(value, str):
+            names[dep] = value
+            continue
+        ok = (
+            isinstance(value, Mapping)
+            and set(value) <= {"entry", "fields"}
+            and isinstance(value.get("entry"), str)
+            and _is_field_map(value.get("fields", {}))
+        )
+        if not ok:
+            raise ConfigError(
+                f"expected {expected}, received {value!r}",
+                path=path,
+                entry=label,
+                field=f"deps.{dep}",
+            )
+        names[dep] = value["entry"]
+        if value.get("fields"):
+            fields[dep] = dict(value["fields"])
+    return names, fields
 
 
 def load_config(path: str | Path) -> FeaturizerConfig:
@@ -420,7 +463,9 @@ class _Builder:
         children: dict[str, Feature] = {}
         for dep, dep_definition in upstream.items():
             if dep in deps:
-                children[dep] = self.reference(entry, dep, deps.pop(dep), dep_definition)
+                children[dep] = self.reference(
+                    entry, dep, deps.pop(dep), dep_definition, entry.dep_fields.get(dep)
+                )
                 continue
             child_raw = dep_params.get(dep, {}) or {}
             children[dep] = self.build(
@@ -429,7 +474,12 @@ class _Builder:
         return self.intern(Feature.create(definition, params, children))
 
     def reference(
-        self, entry: FeatureConfig, dep: str, target_name: str, expected: type[DataDefinition]
+        self,
+        entry: FeatureConfig,
+        dep: str,
+        target_name: str,
+        expected: type[DataDefinition],
+        fields: Mapping[str, str] | None = None,
     ) -> Feature:
         target = self.by_name.get(target_name)
         if target is None:
@@ -440,6 +490,17 @@ class _Builder:
                 f"{', '.join(sorted(self.by_name)) or 'none'})",
             )
         feature = self.entry_feature(target)
+        if fields:
+            try:
+                feature = alias_feature(feature, fields)
+            except KeyError as error:
+                raise self.error(
+                    entry,
+                    f"deps.{dep}.fields",
+                    f"entry {target_name!r} ({feature.definition_name}) has no field "
+                    f"{error.args[0]!r} (its fields: "
+                    f"{', '.join(feature.definition.event_schema()) or 'none'})",
+                ) from None
         provided = feature.definition.event_schema()
         for field_name, field_type in expected.event_schema().items():
             if provided.get(field_name) is not field_type:
