@@ -239,7 +239,7 @@ def catalog_tables(path: Path) -> set[str] | None:
     if path.stat().st_size == 0:
         return set()
     try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        connection = _connect_readonly(path)
         try:
             rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             return {row[0] for row in rows}

@@ -316,3 +316,20 @@ def test_a_source_with_nothing_committed_yet_limits_the_cut(tmp_path: Path) -> N
     finally:
         writer.stop()
         storage.close()
+
+
+def test_new_block_directories_are_fsynced_into_their_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from featurizer.storage import _files
+
+    synced: list[Path] = []
+    real = _files.fsync_dir
+    monkeypatch.setattr(_files, "fsync_dir", lambda path: (synced.append(path), real(path)))
+    root = tmp_path / "root"
+    root.mkdir()
+    _files.publish(root, "blocks/d/k/date=2024-01-01/1.parquet", b"x")
+    block_dir = root / "blocks/d/k/date=2024-01-01"
+    for directory in (root / "blocks", root / "blocks/d", root / "blocks/d/k", block_dir):
+        assert directory.parent in synced, f"{directory} was not fsynced into its parent"
+    assert synced[-1] == block_dir  # and the file's rename last

@@ -196,3 +196,51 @@ def test_sigterm_and_sighup_stop_a_recording_cleanly(
         assert session.status == "closed"
         assert storage.verify().ok
     assert not list((root / "wal").glob("*.wal"))
+
+
+def _mount_read_only(source: Path, target: Path) -> str:
+    """The shell commands mounting ``source`` read-only at ``target`` in a private namespace."""
+    return f"mount --bind {source} {target} && mount -o remount,ro,bind {target}"
+
+
+def test_a_read_only_mount_can_be_listed_verified_and_replayed(
+    config_path: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    root, mount, out = tmp_path / "root", tmp_path / "mnt", tmp_path / "out.jsonl"
+    mount.mkdir()
+    root.mkdir()
+    probe = (
+        subprocess.run(
+            ["unshare", "-rm", "sh", "-c", _mount_read_only(root, mount)],
+            check=False,
+            capture_output=True,
+            timeout=30,
+        )
+        if shutil.which("unshare")
+        else None
+    )
+    if probe is None or probe.returncode != 0:
+        pytest.skip("needs `unshare -rm` to mount a directory read-only")
+    root.rmdir()
+    live = tmp_path / "live.jsonl"
+    assert _record(config_path, root, "--out", str(live)) == 0
+    for side in root.glob("catalog.sqlite-*"):
+        side.unlink()
+    cli = f"{sys.executable} -m featurizer"
+    script = (
+        f"{_mount_read_only(root, mount)} && "
+        f"{cli} storage ls --storage {mount} && {cli} storage verify --storage {mount} && "
+        f"{cli} storage info tvi --storage {mount} && "
+        f"{cli} replay {config_path} --storage {mount} --out {out}"
+    )
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == live.read_bytes()
