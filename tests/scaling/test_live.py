@@ -448,9 +448,22 @@ class Slow(FeatureDefinition):
         return upstreams["mid"].map(slow)
 
 
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="utf-8") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+@pytest.mark.parametrize("bound", [2_000, None])
 def test_a_fast_worker_beside_a_slow_one_does_not_grow_the_drivers_memory(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, record_property: Any, bound: int | None
 ) -> None:
+    """A sub-DAG 1,000 times slower than the other: with the bound the driver holds at most
+    ``max_pending`` records (plus a batch) and the process's peak RSS barely moves; without it
+    (the control, ``max_pending`` above the input) the fast worker's records pile up."""
     peak = [0]
 
     class Measuring(OutputCollector):
@@ -459,19 +472,28 @@ def test_a_fast_worker_beside_a_slow_one_does_not_grow_the_drivers_memory(
             peak[0] = max(peak[0], self.pending())
 
     monkeypatch.setattr(driver_module, "OutputCollector", Measuring)
-    fast = [(A, tick(i * 0.001, 5.0)) for i in range(40_000)]
-    slow = [(B, tick(i * 0.1, 6.0)) for i in range(400)]
+    fast = [(A, tick(i * 0.001, 5.0)) for i in range(100_000)]
+    slow = [(B, tick(i * 0.04, 6.0)) for i in range(2_500)]  # 2.5 s of work, spread over 100 s
     events = sorted(fast + slow, key=lambda named: named[1]["timestamp"])
+    with open("/proc/self/clear_refs", "w", encoding="utf-8") as clear:
+        clear.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+    before = _rss_kib("VmRSS")
     summary = run_scaled(
         [MID_A, Feature.create(Slow, {}, {"mid": MID_B})],
         RunOptions(combine_outputs=False),
         None,
         workers=2,
         strategy="by_source",
-        max_pending=2_000,
+        max_pending=bound if bound is not None else 10**9,
         transport_options={"batch_size": 64, "hwm": 2},
         make_emitters=_replay(events),
     )
-    assert summary.events_in == 40_400
-    assert summary.outputs_out == 40_400
-    assert peak[0] <= 2_000 + 64, f"the driver held {peak[0]:,} records"
+    growth_mb = (_rss_kib("VmHWM") - before) / 1024
+    record_property("peak_rss_growth_mb", round(growth_mb, 1))
+    record_property("peak_records_held", peak[0])
+    assert summary.events_in == summary.outputs_out == 102_500
+    if bound is None:
+        assert peak[0] > 20_000, "the control must pile records up, else the test proves nothing"
+        return
+    assert peak[0] <= bound + 64, f"the driver held {peak[0]:,} records"
+    assert growth_mb < 15, f"peak RSS grew {growth_mb:.1f} MB"  # measured: 4.6 (control 19.3)
