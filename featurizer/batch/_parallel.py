@@ -84,11 +84,22 @@ def _run_part(
         return PartResult(path=path, rows=rows, events_in=job.events_in, restarts=job.restarts)
 
 
+def _preload(calls: list[tuple[Any, ...]]) -> None:
+    """Import what the parts need before forking, so that no worker imports it again."""
+    import pyarrow.parquet  # noqa: F401
+
+    from featurizer.batch._executor import BatchExecutor
+
+    BatchExecutor(calls[0][0])
+
+
 def _local(calls: list[tuple[Any, ...]], workers: int) -> list[PartResult]:
     import concurrent.futures
     import multiprocessing
 
     method = "fork" if threading.active_count() == 1 and hasattr(os, "fork") else "spawn"
+    if method == "fork":
+        _preload(calls)
     context = multiprocessing.get_context(method)
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(_run_part, *call) for call in calls]

@@ -23,8 +23,9 @@ from featurizer._feature import Feature
 from featurizer.batch._executor import SourceBatch
 from featurizer.batch._kernel import Columns
 from featurizer.storage import SEQ_COLUMN, Replay, Storage
+from featurizer.storage._blocks import open_block, read_block_bytes
 from featurizer.storage._codec import EventDecoder
-from featurizer.storage._reader import read_tables, series_arrow_schema
+from featurizer.storage._reader import conform, series_arrow_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -176,7 +177,10 @@ class ColumnarReplay:
         plan = self.replay.plans[index]
         carry = -math.inf
         lo, hi = self.start, self.end
-        for table in read_tables(self.storage.root, plan, raw_range=False):
+        for table in self._row_groups(plan, lo):
+            if isinstance(table, float):  # a skipped row group: its largest timestamp
+                carry = max(carry, table)
+                continue
             ts = table.column("timestamp").to_numpy()
             keys = np.maximum.accumulate(np.maximum(ts, carry)) if len(ts) else ts
             if len(keys):
@@ -192,6 +196,33 @@ class ColumnarReplay:
                     )
             if b < len(keys):
                 return
+
+    def _row_groups(self, plan: Any, lo: float | None) -> Iterator[pa.Table | float]:
+        """The plan's row groups in order (checked as :func:`read_tables` checks them); a row
+        group whose timestamps are all before ``lo`` is not decoded: its largest timestamp
+        (from the Parquet statistics) stands for it."""
+        root = self.storage.root
+        label = plan.series.label
+        schema = series_arrow_schema(plan.series)
+        for block in plan.blocks:
+            data = read_block_bytes(root, block, label)
+            parquet = open_block(data, block, label, root / block.path, schema)
+            metadata = parquet.metadata
+            leaf = next(
+                (
+                    i
+                    for i in range(metadata.num_columns)
+                    if metadata.schema.column(i).path == "timestamp"
+                ),
+                None,
+            )
+            for group in range(parquet.num_row_groups):
+                if lo is not None and leaf is not None:
+                    stats = metadata.row_group(group).column(leaf).statistics
+                    if stats is not None and stats.has_min_max and stats.max < lo:
+                        yield float(stats.max)
+                        continue
+                yield conform(parquet.read_row_group(group), schema)
 
     def chunks(self) -> Iterator[MergedChunk]:
         """The merged chunks, in order.

@@ -38,7 +38,10 @@ def write_tables(
     try:
         for table in tables:
             if writer is None:
-                writer = pq.ParquetWriter(partial, table.schema)
+                # dictionaries only for text: float features rarely repeat, and trying costs
+                # more than the rest of the write
+                text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+                writer = pq.ParquetWriter(partial, table.schema, use_dictionary=text or False)
             writer.write_table(table.cast(writer.schema))
             rows += table.num_rows
             if on_table is not None:
