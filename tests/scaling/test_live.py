@@ -497,3 +497,47 @@ def test_a_fast_worker_beside_a_slow_one_does_not_grow_the_drivers_memory(
         return
     assert peak[0] <= bound + 64, f"the driver held {peak[0]:,} records"
     assert growth_mb < 15, f"peak RSS grew {growth_mb:.1f} MB"  # measured: 4.6 (control 19.3)
+
+
+def test_a_stop_drains_worker_output_files_too(tmp_path: Any) -> None:
+    """``--outputs workers``: a live run stopped by its duration publishes, per worker, the rows
+    of the events it accepted (with ``--no-combine``, the union per output feature is one
+    process's output over those events)."""
+    import json
+
+    from featurizer.scaling import WorkerOutputs
+
+    plan = build_plan(OUTPUTS, "by_source", 2, get_plugins())
+    built: dict[int, LiveEmitter] = {}
+
+    def make(plan: Any, index: int) -> dict[str, Any]:
+        sources = list(plan.workers[index].sources)
+        built[index] = LiveEmitter([(sources[0], float(i % 9 + 1), 0.0) for i in range(5000)])
+        return {"live": (built[index], sources)}
+
+    summary = run_scaled(
+        OUTPUTS,
+        RunOptions(duration=0.4, combine_outputs=False),
+        None,
+        workers=2,
+        strategy="by_source",
+        watermark_delay=0.5,
+        make_emitters=make,
+        outputs=WorkerOutputs(target=str(tmp_path / "w-{worker}.jsonl")),
+    )
+    assert summary.stopped_by == "duration"
+    inputs = []
+    for index, emitter in built.items():
+        inputs += emitter.delivered[: int(summary.workers[index]["events_in"])]
+    expected = json.loads(
+        json.dumps(single_process(OUTPUTS, canonical(plan, inputs), combine=False))
+    )
+    rows = []
+    for path in summary.output_files:
+        with open(path, encoding="utf-8") as handle:
+            rows += [json.loads(line) for line in handle]
+    assert summary.late_events == 0
+    for feature in OUTPUTS:
+        mine = [row for row in rows if row["feature"] == feature.name]
+        assert mine == [row for row in expected if row["feature"] == feature.name]
+    assert len(rows) == len(expected) == summary.outputs_out > 0
