@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import shutil
 import tempfile
 import time
@@ -125,9 +126,18 @@ def kernels_alone(config: FeaturizerConfig, chunks: list[Any]) -> int:
     return rows
 
 
+CPU: dict[int, list[float]] = {}
+
+
 def parallel(config: FeaturizerConfig, root: Path, workers: int) -> int:
+    import resource
+
     with tempfile.TemporaryDirectory() as parts:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         results = run_parts(config, root, Path(parts), workers=workers)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        CPU.setdefault(workers, []).append(used)
         return sum(r.rows for r in results)
 
 
@@ -242,6 +252,11 @@ def main() -> None:
         print(f"batch / plain loop:       {batch / rate['plain loop (memory)']:.2f}x")
         print(f"batch / per-event:        {batch / rate['per-event from storage']:.2f}x")
         print(f"2 workers / 1 worker:     {one_time / two_time:.2f}x")
+        print(
+            f"CPU seconds of the worker processes: 1 worker {min(CPU[1]):.2f}, "
+            f"2 workers {min(CPU[2]):.2f} (machine load: {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} CPUs)"
+        )
         if args.rss:
             peak_rss(config, [int(n) for n in args.rss.split(",")])
     finally:

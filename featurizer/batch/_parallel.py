@@ -13,6 +13,7 @@ down afterwards.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -101,9 +102,15 @@ def _local(calls: list[tuple[Any, ...]], workers: int) -> list[PartResult]:
     if method == "fork":
         _preload(calls)
     context = multiprocessing.get_context(method)
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_run_part, *call) for call in calls]
-        return [future.result() for future in futures]
+    gc.freeze()  # forked workers then never touch (and copy) the caller's objects in a collection
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context
+        ) as pool:
+            futures = [pool.submit(_run_part, *call) for call in calls]
+            return [future.result() for future in futures]
+    finally:
+        gc.unfreeze()
 
 
 def _ray(calls: list[tuple[Any, ...]], workers: int) -> list[PartResult]:
