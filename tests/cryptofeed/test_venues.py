@@ -85,3 +85,45 @@ def test_relative_spread_l2_reads_the_top_of_the_book() -> None:
     )
     assert top is not None and top["relative_spread"] == 2.0 / 100.0
     assert RelativeSpreadL2.event_schema() == {"relative_spread": float}
+
+
+@pytest.mark.parametrize(
+    ("exchange", "source", "message"),
+    [
+        (
+            "COINBASE",
+            "ticker",
+            "COINBASE does not serve 'ticker' (take mid and spread from the book",
+        ),
+        ("GEMINI", "book_ticker", "GEMINI does not serve 'book_ticker'"),
+        ("DERIBIT", "l2_book", "set FEATURIZER_CRYPTOFEED_DERIBIT_KEY_ID"),
+        ("KRAKENN", "ticker", "no emitter serves data source 'ticker.KRAKENN.BTC-USD'"),
+    ],
+)
+def test_validate_refuses_what_an_exchange_cannot_serve_without_connecting(
+    exchange: str,
+    source: str,
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key in ("KEY_ID", "KEY_SECRET"):
+        monkeypatch.delenv(f"FEATURIZER_CRYPTOFEED_DERIBIT_{key}", raising=False)
+    definition = {"ticker": "mid_price", "book_ticker": "mid_price", "l2_book": "mid_price_l2"}
+    entry = {
+        "name": "mid",
+        "feature_definition": definition[source],
+        "params": {"data_source": {"exchange": exchange, "symbol": "BTC-USD"}},
+    }
+    if source == "book_ticker":
+        entry = {
+            "name": "quotes",
+            "feature_definition": "book_ticker",
+            "params": {"exchange": exchange, "symbol": "BTC-USD"},
+        }
+    config = tmp_path / "venue.yaml"
+    config.write_text(yaml.safe_dump({"feature_configs": [entry]}))
+    assert main(["validate", str(config)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

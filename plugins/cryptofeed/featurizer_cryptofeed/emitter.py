@@ -232,23 +232,17 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
 
     # -- registration -------------------------------------------------------------------
 
-    def register_callback(self, feature: Feature, callback: EventCallback) -> None:
-        """Send every event of data source ``feature`` to ``callback(event)``.
+    def check_source(self, feature: Feature) -> None:
+        """Check ``feature`` without connecting: its data source, exchange, channel, keys.
 
-        Several callbacks may be registered for one data source; each is called with every
-        event, in registration order, and is isolated from the others' exceptions.
+        ``featurizer validate`` calls it; the symbol is checked when the data source is
+        registered, against the exchange's instrument list (a REST request).
 
-        :param feature: a ``ticker``, ``trades``, ``l2_book`` or ``feed_gaps`` data source with
-            ``exchange`` and ``symbol`` params.
-        :param callback: called with each event, from the emitter's thread.
-        :raises EmitterError: listing the valid choices, for an unknown data source,
-            exchange, symbol or channel, if the exchange's instruments cannot be loaded, or
-            after :meth:`start`.
+        :raises EmitterError: naming the data source, what is wrong and the valid choices.
         """
-        if self._started:
-            raise EmitterError(
-                f"cryptofeed emitter: cannot register {feature.name!r} after start()"
-            )
+        self._check(feature)
+
+    def _check(self, feature: Feature) -> ExchangeSupport:
         channel = feature.definition_name
         if channel not in DATA_SOURCES:
             raise EmitterError(
@@ -258,7 +252,6 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
             )
         exchange = str(feature.params.get("exchange", "")).upper()
         support = self._support(exchange, feature)
-        symbol = feature.params.get("symbol")
         if channel not in support.data_sources:
             hint = (
                 " (its ticker carries no sizes: use 'ticker', or mid_price_l2 and the book)"
@@ -281,6 +274,29 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
                 f"to {exchange} {cryptofeed_channel!r} only with API keys; set {prefix}KEY_ID "
                 f"and {prefix}KEY_SECRET"
             )
+        return support
+
+    def register_callback(self, feature: Feature, callback: EventCallback) -> None:
+        """Send every event of data source ``feature`` to ``callback(event)``.
+
+        Several callbacks may be registered for one data source; each is called with every
+        event, in registration order, and is isolated from the others' exceptions.
+
+        :param feature: a ``ticker``, ``trades``, ``l2_book`` or ``feed_gaps`` data source with
+            ``exchange`` and ``symbol`` params.
+        :param callback: called with each event, from the emitter's thread.
+        :raises EmitterError: listing the valid choices, for an unknown data source,
+            exchange, symbol or channel, if the exchange's instruments cannot be loaded, or
+            after :meth:`start`.
+        """
+        if self._started:
+            raise EmitterError(
+                f"cryptofeed emitter: cannot register {feature.name!r} after start()"
+            )
+        channel = feature.definition_name
+        exchange = str(feature.params.get("exchange", "")).upper()
+        support = self._check(feature)
+        symbol = feature.params.get("symbol")
         feed_class = self._feed_class(support)
         instruments = self._load_instruments(support, feed_class)
         if not isinstance(symbol, str) or symbol not in instruments:
