@@ -54,8 +54,8 @@ logger = logging.getLogger(__name__)
 class Problem:
     """One problem :meth:`Storage.verify` found.
 
-    :param kind: ``missing``, ``corrupt``, ``schema``, ``mismatch``, ``gap``, ``orphan``,
-        ``temporary``, ``wal`` or ``catalog``.
+    :param kind: ``missing``, ``corrupt``, ``schema``, ``mismatch``, ``gap``, ``overlap``,
+        ``orphan``, ``temporary``, ``wal`` or ``catalog``.
     :param message: what is wrong, naming the series, the block and the path.
     :param series: the series' label, if any.
     :param block: the block id, if any.
@@ -461,6 +461,7 @@ class Storage:
             rows += table.num_rows
             problems.extend(self._check_block_contents(table, block, label, path, pc))
         problems.extend(self._check_sessions(blocks, labels))
+        problems.extend(self._check_overlaps(every))
         problems.extend(self._check_leftovers(blocks))
         problems.sort(key=lambda p: (not p.severe, p.kind, p.series or "", p.block or 0))
         return VerifyReport(
@@ -560,6 +561,27 @@ class Storage:
                         series=label,
                     )
                 )
+        return problems
+
+    def _check_overlaps(self, every: list[SeriesInfo]) -> list[Problem]:
+        """Series that two sessions stored for the same times (replays would refuse them)."""
+        from featurizer.storage._errors import OverlapError
+
+        problems = []
+        for info in every:
+            try:
+                plan_series(self.catalog, info, None, None)
+            except OverlapError as error:
+                problems.append(
+                    Problem(
+                        kind="overlap",
+                        message=f"{error} (drop one with `featurizer storage drop-session`)",
+                        series=info.label,
+                        path=str(self.catalog.path),
+                    )
+                )
+            except StorageError:
+                continue
         return problems
 
     def _check_leftovers(self, blocks: list[BlockInfo]) -> list[Problem]:

@@ -179,6 +179,8 @@ def test_a_gap_between_sessions_is_a_hole_and_overlaps_are_errors(tmp_path: Path
             store(storage, ticks(1005.0, 3))  # refused before anything is acknowledged
         assert_bit_identical(storage.read_events(TICKER), first + second, "after the refusal")
         store(storage, ticks(1005.0, 3), allow_overlap=True)  # an explicit choice
+        (overlap,) = [p for p in storage.verify().problems if p.kind == "overlap"]
+        assert overlap.severe and "drop-session" in overlap.message
         with pytest.raises(OverlapError, match="duplicate"):
             storage.replay([TICKER], holes="ignore")
         assert len(list(storage.replay([TICKER], start=1500.0, holes="ignore").events())) == 10
