@@ -1,12 +1,16 @@
 """Backfills at columnar speed, bit-identical to live: the vectorized offline path.
 
+* :func:`backfill` / :class:`Backfill` — the combined feature vectors of a config over a stored
+  range as Arrow tables: the rows of ``featurizer replay``, computed a chunk of columns at a
+  time (``featurizer backfill``); ``workers=N`` splits the range over processes or Ray tasks.
 * :class:`BatchKernel`, :class:`Columns`, :class:`KernelOutput` — the protocol of a feature's
   columnar implementation (:meth:`FeatureDefinition.batch_kernel`).
 * :class:`BatchExecutor` — a feature DAG over chunks of columns: kernels where nodes have one,
-  the per-event graph for the rest.
-* :func:`backfill_events` — the combined vectors of in-memory events through the batch path.
+  the per-event graph for the rest; :class:`Combiner` turns node outputs into rows.
+* :func:`backfill_events` — the same over events in memory.
+* :func:`restore_states` — continue live from a backfill's carried per-event states.
 
-numpy and pyarrow are needed; they are imported when used.
+numpy and pyarrow are needed (``pip install 'featurizer[batch]'``); they are imported when used.
 """
 
 from __future__ import annotations
