@@ -118,3 +118,26 @@ def test_stopping_before_any_attempt_failed_is_not_a_failure(
     assert wait_until(lambda: emitter.stats().exchange("BINANCE").connects == 1, 10)
     emitter.stop()
     assert emitter.failure() is None
+
+
+def test_the_connect_timeout_can_be_given_on_the_command_line(
+    fake_exchange: Callable[..., FakeBinance], tmp_path: Path
+) -> None:
+    fake = fake_exchange(generate_script(1, ("BTC-USDT",), 10))
+    env = dict(os.environ)
+    env.update(fake.environ())
+    port = closed_port()
+    env["FEATURIZER_CRYPTOFEED_BINANCE_WEBSOCKET"] = f"wss://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "featurizer", "run", str(EXAMPLE), "--duration", "20"]
+    result = subprocess.run(
+        [*command, "--emitter-option", "cryptofeed_connect_timeout=1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert f"wss://127.0.0.1:{port}/stream within 1 s" in result.stderr

@@ -92,6 +92,8 @@ def _retries(value: Any) -> int:
 
 
 def _seconds(value: Any) -> float:
+    if isinstance(value, str):  # from the command line or the environment
+        value = _number(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number of seconds, received {value!r}")
     if not math.isfinite(value) or not value > 0:
@@ -108,12 +110,14 @@ def _number(text: str) -> Any:
 
 
 def _timeout(value: Any) -> float:
-    if value == -1:
+    if value in (-1, "-1"):
         return -1.0
     return _seconds(value)
 
 
 def _flag(value: Any) -> bool:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, received {value!r}")
     return value
@@ -181,6 +185,19 @@ def _merge_endpoints(
         )
     return merged
 
+
+COMMAND_LINE_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("ca_file", "a PEM file of extra certificate authorities for wss://"),
+    ("retries", "reconnections after a failure before giving up (-1: for ever)"),
+    ("timeout", "seconds without a message before a connection is reopened (-1: never)"),
+    ("connect_timeout", "seconds by which every exchange must accept a connection"),
+    ("http_timeout", "seconds allowed to load an exchange's instruments"),
+    ("depth_interval", "Binance's book update interval: 100ms or 1000ms"),
+    ("validate", "check every event against its schema: true or false"),
+    ("uvloop", "run the feed on a uvloop loop: true or false"),
+)
+"""The options ``--emitter-option cryptofeed_NAME=VALUE`` can set (not the endpoints, a
+mapping: the environment or the run options give those)."""
 
 _PARSERS: dict[str, Any] = {
     "endpoints": _endpoints,

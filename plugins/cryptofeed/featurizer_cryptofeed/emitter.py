@@ -17,6 +17,7 @@ from typing import Any
 from featurizer import (
     DataSourceEventEmitter,
     EmitterError,
+    EmitterOption,
     Event,
     EventCallback,
     EventValidationError,
@@ -32,7 +33,12 @@ from featurizer_cryptofeed._exchanges import (
     supported_exchanges,
 )
 from featurizer_cryptofeed._logs import quiet_cryptofeed_logs
-from featurizer_cryptofeed._options import CryptofeedOptions, credentials_env_prefix
+from featurizer_cryptofeed._options import (
+    COMMAND_LINE_OPTIONS,
+    OPTION_PREFIX,
+    CryptofeedOptions,
+    credentials_env_prefix,
+)
 from featurizer_cryptofeed._stats import EmitterStats, ExchangeStats, StreamStats
 
 __all__ = ["CryptofeedEventEmitter"]
@@ -194,6 +200,12 @@ class CryptofeedEventEmitter(DataSourceEventEmitter):
 
     :param options: endpoints, trust and retries (defaults: the exchanges' public addresses).
     """
+
+    declared_options = tuple(
+        EmitterOption(name=f"{OPTION_PREFIX}{name}", parse=str, help=text)
+        for name, text in COMMAND_LINE_OPTIONS
+    )
+    """``--emitter-option cryptofeed_NAME=VALUE`` (parsed by :class:`CryptofeedOptions`)."""
 
     def __init__(self, options: CryptofeedOptions | None = None) -> None:
         self.options = options or CryptofeedOptions()
