@@ -51,6 +51,7 @@ from featurizer._plugins import (
 )
 from featurizer._runner import RunContext, RunOptions, RunSummary, run
 from featurizer.hookspecs import hookimpl
+from featurizer.scaling._strategies import ScalingStrategy
 
 __all__ = [
     "ERROR_POLICIES",
@@ -84,6 +85,7 @@ __all__ = [
     "RunContext",
     "RunOptions",
     "RunSummary",
+    "ScalingStrategy",
     "ScalingStrategySpec",
     "Schema",
     "SinkSpec",
