@@ -154,11 +154,12 @@ class ColumnarReplay:
         self.end = end
         self.output_start = output_start
         self.chunk_rows = chunk_rows
-        self._decoders = []
+        self._decoders: list[EventDecoder | None] = []
         for plan in self.replay.plans:
             arrow_schema = series_arrow_schema(plan.series)
-            assert arrow_schema is not None
-            self._decoders.append(EventDecoder(arrow_schema, plan.series.schema))
+            self._decoders.append(
+                None if arrow_schema is None else EventDecoder(arrow_schema, plan.series.schema)
+            )
 
     @property
     def holes(self) -> list[Any]:
@@ -175,8 +176,22 @@ class ColumnarReplay:
         import pyarrow.compute as pc
 
         plan = self.replay.plans[index]
+        if self._decoders[index] is None:  # a running session's source, nothing committed
+            return
         carry = -math.inf
-        lo, hi = self.start, self.end
+        # the replay's range: its end is cut at what a running recording has committed, and a
+        # source rebuilt from full-state events starts at its last one before the start (a
+        # stored snapshot, if there is one, comes first)
+        lo, hi = self.start, self.replay.end
+        from_seq = -1
+        resume = self.replay.resume[index] if hasattr(self.replay, "resume") else None
+        if resume is not None:
+            lo, from_seq = resume
+            injected = getattr(self.replay, "_injected", {}).get(index)
+            if injected is not None:
+                seqs = pc.cast(injected.column(SEQ_COLUMN), "int64").to_numpy()
+                yield _Pending(injected, np.full(injected.num_rows, lo), seqs)
+                from_seq += 1
         for table in self._row_groups(plan, lo):
             if isinstance(table, float):  # a skipped row group: its largest timestamp
                 carry = max(carry, table)
@@ -187,8 +202,12 @@ class ColumnarReplay:
                 carry = float(keys[-1])
             a = 0 if lo is None else int(np.searchsorted(keys, lo, side="left"))
             b = len(keys) if hi is None else int(np.searchsorted(keys, hi, side="left"))
+            seqs = pc.cast(table.column(SEQ_COLUMN), "int64").to_numpy()
+            if from_seq >= 0 and a < b:
+                a = max(a, int(np.searchsorted(seqs, from_seq, side="left")))
+                if a < b:
+                    from_seq = -1
             if a < b:
-                seqs = pc.cast(table.column(SEQ_COLUMN), "int64").to_numpy()
                 for offset in range(a, b, self.chunk_rows):
                     n = min(self.chunk_rows, b - offset)
                     yield _Pending(
@@ -311,6 +330,7 @@ class ColumnarReplay:
 
     def _batch(self, index: int, table: pa.Table, positions: Any) -> SourceBatch:
         decoder = self._decoders[index]
+        assert decoder is not None  # sources without a decoder yield no tables
         data = {name: table.column(name).combine_chunks() for name in decoder.names}
         return SourceBatch(
             positions=positions,
