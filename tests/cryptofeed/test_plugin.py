@@ -122,6 +122,8 @@ def test_discovery_does_not_import_cryptofeed_and_works_without_it() -> None:
         "    emitter.register_callback(Feature.create(TradesSource, {'exchange': 'BINANCE', 'symbol': 'BTC-USDT'}), print)\n"
         "except EmitterError as error:\n"
         "    print(error)\n"
+        "print(featurizer_cryptofeed.CryptofeedEventEmitter.describe_support())\n"
+        "assert spec.exchanges == featurizer_cryptofeed.PINNED_EXCHANGES\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -136,6 +138,7 @@ def test_discovery_does_not_import_cryptofeed_and_works_without_it() -> None:
         "needs cryptofeed==2.4.1" in result.stdout
         and "pip install featurizer-cryptofeed" in result.stdout
     )
+    assert "(cryptofeed is not installed: pip install featurizer-cryptofeed)" in result.stdout
     plain = subprocess.run(
         [
             sys.executable,
