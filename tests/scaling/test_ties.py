@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from featurizer import (
     DataSourceEventEmitter,
@@ -27,9 +29,10 @@ from featurizer import (
 from featurizer._plugins import reset_plugins
 from featurizer._runner import RunOptions, run
 from featurizer._sinks import flatten_grouped
+from featurizer._ties import TieOrder
 from featurizer.scaling import build_plan, run_scaled
 from featurizer.testing import CollectingSink, run_graph
-from tests.scaling.scaling_support import canonical
+from tests.scaling.scaling_support import canonical, mid, ticker
 
 SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT")
 CONFIG = FeaturizerConfig.from_dict(
@@ -156,3 +159,30 @@ def test_ties_matter_here(tied_plugins: None) -> None:
     plan = build_plan(features, "single", 1, get_plugins())
     in_order = canonical(plan, named)
     assert [flatten_grouped(g) for g in run_graph(features, in_order).combined] == plain.rows
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.sampled_from([0.0, 0.0, 0.5, 1.0]), st.integers(0, 2)), max_size=60)
+)
+def test_tie_order_is_the_stable_sort_by_time_then_sub_dag_rank(
+    steps: list[tuple[float, int]],
+) -> None:
+    """Whatever the interleaving of tied events, TieOrder dispatches them as the driver of a
+    scaled run merges them: by (timestamp, rank), each sub-DAG in its own order."""
+    sources = [ticker(symbol) for symbol in ("A", "B", "C")]
+    outputs = [mid(source) for source in sources]
+    plan = build_plan(outputs, "single", 1, get_plugins())
+    ties = TieOrder(outputs, max_hold=60.0)  # only arrivals and close() dispatch here
+    seen: list[tuple[Feature, float, int]] = []
+    callbacks = [
+        ties.wrap(s, lambda e, s=s: seen.append((s, e["timestamp"], e["n"]))) for s in sources
+    ]
+    sent = []
+    ts = 0.0
+    for n, (step, index) in enumerate(steps):
+        ts += step
+        callbacks[index]({"timestamp": ts, "n": n})
+        sent.append((sources[index], ts, n))
+    ties.close()
+    assert seen == sorted(sent, key=lambda item: (item[1], plan.group_of(item[0])))
