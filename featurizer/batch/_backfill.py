@@ -84,7 +84,7 @@ class Backfill:
             self.storage = storage
         else:
             root = resolve_root(config.storage, config_path=config.path, override=storage)
-            self.storage = Storage.open(root)
+            self.storage = Storage.open(root, readonly=True)
         self.features = construct_features_from_configs(config, plugins)
         self.start = to_timestamp(start if start is not None else config.start_date)
         self.end = to_timestamp(end if end is not None else config.end_date)

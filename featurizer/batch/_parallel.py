@@ -161,7 +161,7 @@ def run_parts(
         )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise FeaturizerError(f"workers must be a positive integer, received {workers!r}")
-    with Storage.open(root) as storage:
+    with Storage.open(root, readonly=True) as storage:
         parts = part_configs(config, storage, workers, start, end)
     calls = [
         (part, str(root), str(directory / f"part-{i:04d}.parquet"), options)
