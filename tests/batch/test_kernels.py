@@ -186,3 +186,27 @@ def test_decimal_prices_and_amounts_in_long_windows() -> None:
     assert_rows_equal(got.to_pylist(), want)
     for feature in executor.kernel_nodes:
         assert_states_equal(executor.states()[feature], graph.get_state(feature))
+
+
+def test_under_raise_the_first_error_is_the_per_event_one() -> None:
+    import pytest
+
+    from featurizer import FeatureComputationError
+
+    features = features_of(config(("vol", "volatility", {"window": 1.0})))
+    ticker = sources_by_name(features)["ticker"]
+    events = [
+        (ticker, {"timestamp": float(t), "receipt_timestamp": float(t), "bid": b, "ask": 2.0})
+        for t, b in enumerate([1.0, 1.5, math.nan, 1.0, math.inf])
+    ]
+    graph = FeatureStreamGraph(features, combine_outputs=True)
+    with pytest.raises(FeatureComputationError) as live:
+        for item in events:
+            graph.emit_named_data_event(item)
+    with pytest.raises(FeatureComputationError) as batch:
+        backfill_events(features, events, boundaries=[1])
+    assert batch.value.feature == live.value.feature
+    assert batch.value.event == live.value.event or (
+        str(batch.value.event) == str(live.value.event)
+    )
+    assert type(batch.value.cause) is type(live.value.cause)
