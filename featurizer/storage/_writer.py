@@ -188,6 +188,10 @@ class BlockWriter:
     :param max_wal_bytes: WAL size that triggers a checkpoint.
     :param on_acknowledged: called (from the writer's thread) with the total number of
         events acknowledged so far, after every WAL fsync.
+    :param max_block_lag: write a series' open block once its first event is this many
+        seconds (of event time) behind the newest acknowledged event, so that readers of the
+        running session (who see a consistent cut: up to where every series has committed)
+        are never held back further by a slow series; ``None``: only the compactor decides.
     :param snapshot_interval: seconds of event time between the snapshots stored, when the
         session closes, of sources whose definition gives a ``state_keeper`` (order books).
     :param allow_overlap: record events of a series for times another session already
@@ -225,6 +229,7 @@ class BlockWriter:
         block_format: BlockFormat | None = None,
         allow_overlap: bool = False,
         snapshot_interval: float = 60.0,
+        max_block_lag: float | None = 60.0,
     ) -> None:
         require_pyarrow()
         unique: dict[str, Feature] = {}
@@ -243,6 +248,7 @@ class BlockWriter:
         self.wal_segment_bytes = wal_segment_bytes
         self.on_acknowledged = on_acknowledged
         self.snapshot_interval = snapshot_interval
+        self.max_block_lag = max_block_lag
         self.format = block_format or storage.format
         self._features = list(unique.values())
         if storage.readonly:
@@ -563,6 +569,7 @@ class BlockWriter:
                     self._pending_ts.pop(series.index, None)
                 self._covered_ts = item.max_ts
                 self._processed_seq = item.end_seq
+                self._flush_lagging(item.max_ts)
                 self._enforce_memory()
                 if self._wal.bytes_written >= self.max_wal_bytes:
                     self._checkpoint()
@@ -594,6 +601,16 @@ class BlockWriter:
         if timestamps:
             high = max(timestamps)
             block.max_ts = high if block.max_ts is None else max(block.max_ts, high)
+
+    def _flush_lagging(self, newest: float | None) -> None:
+        """Write open blocks that hold the readers' consistent cut too far back."""
+        if self.max_block_lag is None or newest is None:
+            return
+        limit = newest - self.max_block_lag
+        for series in self._series:
+            first = series.open.first_ts
+            if series.open.rows and first is not None and first < limit:
+                self._flush(series)
 
     def _enforce_memory(self) -> None:
         total = sum(s.open.nbytes for s in self._series)

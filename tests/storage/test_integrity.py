@@ -299,7 +299,9 @@ def test_a_source_with_nothing_committed_yet_limits_the_cut(tmp_path: Path) -> N
 
     root = tmp_path / "root"
     storage = Storage(root)
-    writer = storage.writer([A, B], compactor=MemoryBasedCompactor(max_block_bytes=2048))
+    writer = storage.writer(
+        [A, B], compactor=MemoryBasedCompactor(max_block_bytes=2048), max_block_lag=None
+    )
     record_a, record_b = writer.event_callback(A), writer.event_callback(B)
     record_b({"timestamp": 5.0, "receipt_timestamp": 5.0, "bid": 1.0, "ask": 1.0})
     for i in range(2000):
@@ -333,3 +335,36 @@ def test_new_block_directories_are_fsynced_into_their_parents(
     for directory in (root / "blocks", root / "blocks/d", root / "blocks/d/k", block_dir):
         assert directory.parent in synced, f"{directory} was not fsynced into its parent"
     assert synced[-1] == block_dir  # and the file's rename last
+
+
+def test_a_slow_series_does_not_hold_the_cut_back_further_than_the_lag(tmp_path: Path) -> None:
+    from featurizer.storage import MemoryBasedCompactor
+
+    root = tmp_path / "root"
+    storage = Storage(root)
+    writer = storage.writer(
+        [A, B], compactor=MemoryBasedCompactor(max_block_bytes=1 << 20), max_block_lag=50.0
+    )
+    record_a, record_b = writer.event_callback(A), writer.event_callback(B)
+    record_b({"timestamp": 5.0, "receipt_timestamp": 5.0, "bid": 1.0, "ask": 1.0})
+    record_a({"timestamp": 0.0, "receipt_timestamp": 0.0, "bid": 1.0, "ask": 1.0})
+    writer.sync()
+    for i in range(1, 201):
+        record_a({"timestamp": float(i), "receipt_timestamp": 0.0, "bid": 1.0, "ask": 1.0})
+    writer.sync()
+    deadline = time.monotonic() + 30
+    try:
+        with Storage.open(root, readonly=True) as reader:
+            while time.monotonic() < deadline:
+                if reader.catalog.blocks(B.key) and reader.catalog.blocks(A.key):
+                    break
+                time.sleep(0.01)
+            replay = reader.replay([A, B], holes="ignore")
+            # both slow blocks were written once 50 s behind the newest event: the cut is
+            # where the last batch of A begins, far past B's only event
+            assert replay.data_end is not None and replay.data_end >= 1.0
+            events = [(f.name, e["timestamp"]) for f, e in replay.events()]
+            assert ("example_ticker.x.B", 5.0) in events
+    finally:
+        writer.stop()
+        storage.close()
