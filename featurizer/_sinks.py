@@ -16,7 +16,14 @@ from typing import Any, Protocol, TextIO
 from featurizer._errors import FeaturizerError
 from featurizer._events import GroupedNamedDataEvent
 
-__all__ = ["JsonLinesSink", "ParquetSink", "Sink", "check_output_file", "flatten_grouped"]
+__all__ = [
+    "JsonLinesSink",
+    "ParquetSink",
+    "Sink",
+    "check_output_file",
+    "encode_json",
+    "flatten_grouped",
+]
 
 _TIMESTAMPS = ("timestamp", "receipt_timestamp")
 
@@ -99,6 +106,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} {value!r} as JSON")
 
 
+encode_json = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+"""Encode a value exactly as :class:`JsonLinesSink` writes it (compact, tuples as lists)."""
+
+
 class JsonLinesSink:
     """Writes one JSON object per row to stdout (``path=None``) or to a file.
 
@@ -114,11 +125,17 @@ class JsonLinesSink:
         else:
             self._tmp = _temporary_path(self._path)
             self._stream = self._tmp.open("w", encoding="utf-8")
-        self._dumps = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
+        self._dumps = encode_json
 
     def write_row(self, row: Mapping[str, Any]) -> None:
         """Write one row as a JSON line."""
         self._stream.write(self._dumps(row))
+        self._stream.write("\n")
+
+    def write_text(self, text: str) -> None:
+        """Write one row already encoded as :data:`encode_json` encodes it (one JSON object,
+        without its newline): scaled runs join rows from parts their workers encoded."""
+        self._stream.write(text)
         self._stream.write("\n")
 
     def close(self, ok: bool = True) -> None:

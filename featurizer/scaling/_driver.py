@@ -21,11 +21,11 @@ from featurizer._graph import FeatureStreamGraph
 from featurizer._plugin_types import ScalingStrategySpec, TransportSpec
 from featurizer._plugins import Plugins, get_plugins
 from featurizer._runner import RunContext, RunOptions, assign_emitters
-from featurizer._sinks import Sink, flatten_grouped
+from featurizer._sinks import JsonLinesSink, Sink, flatten_grouped
 from featurizer.scaling._errors import PlanError, ScalingError, WorkerError
 from featurizer.scaling._observe import ScaledRunObserver
 from featurizer.scaling._ordering import OutputCollector
-from featurizer.scaling._outputs import WorkerOutputs
+from featurizer.scaling._outputs import WorkerOutputs, join_json_row
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._specs import ScalerSpec
 from featurizer.scaling._transport import Batch, Inbox, Transport
@@ -157,6 +157,9 @@ class ScaledRunRequest:
     :param idle_timeout: seconds without events after which a source group is idle (see
         :class:`~featurizer.scaling.WorkerRuntime`); ``None``: never.
     :param heartbeat_interval: seconds between a worker's heartbeats to the driver.
+    :param encode_json: workers send the driver each output event as its timestamp and the
+        text of its columns in a combined JSON Lines row (the driver writes JSON Lines and
+        joins rows from that text).
     """
 
     config: FeaturizerConfig | None
@@ -175,6 +178,7 @@ class ScaledRunRequest:
     driver_addresses: Mapping[int, str] = attrs.field(factory=dict)
     idle_timeout: float | None = None
     heartbeat_interval: float = 0.5
+    encode_json: bool = False
 
     def driver_address_for(self, index: int) -> str:
         """Where worker ``index`` sends to the driver."""
@@ -191,6 +195,7 @@ class ScaledRunRequest:
             "idle_timeout": self.idle_timeout,
             "heartbeat_interval": self.heartbeat_interval,
             "config": self.config,
+            "encode_json": self.encode_json,
         }
 
 
@@ -551,6 +556,13 @@ def run_scaled(
     rows = [0]
 
     write_row = sink.write_row if sink is not None else (lambda row: None)
+    # a JSON Lines row is joined from the text of its columns the workers encoded
+    encode_json = (
+        isinstance(sink, JsonLinesSink)
+        and options.combine_outputs
+        and outputs is None
+        and on_combined is None
+    )
 
     def write_combined(grouped: GroupedNamedDataEvent) -> None:
         rows[0] += 1
@@ -558,13 +570,22 @@ def run_scaled(
         if on_combined is not None:
             on_combined(grouped)
 
+    def write_joined(grouped: Any) -> None:
+        rows[0] += 1
+        write_text(join_json_row(grouped))
+
+    if encode_json:
+        write_text = sink.write_text  # type: ignore[union-attr]
+
     def write_event(feature: Feature, event: Event) -> None:
         rows[0] += 1
         write_row({"feature": feature.name, **event})
 
     collector = OutputCollector(
         plan,
-        on_combined=write_combined if options.combine_outputs else None,
+        on_combined=(write_joined if encode_json else write_combined)
+        if options.combine_outputs
+        else None,
         on_event=None if options.combine_outputs else write_event,
         on_late=on_late,
         combine=options.combine_outputs,
@@ -611,6 +632,7 @@ def run_scaled(
             flush_interval=flush_interval,
             make_emitters=make_emitters,
             outputs=outputs,
+            encode_json=encode_json,
         )
         plugins.before_run(context)
         launched = scaler_obj.launch(request, plan, plugins)

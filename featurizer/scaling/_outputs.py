@@ -1,26 +1,37 @@
-"""Worker-output mode: each worker writes its own outputs, the driver only gathers summaries.
+"""How outputs leave the workers: encoded for the driver's JSON Lines rows, or written by
+each worker.
 
 In the default mode every worker ships every output record to the driver, which merges and
-combines them into one output; on a small machine the driver becomes the bottleneck. With a
-:class:`WorkerOutputs`, each worker merges, combines and writes its own outputs to its own file
-(through a registered sink, see :meth:`~featurizer.Plugins.sinks`), and sends the driver
-nothing but its final metrics (and its error, if it fails).
+combines them into one output. When the driver writes JSON Lines, each worker also encodes its
+outputs' columns (:class:`JsonColumns`), so that the driver builds each combined row by joining
+text (:func:`join_json_row`) instead of encoding every value of every row itself: the per-row
+work is spread over the workers.
+
+With a :class:`WorkerOutputs`, each worker merges, combines and writes its own outputs to its
+own file (through a registered sink, see :meth:`~featurizer.Plugins.sinks`), and sends the
+driver nothing but its final metrics (and its error, if it fails).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from featurizer._events import Event
+from featurizer._feature import Feature
 from featurizer._plugins import Plugins
-from featurizer._sinks import Sink
+from featurizer._sinks import Sink, encode_json
 from featurizer.scaling._errors import ScalingError
 
-__all__ = ["OUTPUT_MODES", "WorkerOutputs"]
+__all__ = ["OUTPUT_MODES", "JsonColumns", "WorkerOutputs", "join_json_row"]
+
+_TIMESTAMPS = ("timestamp", "receipt_timestamp")
+_FLOAT_REPR = float.__repr__
+_INT_REPR = int.__repr__
 
 OUTPUT_MODES = ("driver", "workers")
 """``--outputs``: ``driver`` (the driver merges every output, default) or ``workers``."""
@@ -149,3 +160,72 @@ class WorkerOutputs:
         spec = plugins.sinks()[self.sink_name(plugins, index)]
         sink: Sink = spec.factory(str(self.path_for(index, plugins.sinks())))
         return sink
+
+
+class JsonColumns:
+    """Encodes, in a worker, one output feature's part of the combined JSON Lines rows.
+
+    A combined row (see :func:`~featurizer._sinks.flatten_grouped`) is ``timestamp`` then every
+    output's ``<feature>.<field>`` columns in plan order. The part of one output event is the
+    text ``,"<feature>.<field>":<value>`` of each of its fields but the timestamps, each value
+    encoded exactly as :data:`~featurizer._sinks.encode_json` encodes it inside a row.
+
+    :param feature: the output feature.
+
+    >>> from featurizer.testing import ExampleTicker
+    >>> f = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"}, name="t")
+    >>> JsonColumns(f)({"timestamp": 2.0, "receipt_timestamp": 2.5, "bid": 1.0, "n": 3})
+    (2.0, ',"t.bid":1.0,"t.n":3')
+    """
+
+    def __init__(self, feature: Feature) -> None:
+        self.feature = feature
+        self._keys: dict[str, str] = {}
+
+    def __call__(self, event: Event) -> tuple[Any, str]:
+        """The event's timestamp and its columns' text.
+
+        :raises EventValidationError: for an event without a timestamp (naming the feature).
+        """
+        try:
+            stamp = event["timestamp"]
+            items = event.items()
+        except (KeyError, TypeError, AttributeError):
+            from featurizer._graph import check_output_event
+
+            check_output_event(self.feature, event)
+            raise
+        keys = self._keys
+        parts = []
+        for field, value in items:
+            key = keys.get(field)
+            if key is None:
+                if field in _TIMESTAMPS:
+                    continue
+                key = keys[field] = f",{encode_json(f'{self.feature.name}.{field}')}:"
+            kind = type(value)
+            if kind is float and value - value == 0.0:
+                parts.append(key + _FLOAT_REPR(value))
+            elif kind is int:
+                parts.append(key + _INT_REPR(value))
+            else:
+                parts.append(key + encode_json(value))
+        return stamp, "".join(parts)
+
+
+def join_json_row(parts: Sequence[tuple[Any, tuple[Any, str]]]) -> str:
+    """One combined row's JSON text from the latest part of every output, in plan order.
+
+    The same text :class:`~featurizer._sinks.JsonLinesSink` writes for the row
+    :func:`~featurizer._sinks.flatten_grouped` builds from the same events.
+
+    :param parts: ``(feature, (timestamp, text))`` per output, as :class:`JsonColumns` made.
+
+    >>> join_json_row([(None, (1.0, ',"a.x":1.5')), (None, (2.0, ',"b.y":null'))])
+    '{"timestamp":2.0,"a.x":1.5,"b.y":null}'
+    """
+    stamp = max([part[1][0] for part in parts])
+    text = _FLOAT_REPR(stamp) if type(stamp) is float and stamp - stamp == 0.0 else None
+    if text is None:
+        text = encode_json(stamp)
+    return '{"timestamp":' + text + "".join([part[1][1] for part in parts]) + "}"

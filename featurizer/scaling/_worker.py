@@ -20,7 +20,7 @@ from featurizer._runner import RunOptions, assign_emitters
 from featurizer._sinks import Sink, flatten_grouped
 from featurizer.scaling._errors import ScalingError, TransportError
 from featurizer.scaling._ordering import GroupMerge, OutputCollector, _Channel
-from featurizer.scaling._outputs import WorkerOutputs
+from featurizer.scaling._outputs import JsonColumns, WorkerOutputs
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._transport import END_WATERMARK, Batch, Outbox, Transport, Watermark
 
@@ -129,6 +129,9 @@ class WorkerRuntime:
     :param outputs: worker-output mode: merge, combine and write this worker's own outputs
         to its own file (published by :meth:`stop` with ``ok=True``) and send the driver only
         the final metrics; ``None``: send every output record to the driver.
+    :param encode_json: send the driver, instead of each output event, its timestamp and the
+        text of its columns in a combined JSON Lines row (:class:`JsonColumns`), so that the
+        driver joins rows without encoding values.
     """
 
     def __init__(
@@ -146,8 +149,10 @@ class WorkerRuntime:
         idle_timeout: float | None = None,
         heartbeat_interval: float = 0.5,
         config: FeaturizerConfig | None = None,
+        encode_json: bool = False,
     ) -> None:
         self.plan = plan
+        self.encode_json = encode_json and outputs is None
         self.config = config
         self.index = index
         self.worker = plan.workers[index]
@@ -264,6 +269,8 @@ class WorkerRuntime:
         current = self._current
         limit = self.batch_size
         flush = self._flush
+        if self.encode_json and DRIVER in wanted:
+            return self._encoding_recorder(position, destinations)
 
         def record(_feature: Feature, event: Event) -> None:
             item = (current[0], position, event)
@@ -272,6 +279,33 @@ class WorkerRuntime:
                 buffer.append(item)
                 if len(buffer) >= limit:
                     flush(destination)
+
+        return record
+
+    def _encoding_recorder(
+        self, position: int, destinations: list[_Destination]
+    ) -> Callable[[Feature, Event], None]:
+        """The driver gets the event's timestamp and columns' text, other workers the event."""
+        driver = self._destinations[DRIVER]
+        others = [d for d in destinations if d is not driver]
+        encode = JsonColumns(self._table[position])
+        current = self._current
+        limit = self.batch_size
+        flush = self._flush
+
+        def record(_feature: Feature, event: Event) -> None:
+            key = current[0]
+            buffer = driver.buffer
+            buffer.append((key, position, encode(event)))
+            if len(buffer) >= limit:
+                flush(driver)
+            if others:
+                item = (key, position, event)
+                for destination in others:
+                    buffer = destination.buffer
+                    buffer.append(item)
+                    if len(buffer) >= limit:
+                        flush(destination)
 
         return record
 

@@ -1,0 +1,191 @@
+"""JSON Lines rows the driver joins from the text its workers encoded are, byte for byte, the
+rows a single process writes: any values, any grouping of sub-DAGs, ties between them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from featurizer import Event, Feature
+from featurizer._runner import RunOptions
+from featurizer._sinks import JsonLinesSink, ParquetSink, encode_json, flatten_grouped
+from featurizer.scaling import _driver, build_plan, run_scaled
+from featurizer.scaling._outputs import JsonColumns, join_json_row
+from featurizer.testing import CollectingSink, ExampleTicker
+from tests.scaling.scaling_support import (
+    Pairs,
+    RunningMax,
+    Sum2,
+    canonical,
+    memory_emitters,
+    mid,
+    ticker,
+)
+
+_scalars = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=6)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner),
+    max_leaves=5,
+)
+_stamps = st.floats(min_value=0.0, max_value=2e9) | st.integers(min_value=0, max_value=2**40)
+
+
+@st.composite
+def _grouped(draw: st.DrawFn) -> list[tuple[Feature, Event]]:
+    names = draw(st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=4, unique=True))
+    grouped = []
+    for i, name in enumerate(names):
+        feature = Feature.create(ExampleTicker, {"exchange": "x", "symbol": f"S{i}"}, name=name)
+        fields = draw(
+            st.dictionaries(
+                st.text(max_size=4).filter(lambda f: f not in ("timestamp", "receipt_timestamp")),
+                _values,
+                max_size=4,
+            )
+        )
+        event: Event = {"timestamp": draw(_stamps), **fields}
+        if draw(st.booleans()):
+            event["receipt_timestamp"] = draw(_stamps)
+        grouped.append((feature, event))
+    return grouped
+
+
+@settings(max_examples=300, deadline=None)
+@given(_grouped())
+def test_a_joined_row_is_the_encoded_flat_row(grouped: list[tuple[Feature, Event]]) -> None:
+    """Any values (NaN, infinities, big ints, text, lists, tuples, nothing but timestamps),
+    any feature names: the joined text is what the JSON Lines sink writes for the flat row."""
+    flat = flatten_grouped(tuple(grouped))
+    keys = [f"{feature.name}.{field}" for feature, event in grouped for field in event]
+    if len(set(keys)) != len(keys):  # two features' columns named alike: one column
+        return
+    parts = [(feature, JsonColumns(feature)(event)) for feature, event in grouped]
+    assert join_json_row(parts) == encode_json(flat)
+
+
+def test_an_event_without_timestamp_names_its_feature() -> None:
+    feature = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"}, name="t")
+    with pytest.raises(Exception, match="t") as caught:
+        JsonColumns(feature)({"bid": 1.0})
+    assert "timestamp" in str(caught.value)
+
+
+_SYMBOLS = ("A", "B", "C", "D")
+_TICKERS = {symbol: ticker(symbol) for symbol in _SYMBOLS}
+_MIDS = {symbol: mid(t) for symbol, t in _TICKERS.items()}
+_OUTPUTS = [
+    _MIDS["A"],
+    Feature.create(RunningMax, {}, {"mid": _MIDS["A"]}),
+    _MIDS["B"],
+    Feature.create(Pairs, {}, {"mid": _MIDS["B"]}),
+    Feature.create(Sum2, {}, {"a": _MIDS["C"], "b": _MIDS["D"]}),
+    _MIDS["C"],
+]
+
+
+@st.composite
+def _script(draw: st.DrawFn) -> list[tuple[Feature, Event]]:
+    """Quote updates of the four symbols, often several at one timestamp (ties between
+    sub-DAGs), with awkward prices."""
+    script = []
+    ts = 1_700_000_000.0
+    for _ in range(draw(st.integers(min_value=1, max_value=40))):
+        ts += draw(st.sampled_from([0.0, 0.0, 0.001, 0.25]))
+        for symbol in draw(st.lists(st.sampled_from(_SYMBOLS), min_size=1, max_size=3)):
+            bid = draw(st.floats(min_value=-1e6, max_value=1e6) | st.integers(-5, 5))
+            ask = draw(st.floats(min_value=-1e6, max_value=1e6))
+            event = {"timestamp": ts, "receipt_timestamp": ts, "bid": bid, "ask": ask}
+            script.append((_TICKERS[symbol], event))
+    return script
+
+
+@pytest.fixture
+def joins() -> Iterator[list[int]]:
+    """Counts the rows the driver joined (so that the tests below exercise that path)."""
+    calls = [0]
+    original = _driver.join_json_row
+
+    def counting(parts: Sequence[Any]) -> str:
+        calls[0] += 1
+        return original(parts)
+
+    _driver.join_json_row = counting  # type: ignore[assignment]
+    try:
+        yield calls
+    finally:
+        _driver.join_json_row = original
+
+
+def _expected_text(rows: Sequence[Any]) -> bytes:
+    return "".join(encode_json(row) + "\n" for row in rows).encode()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    script=_script(),
+    layout=st.sampled_from([("single", 1), ("by_source", 2), ("by_source", 3), ("split", 2)]),
+)
+def test_driver_joined_jsonl_is_single_process_byte_for_byte(
+    tmp_path_factory: pytest.TempPathFactory,
+    joins: list[int],
+    script: list[tuple[Feature, Event]],
+    layout: tuple[str, int],
+) -> None:
+    strategy, workers = layout
+    plan = build_plan(_OUTPUTS, "single", 1, _driver.get_plugins())
+    ordered = canonical(plan, script)
+    reference = CollectingSink()
+    run_scaled(_OUTPUTS, RunOptions(), reference, make_emitters=memory_emitters(ordered))
+    out = tmp_path_factory.mktemp("joined") / "rows.jsonl"
+    before = joins[0]
+    summary = run_scaled(
+        _OUTPUTS,
+        RunOptions(),
+        JsonLinesSink(out),
+        workers=workers,
+        strategy=strategy,
+        make_emitters=memory_emitters(ordered),
+    )
+    assert joins[0] - before == summary.outputs_out == len(reference.rows)
+    assert out.read_bytes() == _expected_text(reference.rows)
+
+
+def test_parquet_from_the_driver_equals_single_process(tmp_path: Path) -> None:
+    """Parquet is written from the driver's flat rows: equal to the one-worker run's table."""
+    pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
+    script = [
+        (_TICKERS[s], {"timestamp": 1.0 + i // 3, "receipt_timestamp": 1.0, "bid": i, "ask": 2.5})
+        for i, s in enumerate(_SYMBOLS * 20)
+    ]
+    plan = build_plan(_OUTPUTS, "single", 1, _driver.get_plugins())
+    ordered = canonical(plan, script)
+    tables = []
+    for strategy, workers in (("single", 1), ("by_source", 2)):
+        path = tmp_path / f"{strategy}.parquet"
+        run_scaled(
+            _OUTPUTS,
+            RunOptions(),
+            ParquetSink(path),
+            workers=workers,
+            strategy=strategy,
+            make_emitters=memory_emitters(ordered),
+        )
+        tables.append(pyarrow_parquet.read_table(path))
+    assert tables[0].num_rows > 0
+    assert tables[0].equals(tables[1])
