@@ -43,6 +43,7 @@ from featurizer.checkpoint._format import (
     read_checkpoint,
     write_checkpoint,
 )
+from featurizer.checkpoint._lock import DirectoryLock
 from featurizer.checkpoint._log import InputLog
 from featurizer.checkpoint._settings import CheckpointSettings
 from featurizer.checkpoint._sink import SegmentedJsonLinesSink
@@ -181,6 +182,7 @@ class Checkpointer:
         self._timer: threading.Thread | None = None
         self._restored: CheckpointInfo | None = None
         self._callbacks: dict[str, Callable[[Event], None]] = {}
+        self._lock = DirectoryLock(settings.directory)
 
     # set-up -------------------------------------------------------------------------------
 
@@ -200,6 +202,7 @@ class Checkpointer:
         self._graph = graph
         self._set_count = set_count
         check_snapshotable(graph)
+        self._lock.acquire()
         self._fingerprint = run_fingerprint(graph, self._options, str(self.sink.path))
         sources = graph.get_ins()
         self._names = {s.key: s.name for s in sources}
@@ -485,9 +488,12 @@ class Checkpointer:
     def close(self) -> None:
         """Stop the timer and the log (what was acknowledged stays in the log)."""
         self._timer_stop.set()
-        if self._log is not None:
-            log, self._log = self._log, None
-            log.close()
+        try:
+            if self._log is not None:
+                log, self._log = self._log, None
+                log.close()
+        finally:
+            self._lock.release()
 
     def sources(self) -> Sequence[str]:
         """The data-source names of the run (for messages)."""

@@ -246,3 +246,21 @@ def test_a_bad_checkpoint_section_is_an_error_naming_the_field(
     with pytest.raises(ConfigError) as error:
         FeaturizerConfig.from_yaml(path)
     assert str(error.value).startswith(f"{path}: {message}"), str(error.value)
+
+
+def test_one_run_per_directory(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from featurizer.checkpoint._lock import DirectoryLock
+
+    held = DirectoryLock(tmp_path / "ck")
+    held.acquire()  # another run holds the directory
+    try:
+        code, err = _run(capsys, config, *_checkpointed(tmp_path))
+    finally:
+        held.release()
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert "is in use by another run (pid " in line and "one run per directory" in line
+    assert not (tmp_path / "out.jsonl").exists()
+    assert _run(capsys, config, *_checkpointed(tmp_path))[0] == 0  # released: it runs
