@@ -66,6 +66,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="where parallel parts run: local processes or Ray tasks",
     )
     parser.add_argument(
+        "--chunk-rows",
+        type=positive_int,
+        default=65_536,
+        help="rows per data source computed at once (memory is bounded by a chunk)",
+    )
+    parser.add_argument(
         "--no-kernels",
         dest="kernels",
         action="store_false",
@@ -106,7 +112,12 @@ def handle(args: argparse.Namespace) -> int:
     config = load(args)
     plugins = get_plugins()
     root = Path(resolve_root(config.storage, config_path=config.path, override=args.storage))
-    options = {"warmup": args.warmup, "per": args.per, "holes": args.holes}
+    options = {
+        "warmup": args.warmup,
+        "per": args.per,
+        "holes": args.holes,
+        "chunk_rows": args.chunk_rows,
+    }
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataHoleWarning)

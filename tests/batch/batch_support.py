@@ -230,7 +230,7 @@ PEAK_RSS_SCRIPT = """
 import sys
 from featurizer.cli import main
 code = main(["backfill", sys.argv[1], "--storage", sys.argv[2], "--out", sys.argv[3],
-             "--no-progress"])
+             "--no-progress", *sys.argv[4:]])
 # VmHWM: this process's own peak (ru_maxrss would include the parent's, kept over exec)
 print(next(int(line.split()[1]) for line in open("/proc/self/status")
            if line.startswith("VmHWM:")))
@@ -238,13 +238,13 @@ sys.exit(code)
 """
 
 
-def peak_rss_kib(config_path: Any, root: Any, out: Any) -> int:
+def peak_rss_kib(config_path: Any, root: Any, out: Any, *options: str) -> int:
     """Peak RSS (KiB) of a fresh process running ``featurizer backfill`` on ``root``."""
     import subprocess
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS_SCRIPT, str(config_path), str(root), str(out)],
+        [sys.executable, "-c", PEAK_RSS_SCRIPT, str(config_path), str(root), str(out), *options],
         capture_output=True,
         text=True,
         check=True,
