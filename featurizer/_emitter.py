@@ -389,13 +389,29 @@ class GeneratorEmitter(DataSourceEventEmitter):
                 break
         return count
 
+    def prepare(self) -> None:
+        """Open and check what :meth:`events` needs, before the thread starts (default: nothing).
+
+        Called by :meth:`start` on the caller's thread, so a missing file or a damaged store
+        is raised by ``start()`` itself; :meth:`release` is called if it fails.
+        """
+        return
+
+    def release(self) -> None:
+        """Close what :meth:`prepare` opened; called when the emitter finished or stopped (it
+        may be called more than once)."""
+        return
+
     def _target(self) -> None:
         try:
             self.run()
         except BaseException as error:
             self._error = error
         finally:
-            self._done.set()
+            try:
+                self.release()
+            finally:
+                self._done.set()
 
     def start(self) -> None:
         """Start emitting on a background thread; returns immediately.
@@ -403,6 +419,7 @@ class GeneratorEmitter(DataSourceEventEmitter):
         After :meth:`stop`, starting does nothing (the emitter counts as finished).
 
         :raises EmitterError: if called twice.
+        :raises Exception: what :meth:`prepare` raises.
         """
         with self._lock:
             if self._started:
@@ -411,6 +428,14 @@ class GeneratorEmitter(DataSourceEventEmitter):
             if self._stopping.is_set():
                 self._done.set()
                 return
+            try:
+                self.prepare()
+            except BaseException:
+                try:
+                    self.release()
+                finally:
+                    self._done.set()
+                raise
             self._thread = threading.Thread(
                 target=self._target, name=f"featurizer-{type(self).__name__}", daemon=True
             )
@@ -426,7 +451,9 @@ class GeneratorEmitter(DataSourceEventEmitter):
             thread = self._thread
             if not self._started:
                 self._done.set()
-        if thread is not None and thread is not threading.current_thread():
+        if thread is None:
+            self.release()
+        elif thread is not threading.current_thread():
             thread.join()
 
     def wait(self, timeout: float | None = None) -> bool:

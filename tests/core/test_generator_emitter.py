@@ -223,3 +223,35 @@ def test_collecting_sink_events_of_a_silent_feature_are_empty() -> None:
     mid = Feature.create(ExampleMid, {}, {"ticker": TICKER}, name="mid")
     sink = run_graph([mid], [])
     assert sink.events[mid] == [] and sink.events[TICKER] == []
+
+
+def test_prepare_raises_from_start_and_release_always_follows() -> None:
+    calls: list[str] = []
+
+    class Opened(Ticks):
+        fail = False
+
+        def prepare(self) -> None:
+            calls.append("prepare")
+            if self.fail:
+                raise OSError("no such store")
+
+        def release(self) -> None:
+            calls.append("release")
+
+    emitter = Opened({"count": 3})
+    emitter.register_callback(TICKER, lambda e: None)
+    emitter.start()
+    assert emitter.wait(30) and emitter.emitted == 3
+    assert calls == ["prepare", "release"]
+    calls.clear()
+    broken = Opened()
+    broken.fail = True
+    broken.register_callback(TICKER, lambda e: None)
+    with pytest.raises(OSError, match="no such store"):
+        broken.start()
+    assert calls == ["prepare", "release"] and broken.wait(0)
+    calls.clear()
+    never = Opened()
+    never.stop()
+    assert calls == ["release"]

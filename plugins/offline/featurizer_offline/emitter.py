@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import collections
 import operator
-import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from featurizer import (
-    DataSourceEventEmitter,
     EmitterError,
+    EmitterOption,
     Event,
     EventCallback,
     Feature,
     FeaturizerConfig,
+    GeneratorEmitter,
 )
+from featurizer._emitter import EmitterLimits
 from featurizer.storage import Replay, ReplayChunk, Storage, resolve_root
 from featurizer_offline.options import OfflineOptions
 
@@ -37,7 +38,11 @@ def _fan_out(callbacks: list[EventCallback]) -> EventCallback:
     return call_all
 
 
-class OfflineEventEmitter(DataSourceEventEmitter):
+def _integer(value: Any) -> Any:
+    return int(value) if isinstance(value, str) else value
+
+
+class OfflineEventEmitter(GeneratorEmitter):
     """Replays recorded data-source events from Featurizer Storage.
 
     Serves any data source that has a stored series (``ticker``, ``trades``, ``l2_book`` or
@@ -54,6 +59,11 @@ class OfflineEventEmitter(DataSourceEventEmitter):
     checked by :meth:`start`, which raises; a block found damaged while replaying stops the
     emitter with the error (see :meth:`failure`).
 
+    The thread, stopping, waiting and error reporting are :class:`~featurizer.GeneratorEmitter`'s
+    (:meth:`prepare` opens the replay, :meth:`release` closes the storage); :meth:`run` is
+    overridden to push whole replay chunks at a time, the fast path of a replay, and
+    :meth:`events` gives the same events one by one.
+
     :param options: storage root, range, pace and bounds.
 
     >>> emitter = OfflineEventEmitter.from_options({"storage": "/data", "pace": 10})
@@ -61,21 +71,22 @@ class OfflineEventEmitter(DataSourceEventEmitter):
     10.0
     """
 
+    declared_options = (
+        EmitterOption(name="storage", help="the storage root to replay"),
+        EmitterOption(name="start", help="first time replayed (ISO-8601 or epoch seconds)"),
+        EmitterOption(name="end", help="end of the replayed range (exclusive)"),
+        EmitterOption(name="holes", help="what to do about time not recorded"),
+        EmitterOption(name="segment_rows", parse=_integer, help="rows read per segment"),
+        EmitterOption(name="prefetch", parse=_integer, help="segments read ahead per source"),
+    )
+
     def __init__(self, options: OfflineOptions | None = None) -> None:
+        super().__init__({})
         self.options = options or OfflineOptions()
         self._config: FeaturizerConfig | None = None
-        self._callbacks: dict[Feature, list[EventCallback]] = {}
-        self._thread: threading.Thread | None = None
-        self._started = False
-        self._stopping = False
-        self._stop_event = threading.Event()
-        self._done = threading.Event()
-        self._error: BaseException | None = None
-        self._lock = threading.Lock()
+        self._lists: dict[Feature, list[EventCallback]] = {}
         self._storage: Storage | None = None
         self.replay: Replay | None = None
-        self.emitted = 0
-        """Events emitted so far."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> OfflineEventEmitter:
@@ -84,11 +95,34 @@ class OfflineEventEmitter(DataSourceEventEmitter):
 
         :raises ConfigError: for an invalid option value.
         """
-        emitter = cls(OfflineOptions.from_mapping(options))
+        declared = {option.name: option for option in cls.declared_options}
+        values = {
+            key: declared[key].value(value, emitter="offline") if key in declared else value
+            for key, value in options.items()
+        }
+        emitter = cls(OfflineOptions.from_mapping(values))
         config = options.get("config")
         if config is not None:
             emitter.bind_config(config)
         return emitter
+
+    def limits(self) -> EmitterLimits:
+        """The bounds and pace of :attr:`options`."""
+        options = self.options
+        return EmitterLimits(
+            max_events=options.max_events, duration=options.duration, pace=options.pace
+        )
+
+    def check_source(self, feature: Feature) -> None:
+        """Refuse a feature that is not a data source (only data sources are stored).
+
+        :raises EmitterError: naming the feature.
+        """
+        if not feature.is_data_source:
+            raise EmitterError(
+                f"the offline emitter replays data sources; {feature.name!r} (definition "
+                f"{feature.definition_name!r}) is a feature"
+            )
 
     def bind_config(self, config: FeaturizerConfig) -> None:
         """Take the storage root and range from ``config`` where the options leave them open.
@@ -101,16 +135,15 @@ class OfflineEventEmitter(DataSourceEventEmitter):
     def register_callback(self, feature: Feature, callback: EventCallback) -> None:
         """Send every stored event of data source ``feature`` to ``callback(event)``.
 
+        A data source may have several callbacks (each receives every event).
+
         :raises EmitterError: if ``feature`` is not a data source, or after :meth:`start`.
         """
         if self._started:
             raise EmitterError(f"offline emitter: cannot register {feature.name!r} after start()")
-        if not feature.is_data_source:
-            raise EmitterError(
-                f"the offline emitter replays data sources; {feature.name!r} (definition "
-                f"{feature.definition_name!r}) is a feature"
-            )
-        self._callbacks.setdefault(feature, []).append(callback)
+        self.check_source(feature)
+        self._lists.setdefault(feature, []).append(callback)
+        self._callbacks[feature] = _fan_out(self._lists[feature])
 
     # resolving ------------------------------------------------------------------------------
 
@@ -145,7 +178,7 @@ class OfflineEventEmitter(DataSourceEventEmitter):
         start, end = self.time_range()
         try:
             self.replay = storage.replay(
-                list(self._callbacks),
+                list(self._lists),
                 start=start,
                 end=end,
                 holes=self.options.holes,
@@ -168,10 +201,10 @@ class OfflineEventEmitter(DataSourceEventEmitter):
 
         :returns: the number of events emitted.
         """
-        if not self._callbacks:
+        if not self._lists:
             return 0
         replay = self.open()
-        callbacks = [_fan_out(self._callbacks[feature]) for feature in replay.sources]
+        callbacks = [self._callbacks[feature] for feature in replay.sources]
         options = self.options
         remaining = options.max_events if options.max_events is not None else -1
         deadline = time.monotonic() + options.duration if options.duration is not None else None
@@ -180,7 +213,7 @@ class OfflineEventEmitter(DataSourceEventEmitter):
         count = 0
         try:
             for whole in replay.chunks():
-                if self._stopping:
+                if self._stopping.is_set():
                     break
                 chunk = whole
                 if remaining >= 0 and len(chunk) > remaining - count:
@@ -191,7 +224,7 @@ class OfflineEventEmitter(DataSourceEventEmitter):
                 else:
                     sent = self._emit_paced(chunk, callbacks, pace, clock, deadline)
                 count += sent
-                self.emitted = count
+                self._emitted = count
                 if sent < len(chunk) or count == remaining:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
@@ -209,7 +242,7 @@ class OfflineEventEmitter(DataSourceEventEmitter):
         deadline: float | None,
     ) -> int:
         monotonic = time.monotonic
-        wait = self._stop_event.wait
+        wait = self._stopping.wait
         sources = chunk.sources
         sent = 0
         for i, event in enumerate(chunk.events):
@@ -229,63 +262,27 @@ class OfflineEventEmitter(DataSourceEventEmitter):
             sent += 1
         return sent
 
-    def _target(self) -> None:
-        try:
-            self.run()
-        except BaseException as error:
-            self._error = error
-        finally:
-            self._close_storage()
-            self._done.set()
+    def events(self) -> Iterator[tuple[Hashable, Event]]:
+        """The replay's events one by one, keyed by data source (:meth:`run` sends chunks)."""
+        replay = self.open()
+        for chunk in replay.chunks():
+            sources = chunk.sources
+            for i, event in enumerate(chunk.events):
+                yield replay.sources[sources if isinstance(sources, int) else sources[i]], event
 
-    def _close_storage(self) -> None:
+    def prepare(self) -> None:
+        """Open the storage and check the stored data before the thread starts.
+
+        :raises StorageError: (and subclasses) if the data cannot be replayed.
+        """
+        if self._lists:
+            self.open()
+
+    def release(self) -> None:
+        """Close the storage (safe to call twice)."""
         if self._storage is not None:
             self._storage.close()
             self._storage = None
-
-    def start(self) -> None:
-        """Check the stored data (raising on problems), then replay on a background thread.
-
-        :raises EmitterError: if called twice.
-        :raises StorageError: (and subclasses) if the data cannot be replayed.
-        """
-        with self._lock:
-            if self._started:
-                raise EmitterError("offline emitter: start() called twice")
-            self._started = True
-            if self._stopping:
-                self._done.set()
-                return
-            if self._callbacks:
-                try:
-                    self.open()
-                except BaseException:
-                    self._close_storage()
-                    self._done.set()
-                    raise
-            self._thread = threading.Thread(
-                target=self._target, name="featurizer-offline-emitter", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop replaying and join the thread; safe to call twice and before :meth:`start`."""
-        with self._lock:
-            self._stopping = True
-            self._stop_event.set()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-        elif thread is None:
-            self._close_storage()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the replay finished (end of data, a bound, stop or failure)."""
-        return self._done.wait(timeout)
-
-    def failure(self) -> BaseException | None:
-        """The exception that ended the replay thread, if any."""
-        return self._error
 
 
 def _emit(chunk: ReplayChunk, callbacks: list[EventCallback]) -> None:
