@@ -15,6 +15,10 @@ with 2 CPUs bound to 127.0.0.1; each ratio printed is the median of the per-roun
 * ``ray 1``: one worker actor, outputs gathered by the driver;
 * ``ray 2 driver``: ``by_source`` over 2 workers, every output merged and combined by the
   driver (``--outputs driver``, the default), which competes with the workers for the cores;
+  the workers encode their outputs' JSON columns and the driver joins each row from that text;
+* ``ray 2 dict rows``: the same, through a sink that only takes row mappings, so that the
+  driver builds and encodes every row itself (what the driver did before the workers encoded
+  columns; kept to show what that costs);
 * ``ray 2 workers``: ``by_source`` over 2 workers, each writing its own file
   (``--outputs workers``).
 
@@ -109,6 +113,14 @@ def _digest(path: str) -> str:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
+class _RowsOnly:
+    """A JSON Lines sink seen only as a :class:`~featurizer._sinks.Sink` of row mappings."""
+
+    def __init__(self, sink: Any) -> None:
+        self.write_row = sink.write_row
+        self.close = sink.close
+
+
 def main() -> int:
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -139,10 +151,11 @@ def main() -> int:
         return run(config, options, JsonLinesSink(out))
 
     def scaled(workers: int, mode: str, out: str) -> Any:
+        sinks = {"driver": JsonLinesSink, "rows": lambda path: _RowsOnly(JsonLinesSink(path))}
         return run_scaled(
             config,
             options,
-            JsonLinesSink(out) if mode == "driver" else None,
+            sinks[mode](out) if mode in sinks else None,
             scaler="ray",
             workers=workers,
             strategy="single" if workers == 1 else "by_source",
@@ -153,6 +166,7 @@ def main() -> int:
         "single": single,
         "ray 1": lambda out: scaled(1, "driver", out),
         "ray 2 driver": lambda out: scaled(2, "driver", out),
+        "ray 2 dict rows": lambda out: scaled(2, "rows", out),
         "ray 2 workers": lambda out: scaled(2, "workers", out),
     }
     rates: dict[str, list[float]] = {name: [] for name in modes}
@@ -174,7 +188,7 @@ def main() -> int:
                 assert summary.events_in == events, (name, summary.events_in)
                 rates[name].append(summary.events_per_second)
                 print(
-                    f"round {round_ + 1} {name:13}: {summary.events_in:,} events "
+                    f"round {round_ + 1} {name:15}: {summary.events_in:,} events "
                     f"{summary.events_per_second:,.0f} events/s ({summary.elapsed_seconds:.2f} s, "
                     f"{summary.outputs_out:,} rows)"
                 )
@@ -182,7 +196,7 @@ def main() -> int:
         ray.shutdown()
         tmp.cleanup()
     assert len(digests) == 1, "the driver-gathered outputs differ between modes"
-    print("driver-gathered outputs of single, ray 1 and ray 2: the same file in every round")
+    print("driver-gathered outputs of every mode: the same file in every round")
 
     def ratio(a: str, b: str) -> str:
         values = [x / y for x, y in zip(rates[a], rates[b], strict=True)]
@@ -190,6 +204,8 @@ def main() -> int:
 
     print(f"--outputs driver:  ray 2 / ray 1: {ratio('ray 2 driver', 'ray 1')} (target >= 1.6x)")
     print(f"--outputs driver:  ray 2 / single process: {ratio('ray 2 driver', 'single')}")
+    print(f"  rows built at the driver: ray 2 / ray 1: {ratio('ray 2 dict rows', 'ray 1')}")
+    print(f"  rows built at the driver: ray 2 / single: {ratio('ray 2 dict rows', 'single')}")
     print(f"--outputs workers: ray 2 / ray 1: {ratio('ray 2 workers', 'ray 1')}")
     print(f"--outputs workers: ray 2 / single process: {ratio('ray 2 workers', 'single')}")
     print(f"ray 1 / single process: {ratio('ray 1', 'single')}")
