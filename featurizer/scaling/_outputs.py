@@ -24,7 +24,7 @@ import attrs
 from featurizer._events import Event
 from featurizer._feature import Feature
 from featurizer._plugins import Plugins
-from featurizer._sinks import Sink, encode_json
+from featurizer._sinks import JsonLinesSink, Sink, encode_json
 from featurizer.scaling._errors import ScalingError
 
 __all__ = ["OUTPUT_MODES", "JsonColumns", "WorkerOutputs", "join_json_row"]
@@ -154,6 +154,14 @@ class WorkerOutputs:
                     f"{str(parent)!r} is not writable"
                 )
         return paths
+
+    def writes_json_lines(self, plugins: Plugins, index: int) -> bool:
+        """Whether worker ``index``'s sink is the core's JSON Lines sink (which takes rows a
+        worker joined from encoded columns, see :class:`JsonColumns`).
+
+        :raises ScalingError: as :meth:`sink_name`.
+        """
+        return plugins.sinks()[self.sink_name(plugins, index)].factory is JsonLinesSink
 
     def make_sink(self, index: int, plugins: Plugins) -> Sink:
         """Open worker ``index``'s sink (it writes to a temporary name until closed)."""

@@ -20,7 +20,7 @@ from featurizer._runner import RunOptions, assign_emitters
 from featurizer._sinks import Sink, flatten_grouped
 from featurizer.scaling._errors import ScalingError, TransportError
 from featurizer.scaling._ordering import GroupMerge, OutputCollector, _Channel
-from featurizer.scaling._outputs import JsonColumns, WorkerOutputs
+from featurizer.scaling._outputs import JsonColumns, WorkerOutputs, join_json_row
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._transport import END_WATERMARK, Batch, Outbox, Transport, Watermark
 
@@ -131,7 +131,8 @@ class WorkerRuntime:
         the final metrics; ``None``: send every output record to the driver.
     :param encode_json: send the driver, instead of each output event, its timestamp and the
         text of its columns in a combined JSON Lines row (:class:`JsonColumns`), so that the
-        driver joins rows without encoding values.
+        driver joins rows without encoding values. In worker-output mode a worker writing
+        JSON Lines combines its own rows that way whatever this says.
     """
 
     def __init__(
@@ -152,7 +153,12 @@ class WorkerRuntime:
         encode_json: bool = False,
     ) -> None:
         self.plan = plan
-        self.encode_json = encode_json and outputs is None
+        mine = plan.workers[index].outputs
+        self.encode_json = options.combine_outputs and (
+            encode_json
+            if outputs is None
+            else bool(mine) and outputs.writes_json_lines(plugins, index)
+        )
         self.config = config
         self.index = index
         self.worker = plan.workers[index]
@@ -222,10 +228,15 @@ class WorkerRuntime:
         self._sink = sink = outputs.make_sink(self.index, self.plugins)
         self._output_path = str(outputs.path_for(self.index, self.plugins.sinks()))
         write_row = sink.write_row
+        write_text = getattr(sink, "write_text", None)
 
         def write_combined(grouped: GroupedNamedDataEvent) -> None:
             self.rows_out += 1
             write_row(flatten_grouped(grouped))
+
+        def write_joined(grouped: Any) -> None:  # (feature, (timestamp, text)) per output
+            self.rows_out += 1
+            write_text(join_json_row(grouped))
 
         def write_event(feature: Feature, event: Event) -> None:
             self.rows_out += 1
@@ -234,7 +245,7 @@ class WorkerRuntime:
         combine = self.options.combine_outputs
         self._local = OutputCollector(
             self.plan,
-            on_combined=write_combined if combine else None,
+            on_combined=(write_joined if self.encode_json else write_combined) if combine else None,
             on_event=None if combine else write_event,
             combine=combine,
             worker=self.index,

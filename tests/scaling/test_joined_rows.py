@@ -189,3 +189,65 @@ def test_parquet_from_the_driver_equals_single_process(tmp_path: Path) -> None:
         tables.append(pyarrow_parquet.read_table(path))
     assert tables[0].num_rows > 0
     assert tables[0].equals(tables[1])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_worker_files_joined_are_single_process_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """``--outputs workers`` to JSON Lines: each worker joins its rows from encoded columns;
+    its file is, byte for byte, what one process writes for that worker's outputs."""
+    from featurizer import FeatureStreamGraph
+    from featurizer.scaling import WorkerOutputs, _worker
+
+    joined = [0]
+    original = _worker.join_json_row
+
+    def counting(parts: Sequence[Any]) -> str:
+        joined[0] += 1
+        return original(parts)
+
+    monkeypatch.setattr(_worker, "join_json_row", counting)
+    script = _fixed_script(seed)
+    plan = build_plan(_OUTPUTS, "by_source", 2, _driver.get_plugins())
+    ordered = canonical(plan, script)
+    summary = run_scaled(
+        _OUTPUTS,
+        RunOptions(),
+        None,
+        workers=2,
+        strategy="by_source",
+        make_emitters=memory_emitters(ordered),
+        outputs=WorkerOutputs(target=str(tmp_path / "w-{worker}.jsonl")),
+    )
+    assert joined[0] == summary.outputs_out > 0
+    for worker in plan.workers:
+        mine = [f for f in plan.outputs if f in worker.outputs]
+        sources = {s for f in mine for s in f.data_sources()}
+        rows: list[Any] = []
+        graph = FeatureStreamGraph(
+            mine,
+            combine_outputs=True,
+            combined_out_callback=lambda grouped, rows=rows: rows.append(flatten_grouped(grouped)),
+        )
+        for named in ordered:
+            if named[0] in sources:
+                graph.emit_named_data_event(named)
+        assert rows
+        assert (tmp_path / f"w-{worker.index}.jsonl").read_bytes() == _expected_text(rows)
+
+
+def _fixed_script(seed: int) -> list[tuple[Feature, Event]]:
+    """Ties between sub-DAGs and awkward floats, from a seed."""
+    import random
+
+    rng = random.Random(seed)
+    script = []
+    ts = 1_700_000_000.0
+    for _ in range(200):
+        ts += rng.choice([0.0, 0.0, 0.001, 0.25])
+        for symbol in rng.sample(_SYMBOLS, rng.randint(1, 3)):
+            bid = rng.uniform(-1e6, 1e6) if rng.random() < 0.8 else rng.randint(-5, 5)
+            event = {"timestamp": ts, "receipt_timestamp": ts, "bid": bid, "ask": rng.random()}
+            script.append((_TICKERS[symbol], event))
+    return script
