@@ -228,7 +228,7 @@ class WorkerRuntime:
         self._sink = sink = outputs.make_sink(self.index, self.plugins)
         self._output_path = str(outputs.path_for(self.index, self.plugins.sinks()))
         write_row = sink.write_row
-        write_text = getattr(sink, "write_text", None)
+        write_text: Any = getattr(sink, "write_text", None)
 
         def write_combined(grouped: GroupedNamedDataEvent) -> None:
             self.rows_out += 1
