@@ -244,3 +244,16 @@ def test_a_read_only_mount_can_be_listed_verified_and_replayed(
     )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == live.read_bytes()
+
+
+def test_record_quiet_prints_nothing_and_a_pipe_gets_no_progress_line(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _record(config_path, tmp_path / "a", "--quiet") == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+    assert _record(config_path, tmp_path / "b") == 0
+    err = capsys.readouterr().err
+    # not a terminal: the summary lines only, no progress redraws
+    assert "\r" not in err and "\x1b" not in err
+    assert err.count("\n") == 2 and "recorded 8,000 events" in err
