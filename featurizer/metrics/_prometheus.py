@@ -189,11 +189,6 @@ class _Collector:
             "Batches waiting on a transport edge (scaled-out runs: sent, not yet received).",
             labels=_EDGE_LABELS,
         )
-        depth_unitless = GaugeMetricFamily(
-            "featurizer_transport_queue_depth",
-            "Deprecated name of featurizer_transport_queue_depth_batches (same value).",
-            labels=_EDGE_LABELS,
-        )
         edge_counters = [
             (attribute, CounterMetricFamily(name, help_text, labels=_EDGE_LABELS))
             for attribute, name, help_text in (
@@ -225,12 +220,11 @@ class _Collector:
             labels = [edge.name, edge.transport, edge.sender or "", edge.receiver or ""]
             if edge.queue_depth is not None:
                 depth.add_metric(labels, edge.queue_depth)
-                depth_unitless.add_metric(labels, edge.queue_depth)
             for attribute, family in edge_counters:
                 value = getattr(edge, attribute)
                 if value is not None:
                     family.add_metric(labels, value)
-        yield from (depth, depth_unitless)
+        yield depth
         yield from (family for _, family in edge_counters)
 
         worker_counters = [

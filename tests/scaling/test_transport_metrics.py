@@ -218,7 +218,7 @@ def _check_consistent(samples: Samples, *, with_bytes: bool) -> None:
     """What every scrape shows, during the run or after it."""
     sent = _edges(samples, "featurizer_transport_batches_total")
     received = _edges(samples, "featurizer_transport_batches_received_total")
-    depth = _edges(samples, "featurizer_transport_queue_depth")
+    depth = _edges(samples, "featurizer_transport_queue_depth_batches")
     assert set(sent) == set(received) == set(depth)
     for edge in sent:
         assert received[edge] <= sent[edge], edge
@@ -240,7 +240,7 @@ def _check_final(samples: Samples, channels: set[tuple[str, str]]) -> None:
     assert set(sent) == channels
     assert sent == _edges(samples, "featurizer_transport_batches_received_total")
     assert all(value > 0 for value in sent.values())
-    assert set(_edges(samples, "featurizer_transport_queue_depth").values()) == {0.0}
+    assert set(_edges(samples, "featurizer_transport_queue_depth_batches").values()) == {0.0}
     records = _edges(samples, "featurizer_transport_records_total")
     assert records == _edges(samples, "featurizer_transport_records_received_total")
     nbytes = _edges(samples, "featurizer_transport_bytes_total")
@@ -485,5 +485,5 @@ def test_ray_scaler_polls_worker_actors_for_metrics(
         "the actors were polled while the run was going",
         totals,
     )
-    transports = {dict(labels)["transport"] for labels in end["featurizer_transport_queue_depth"]}
+    transports = {dict(labels)["transport"] for labels in end["featurizer_transport_queue_depth_batches"]}
     assert transports == {"zmq"}
