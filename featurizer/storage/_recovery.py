@@ -236,7 +236,15 @@ def recover(storage: Storage) -> RecoveryReport:
             catalog.end_session(session_info.id, "recovered")
             closed.append(session_info.id)
     for segment in indexed:
-        damaged = any(not d.tail for d in segment.damage) or segment.foreign is not None
+        unreadable = bool(segment.damage) and not segment.records
+        if unreadable:
+            refused.append(
+                f"WAL segment {segment.path.name}: no readable record (another format or "
+                f"version?); kept in quarantine"
+            )
+        damaged = (
+            any(not d.tail for d in segment.damage) or segment.foreign is not None or unreadable
+        )
         if damaged:
             target = quarantine(root, segment.path, "wal")
             quarantined.append(f"{segment.path.name} (damaged) -> {target}")

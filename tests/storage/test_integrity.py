@@ -368,3 +368,16 @@ def test_a_slow_series_does_not_hold_the_cut_back_further_than_the_lag(tmp_path:
     finally:
         writer.stop()
         storage.close()
+
+
+def test_a_segment_without_any_readable_record_is_kept_not_dropped(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with Storage(root):
+        pass
+    (root / "wal").mkdir()
+    legacy = root / "wal" / "old-000000.wal"
+    legacy.write_bytes(b"FZW1" + bytes(200))  # e.g. written by an older version
+    with Storage(root) as storage:
+        report = storage.recover()
+    assert not report.ok and "no readable record" in report.refused[0]
+    assert [p.name for p in (root / "quarantine").rglob("*.wal")] == ["old-000000.wal"]
