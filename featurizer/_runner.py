@@ -263,6 +263,8 @@ class _InputCounter:
                 return
             self.count += 1
             dispatch(event)
+            if self.count == limit:
+                reached.set()
 
         if lock is None:
             return counted
