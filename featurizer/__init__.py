@@ -50,6 +50,7 @@ from featurizer._plugins import (
     reset_plugins,
 )
 from featurizer._runner import RunContext, RunOptions, RunSummary, run
+from featurizer._sinks import flatten_grouped
 from featurizer.hookspecs import hookimpl
 from featurizer.scaling._strategies import ScalingStrategy
 
@@ -92,6 +93,7 @@ __all__ = [
     "TransportSpec",
     "construct_features_from_configs",
     "definition_name",
+    "flatten_grouped",
     "get_plugins",
     "hookimpl",
     "load_config",

@@ -19,9 +19,9 @@ from featurizer import (
     RunOptions,
     hookimpl,
     make_plugin_manager,
+    reset_plugins,
     run,
 )
-from featurizer._plugins import reset_plugins
 from featurizer.testing import CollectingSink
 
 QUIET_AFTER_SECONDS = 20.0
