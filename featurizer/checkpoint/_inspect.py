@@ -111,16 +111,16 @@ def verify_directory(directory: str | Path) -> DirectoryReport:
 
 
 def _verify_log(directory: Path, latest: CheckpointInfo, notes: list[str]) -> list[str]:
-    from featurizer.checkpoint._log import log_roots
+    from featurizer.checkpoint._log import log_roots, read_pruned
     from featurizer.storage import NoDataError, Storage, StorageError
 
     roots = log_roots(directory)
-    if not roots:
+    if not roots and not (directory / "pruned.json").exists():
         if any(p.consumed for p in latest.sources.values()):
             return [f"{directory}: the input log is missing"]
         return []
     problems: list[str] = []
-    logged: dict[str, int] = {}
+    logged: dict[str, int] = dict(read_pruned(directory)[1])  # deleted once consumed
     unrecovered = False
     for root in roots:
         try:

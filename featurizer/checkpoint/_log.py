@@ -11,6 +11,12 @@ new book snapshot, exchange timestamps before the crash), which one root refuses
 overlapping recording, and rightly so for recordings. Within a root, arrival numbers
 (``__seq__``) are global across series; roots follow each other. The log in consumption order
 is therefore: roots in order, each merged by arrival number.
+
+A long-running process rotates to a new root every ``log_rotate_events`` events (at a
+checkpoint), and roots whose events every kept checkpoint has consumed are deleted. What was
+deleted is recorded first, atomically, in ``pruned.json`` (the roots and their event counts
+per source), so reading the tail skips the right number of events even if a crash interrupted
+the deletion.
 """
 
 from __future__ import annotations
@@ -23,14 +29,36 @@ from featurizer._events import Event
 from featurizer._feature import Feature
 from featurizer.storage import SEQ_COLUMN, BlockWriter, Storage
 
-__all__ = ["InputLog", "log_roots"]
+__all__ = ["PRUNED", "InputLog", "log_roots", "read_pruned"]
+
+PRUNED = "pruned.json"
+"""The record of deleted roots in a log directory: ``{"roots": [...], "counts": {key: n}}``."""
+
+
+def read_pruned(directory: Path) -> tuple[set[str], dict[str, int]]:
+    """The names of the deleted roots and their events per data-source key."""
+    import json
+
+    try:
+        data = json.loads((directory / PRUNED).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return set(), {}
+    return set(data["roots"]), {k: int(v) for k, v in data["counts"].items()}
 
 
 def log_roots(directory: Path) -> list[Path]:
-    """The storage roots of a log directory, in the order the run's processes wrote them."""
+    """The storage roots of a log directory still in use, in the order they were written."""
     if not directory.is_dir():
         return []
-    return sorted((p for p in directory.iterdir() if p.is_dir() and p.name.isdigit()), key=_number)
+    pruned, _ = read_pruned(directory)
+    return sorted(
+        (
+            p
+            for p in directory.iterdir()
+            if p.is_dir() and p.name.isdigit() and p.name not in pruned
+        ),
+        key=_number,
+    )
 
 
 def _number(path: Path) -> int:
@@ -61,9 +89,68 @@ class InputLog:
         for root in roots:
             with Storage(root) as storage:
                 storage.recover()
-        number = _number(roots[-1]) + 1 if roots else 1
+        self._open_next()
+
+    def _open_next(self) -> None:
+        numbers = (
+            [_number(p) for p in self._directory.glob("[0-9]*") if p.name.isdigit()]
+            if self._directory.is_dir()
+            else []
+        )
+        number = max(numbers, default=0) + 1
         self._storage = Storage(self._directory / f"{number:06d}")
         self._writer = self._storage.writer(self._sources, sync_interval=self._sync_interval)
+
+    def rotate(self) -> None:
+        """Close the current root (every event written) and record into a new one."""
+        writer, storage = self._writer, self._storage
+        self._writer = self._storage = None
+        try:
+            if writer is not None:
+                writer.stop()
+        finally:
+            if storage is not None:
+                storage.close()
+        self._open_next()
+
+    def prune(self, covered: Mapping[str, int]) -> int:
+        """Delete the oldest roots whose events are all within ``covered`` (per data-source
+        key: the events the oldest kept checkpoint consumed); returns how many."""
+        import json
+        import os
+        import shutil
+
+        pruned, counts = read_pruned(self._directory)
+        current = None if self._storage is None else self._storage.root
+        deletable: list[Path] = []
+        totals = dict(counts)
+        for root in log_roots(self._directory):
+            if current is not None and root.resolve() == current:
+                break
+            with Storage(root) as storage:
+                stored = {series.key for series in storage.series()}
+                rows = {
+                    s.key: sum(b.rows for b in storage.plan(s).blocks)
+                    for s in self._sources
+                    if s.key in stored
+                }
+            after = {key: totals.get(key, 0) + rows.get(key, 0) for key in {*totals, *rows}}
+            if any(after[key] > covered.get(key, 0) for key in after):
+                break
+            deletable.append(root)
+            totals = after
+        if not deletable:
+            return 0
+        record = {"roots": sorted(pruned | {r.name for r in deletable}), "counts": totals}
+        tmp = self._directory / f".{PRUNED}.tmp"
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(record, handle, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._directory / PRUNED)
+        for root in deletable:
+            shutil.rmtree(root, ignore_errors=True)
+        return len(deletable)
 
     def recorder(self, source: Feature) -> Callable[[Event], None]:
         """The hot-path callback appending events of ``source``."""
@@ -94,7 +181,8 @@ class InputLog:
         :param consumed: per data-source key, the events consumed at the cut (the first that
             many of its events in the log are skipped).
         """
-        skip = dict(consumed)
+        _, pruned = read_pruned(self._directory)
+        skip = {key: count - pruned.get(key, 0) for key, count in consumed.items()}
         current = None if self._storage is None else self._storage.root
         for root in log_roots(self._directory):
             if current is not None and root.resolve() == current:

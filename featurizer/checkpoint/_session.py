@@ -41,6 +41,7 @@ from featurizer.checkpoint._format import (
     SourcePosition,
     checkpoint_paths,
     read_checkpoint,
+    read_info,
     write_checkpoint,
 )
 from featurizer.checkpoint._lock import DirectoryLock
@@ -183,6 +184,10 @@ class Checkpointer:
         self._restored: CheckpointInfo | None = None
         self._callbacks: dict[str, Callable[[Event], None]] = {}
         self._lock = DirectoryLock(settings.directory)
+        self._root_base = 0
+        self._recorders: dict[str, list[Callable[[Event], None]]] = {}
+        self._sources_by_key: dict[str, Feature] = {}
+        self._rotated = False
 
     # set-up -------------------------------------------------------------------------------
 
@@ -206,6 +211,7 @@ class Checkpointer:
         self._fingerprint = run_fingerprint(graph, self._options, str(self.sink.path))
         sources = graph.get_ins()
         self._names = {s.key: s.name for s in sources}
+        self._sources_by_key = {s.key: s for s in sources}
         self._positions = {s.key: [0, -math.inf] for s in sources}
         if self.settings.fresh:
             for name in ("checkpoints", "log", "segments"):
@@ -263,7 +269,7 @@ class Checkpointer:
         the hot path without them pays nothing for them.
         """
         assert self._log is not None
-        record = self._log.recorder(source)
+        recorder = self._recorders[source.key] = [self._log.recorder(source)]
         position = self._positions[source.key]
         due = self._due
         left = self._left
@@ -272,7 +278,7 @@ class Checkpointer:
             mid_dispatch = fault_armed("dispatch")
 
             def faulty(event: Event) -> None:
-                record(event)
+                recorder[0](event)
                 if mid_dispatch:
                     fault_point("dispatch")
                 dispatch(event)
@@ -290,7 +296,7 @@ class Checkpointer:
         if self.settings.every_events is None:
 
             def timed(event: Event) -> None:
-                record(event)
+                recorder[0](event)
                 dispatch(event)
                 position[0] += 1
                 receipt = event["receipt_timestamp"]
@@ -302,7 +308,7 @@ class Checkpointer:
             return timed
 
         def counted(event: Event) -> None:
-            record(event)
+            recorder[0](event)
             dispatch(event)
             position[0] += 1
             receipt = event["receipt_timestamp"]
@@ -398,6 +404,7 @@ class Checkpointer:
             if armed:
                 fault_point("recovery")
         self._set_count(self._events_in())
+        self._root_base = self._events_in()
         self.metrics.replayed_events = replayed
         self.metrics.recovery_seconds = time.perf_counter() - started
         if self._restored is not None or replayed:
@@ -464,8 +471,10 @@ class Checkpointer:
         self._next_id += 1
         self._output_bytes = output_bytes
         self.sink.publish(checkpoint_id, output_bytes)
-        for old in checkpoint_paths(self._directory)[: -self.settings.keep]:
+        kept = checkpoint_paths(self._directory)
+        for old in kept[: -self.settings.keep]:
             old.unlink(missing_ok=True)
+        self._rotate_log(info.events_in, kept[-self.settings.keep :])
         committed = time.perf_counter() - started
         self.metrics.checkpoints += 1
         self.metrics.last_duration_seconds = committed
@@ -479,6 +488,22 @@ class Checkpointer:
             committed * 1000,
         )
         return info
+
+    def _rotate_log(self, events_in: int, kept: Sequence[Path]) -> None:
+        """Move the log to a new root every ``log_rotate_events`` events; once this process
+        has rotated, delete the roots every kept checkpoint has consumed (until then the log
+        is complete: a short run keeps its whole recording)."""
+        assert self._log is not None
+        if events_in - self._root_base >= self.settings.log_rotate_events:
+            self._log.rotate()
+            for key, recorder in self._recorders.items():  # the hot path's cells
+                recorder[0] = self._log.recorder(self._sources_by_key[key])
+            self._root_base = events_in
+            self._rotated = True
+        if self._rotated and kept:
+            oldest = read_info(kept[0])
+            if self._log.prune({k: p.consumed for k, p in oldest.sources.items()}):
+                logger.info("pruned input log roots consumed by checkpoint %d", oldest.id)
 
     def finish(self) -> None:
         """The run ended cleanly: take a final checkpoint (publishing every row) and close."""

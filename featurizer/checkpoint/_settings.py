@@ -55,6 +55,8 @@ class CheckpointSettings:
         resuming.
     :param keep: committed checkpoints kept (older ones are deleted after a commit).
     :param sync_interval: acknowledgement latency of the input log, in seconds.
+    :param log_rotate_events: input events after which the log moves to a new storage root
+        (at a checkpoint), so that roots every kept checkpoint has consumed can be deleted.
     """
 
     directory: Path = attrs.field(converter=Path)
@@ -63,6 +65,7 @@ class CheckpointSettings:
     fresh: bool = False
     keep: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     sync_interval: float = 0.1
+    log_rotate_events: int = attrs.field(default=5_000_000, validator=attrs.validators.ge(1))
 
     @classmethod
     def from_every(
@@ -90,10 +93,11 @@ class CheckpointSettings:
                 path=path,
                 field="checkpoint",
             )
-        unknown = sorted(set(value) - {"dir", "every"})
+        unknown = sorted(set(value) - {"dir", "every", "log_rotate"})
         if unknown:
             raise ConfigError(
-                f"unknown field(s) {', '.join(map(repr, unknown))}; fields: 'dir', 'every'",
+                f"unknown field(s) {', '.join(map(repr, unknown))}; fields: 'dir', 'every', "
+                f"'log_rotate'",
                 path=path,
                 field="checkpoint",
             )
@@ -104,7 +108,14 @@ class CheckpointSettings:
         directory = Path(value["dir"]).expanduser()
         if path is not None and not directory.is_absolute():
             directory = Path(path).resolve().parent / directory
+        rotate = value.get("log_rotate", 5_000_000)
+        if isinstance(rotate, bool) or not isinstance(rotate, int) or rotate < 1:
+            raise ConfigError(
+                f"expected a positive number of input events, got {rotate!r}",
+                path=path,
+                field="checkpoint.log_rotate",
+            )
         try:
-            return cls.from_every(directory, value.get("every"))
+            return cls.from_every(directory, value.get("every"), log_rotate_events=rotate)
         except ValueError as error:
             raise ConfigError(str(error), path=path, field="checkpoint.every") from None

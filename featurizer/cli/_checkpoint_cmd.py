@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from featurizer._config import FeaturizerConfig
 from featurizer._errors import FeaturizerError
 from featurizer._runner import RunOptions
@@ -60,22 +62,19 @@ def checkpointed_from_args(
     :raises FeaturizerError: one line, for options that cannot be checkpointed.
     """
     settings = config.checkpoint
-    if args.checkpoint is not None:
-        settings = CheckpointSettings.from_every(args.checkpoint, args.checkpoint_every)
-    elif settings is not None and args.checkpoint_every is not None:
-        settings = CheckpointSettings.from_every(settings.directory, args.checkpoint_every)
-    if settings is None:
+    if settings is None and args.checkpoint is None:
         if args.checkpoint_every is not None or args.fresh:
             option = "--checkpoint-every" if args.checkpoint_every is not None else "--fresh"
             raise FeaturizerError(f"{option} needs --checkpoint DIR (or a checkpoint: section)")
         return None
-    if args.fresh:
-        settings = CheckpointSettings(
-            directory=settings.directory,
-            every_seconds=settings.every_seconds,
-            every_events=settings.every_events,
-            fresh=True,
-        )
+    # The options win over the config's section; what they do not set is kept from it.
+    base = settings or CheckpointSettings(directory=args.checkpoint)
+    changes: dict[str, Any] = {"fresh": bool(args.fresh)}
+    if args.checkpoint is not None:
+        changes["directory"] = Path(args.checkpoint)
+    if args.checkpoint_every is not None:
+        changes["every_seconds"], changes["every_events"] = parse_every(args.checkpoint_every)
+    settings = attrs.evolve(base, **changes)
     if getattr(args, "scaler", None):
         raise FeaturizerError(
             "--checkpoint checkpoints single-process runs; scaled runs (--scaler) are not "

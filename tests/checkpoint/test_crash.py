@@ -154,3 +154,30 @@ def test_hypothesis_chosen_kill_points(
         _assert_prefix(out, expected, directory)
     assert_ok(checkpointed_run(config, directory, out, every=every))
     assert _published(out) == expected
+
+
+def test_the_log_rotates_and_consumed_roots_are_deleted_across_crashes(
+    reference: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    import yaml
+
+    from featurizer.checkpoint._log import log_roots, read_pruned
+    from tests.checkpoint.checkpoint_support import CONFIG
+
+    _, expected = reference
+    config = tmp_path / "rotating.yaml"
+    section = {"dir": "ignored", "every": EVERY, "log_rotate": 1_500}
+    config.write_text(yaml.safe_dump({**CONFIG, "checkpoint": section}), encoding="utf-8")
+    out, directory = tmp_path / "out.jsonl", tmp_path / "ck"
+    assert_killed(checkpointed_run(config, directory, out, fault="event:3500"))
+    _assert_prefix(out, expected, directory)
+    assert_killed(checkpointed_run(config, directory, out, fault="dispatch:1200"))
+    assert verify_directory(directory).ok
+    resumed = checkpointed_run(config, directory, out)
+    assert_ok(resumed)
+    assert _published(out) == expected
+    pruned, counts = read_pruned(directory / "log")
+    assert pruned and sum(counts.values()) >= 2 * 1_500
+    assert len(log_roots(directory / "log")) <= 3
+    assert not any((directory / "log" / name).exists() for name in pruned)
+    assert verify_directory(directory).ok

@@ -144,4 +144,15 @@ def test_a_killed_live_run_keeps_its_output_and_reports_the_downtime_as_a_gap(
     assert gap_rows and all(row["reason"] == "disconnect" for row in gap_rows)
     assert {row["channel"] for row in gap_rows} <= {"ticker", "trades", "l2_book"}
     config = FeaturizerConfig.from_dict(CONFIG)
-    assert after == _replay_of_the_log(config, tmp_path / "ck")
+    replayed = _replay_of_the_log(config, tmp_path / "ck").splitlines()
+    published = after.splitlines()
+    first = next(
+        (i for i, pair in enumerate(zip(published, replayed, strict=False)) if pair[0] != pair[1]),
+        None,
+    )
+    assert (first, len(published)) == (None, len(replayed)), (
+        f"row {first} of {len(published)} published ({len(before.splitlines())} before the "
+        f"kill) differs from the replay of the log ({len(replayed)} rows): "
+        f"{published[first] if first is not None else ''!r} != "
+        f"{replayed[first] if first is not None else ''!r}"
+    )
