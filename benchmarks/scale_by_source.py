@@ -23,7 +23,9 @@ with 2 CPUs bound to 127.0.0.1; each ratio printed is the median of the per-roun
   (``--outputs workers``).
 
 Ray start-up (``ray.init`` of a local Ray) and per-run launch time (actors started, wired and
-emitting) are reported too.
+emitting) are reported too, and for every scaled run the CPU seconds of the driver (this
+process, the whole call) and of each worker actor's process from its start: they show what
+bounds the run on a small machine.
 
 Run: ``python benchmarks/scale_by_source.py [EVENTS]`` (default 200,000 events; a few minutes).
 The machine may be shared with other work: numbers are noisy.
@@ -178,8 +180,10 @@ def main() -> int:
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 out = os.path.join(tmp.name, f"{name.replace(' ', '-')}-{round_}")
                 began = time.perf_counter()
+                cpu = time.process_time()
                 summary = modes[name](out + ".jsonl" if name != "ray 2 workers" else out)
                 wall = time.perf_counter() - began
+                cpu = time.process_time() - cpu
                 if name.startswith("ray"):
                     launches.append(wall - summary.elapsed_seconds)
                 if name != "ray 2 workers":
@@ -191,6 +195,15 @@ def main() -> int:
                     f"round {round_ + 1} {name:15}: {summary.events_in:,} events "
                     f"{summary.events_per_second:,.0f} events/s ({summary.elapsed_seconds:.2f} s, "
                     f"{summary.outputs_out:,} rows)"
+                    + (
+                        f"; CPU s: driver {cpu:.2f}, workers "
+                        + ", ".join(
+                            f"{m.get('process_cpu_seconds', 0.0):.2f}"
+                            for _, m in sorted(summary.workers.items())
+                        )
+                        if name.startswith("ray")
+                        else ""
+                    )
                 )
     finally:
         ray.shutdown()

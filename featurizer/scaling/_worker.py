@@ -171,6 +171,7 @@ class WorkerRuntime:
         self.flush_interval = flush_interval
         self._clock_offset: float | None = None
         self._started_wall = time.time()
+        self._started_cpu: float | None = None
         self._arrivals = 0
         self._draining = threading.Event()
         self.batch_size = max(1, int(getattr(transport, "batch_size", 1024)))
@@ -455,6 +456,7 @@ class WorkerRuntime:
     def start(self) -> None:
         """Start the inbox and supervisor threads, then the emitters."""
         self._started_wall = time.time()
+        self._started_cpu = time.process_time()
         if self.inbox is not None:
             self._spawn(self._receive_loop, "inbox")
         self._spawn(self._supervise, "supervisor")
@@ -741,8 +743,13 @@ class WorkerRuntime:
         self._finished.set()
 
     def metrics(self) -> dict[str, Any]:
-        """Counters: events in, records and batches sent, late events, feature errors."""
+        """Counters: events in, records and batches sent, late events, feature errors, and
+        ``process_cpu_seconds``: CPU time of this worker's process since :meth:`start` (the
+        worker's own where it has a process of its own, e.g. a Ray actor; shared by every
+        worker of the local scaler)."""
+        started = self._started_cpu
         return {
+            "process_cpu_seconds": 0.0 if started is None else time.process_time() - started,
             "worker": self.index,
             "events_in": self.events_in,
             "records_out": sum(d.total for d in self._destinations.values()),
