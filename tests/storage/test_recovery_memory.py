@@ -22,7 +22,7 @@ WRITE = textwrap.dedent(
     storage = Storage(root)
     writer = storage.writer([a, b], compactor=MemoryBasedCompactor(max_block_bytes=1 << 40),
                             sync_interval=3600.0, max_open_bytes=1 << 40,
-                            max_wal_bytes=1 << 40, max_pending=1 << 30)
+                            max_wal_bytes=1 << 40, max_pending=1 << 30, max_block_lag=None)
     record_a, record_b = writer.event_callback(a), writer.event_callback(b)
     t = 0.0
     for _ in range(cycles):
