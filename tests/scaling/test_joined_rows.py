@@ -3,18 +3,20 @@ rows a single process writes: any values, any grouping of sub-DAGs, ties between
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from streamz import Stream
 
-from featurizer import Event, Feature
+from featurizer import DataDefinition, Event, Feature, FeatureDefinition, Schema
 from featurizer._runner import RunOptions
 from featurizer._sinks import JsonLinesSink, ParquetSink, encode_json, flatten_grouped
-from featurizer.scaling import _driver, build_plan, run_scaled
+from featurizer.scaling import ScalingError, _driver, build_plan, run_scaled
 from featurizer.scaling._outputs import JsonColumns, join_json_row
 from featurizer.testing import CollectingSink, ExampleTicker
 from tests.scaling.scaling_support import (
@@ -251,3 +253,40 @@ def _fixed_script(seed: int) -> list[tuple[Feature, Event]]:
             event = {"timestamp": ts, "receipt_timestamp": ts, "bid": bid, "ask": rng.random()}
             script.append((_TICKERS[symbol], event))
     return script
+
+
+class _NoStamp(FeatureDefinition):
+    """Outputs events without timestamps (a broken feature)."""
+
+    name = "joined_no_stamp"
+
+    @classmethod
+    def event_schema(cls) -> Schema:
+        return {"x": float}
+
+    @classmethod
+    def dep_upstream_schema(
+        cls, dep_schema: str | None = None
+    ) -> Mapping[str, type[DataDefinition]]:
+        return {"ticker": ExampleTicker}
+
+    @classmethod
+    def stream(cls, upstreams: Mapping[str, Stream], params: Mapping[str, Any]) -> Stream:
+        return upstreams["ticker"].map(lambda e: {"x": e["bid"]})
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_an_output_without_timestamp_fails_the_run_naming_it(tmp_path: Path, policy: str) -> None:
+    """The worker encoding the row part names the feature; the run fails (under either error
+    policy, as when the driver built the row) and publishes nothing."""
+    broken = Feature.create(_NoStamp, {}, {"ticker": _TICKERS["A"]})
+    events = [(_TICKERS["A"], {"timestamp": 1.0, "receipt_timestamp": 1.0, "bid": 1.0, "ask": 2.0})]
+    out = tmp_path / "rows.jsonl"
+    with pytest.raises(ScalingError, match=r"joined_no_stamp.*without field 'timestamp'"):
+        run_scaled(
+            [broken],
+            RunOptions(error_policy=policy),
+            JsonLinesSink(out),
+            make_emitters=memory_emitters(events),
+        )
+    assert os.listdir(tmp_path) == []
