@@ -141,6 +141,7 @@ def main() -> int:
 
     began = time.perf_counter()
     ray.init(
+        address="local",  # a Ray of its own, even when another one runs on this machine
         num_cpus=2,
         object_store_memory=150 * 1024 * 1024,
         include_dashboard=False,
