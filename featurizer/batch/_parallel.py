@@ -124,6 +124,7 @@ def _ray(calls: list[tuple[Any, ...]], workers: int) -> list[PartResult]:
     started = not ray.is_initialized()
     if started:
         ray.init(
+            address="local",  # a Ray of our own, never whatever Ray runs on the machine
             num_cpus=workers,
             object_store_memory=80 * 1024 * 1024,
             include_dashboard=False,

@@ -15,6 +15,7 @@ def ray_cluster() -> Iterator[Any]:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray = pytest.importorskip("ray")
     ray.init(
+        address="local",
         num_cpus=2,
         object_store_memory=120 * 1024 * 1024,
         include_dashboard=False,

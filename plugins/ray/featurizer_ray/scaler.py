@@ -106,6 +106,7 @@ class RayScaler(Scaler):
         }
         if address is None:
             kwargs.update(
+                address="local",  # a Ray of our own, never whatever Ray runs on the machine
                 num_cpus=self.options["num_cpus"] or os.cpu_count() or 1,
                 object_store_memory=int(self.options["object_store_memory"]),
                 _node_ip_address=self.options["node_ip_address"],
