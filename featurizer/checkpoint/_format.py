@@ -29,13 +29,13 @@ from typing import Any
 import attrs
 
 from featurizer.checkpoint._errors import CheckpointError, CorruptCheckpointError
+from featurizer.storage._files import fsync_dir
 
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointInfo",
     "SourcePosition",
     "checkpoint_paths",
-    "fsync_directory",
     "read_checkpoint",
     "read_info",
     "write_checkpoint",
@@ -147,20 +147,6 @@ class CheckpointInfo:
         return lines
 
 
-def fsync_directory(path: Path) -> None:
-    """fsync a directory so a rename in it survives a power loss (skipped where unsupported)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def checkpoint_paths(directory: Path) -> list[Path]:
     """The committed checkpoint files of a checkpoint directory, oldest first."""
     folder = directory / "checkpoints"
@@ -193,7 +179,7 @@ def write_checkpoint(directory: Path, info: CheckpointInfo, state: Mapping[str, 
 
     fault_point("checkpoint-commit")
     os.replace(tmp, path)
-    fsync_directory(folder)
+    fsync_dir(folder)
     return path
 
 

@@ -89,7 +89,7 @@ def verify_directory(directory: str | Path) -> DirectoryReport:
         size = output.stat().st_size if output.is_file() else -1
         segment = path / "segments" / f"{latest.id:08d}.jsonl"
         if size == latest.output_bytes:
-            pass
+            pass  # the output is exactly what the newest checkpoint published
         elif 0 <= latest.output_bytes - latest.segment_bytes <= size < latest.output_bytes and (
             segment.is_file()
         ):

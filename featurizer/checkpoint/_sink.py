@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 from featurizer._sinks import _json_default
 from featurizer.checkpoint._errors import CheckpointError
 from featurizer.checkpoint._faults import fault_armed, fault_point
-from featurizer.checkpoint._format import fsync_directory
+from featurizer.storage._files import fsync_dir
 
 __all__ = ["SegmentedJsonLinesSink"]
 
@@ -79,7 +79,7 @@ class SegmentedJsonLinesSink:
         self._pending = None
         size = self._pending_bytes
         os.replace(self._segments / _PENDING, self.segment_path(checkpoint_id))
-        fsync_directory(self._segments)
+        fsync_dir(self._segments)
         self.rows += self.pending_rows
         self.pending_rows = 0
         return size
@@ -137,7 +137,7 @@ class SegmentedJsonLinesSink:
             self.path.touch()
         for leftover in self._segments.iterdir():
             leftover.unlink()
-        fsync_directory(self._segments)
+        fsync_dir(self._segments)
 
     def start_fresh(self) -> None:
         """Start the target empty (a run without a checkpoint to resume)."""
