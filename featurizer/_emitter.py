@@ -118,6 +118,21 @@ class DataSourceEventEmitter(abc.ABC):
         :raises EmitterError: if the emitter cannot serve this feature (before starting).
         """
 
+    def register_warmup_callback(self, feature: Feature, callback: EventCallback) -> None:
+        """Send the warm-up events of data source ``feature`` to ``callback(event)``.
+
+        An optional capability: an emitter that replays from before the run's start (a book
+        rebuilt from its last snapshot before the start) sends those events here instead of to
+        the :meth:`register_callback` callback, from the same thread, in the same order. The
+        runner registers one for every data source: warm-up events reach the graph (its state
+        is right at the start) but no output row of theirs reaches the sink and they do not
+        count toward ``max_events``. The default ignores it (an emitter without warm-up).
+
+        :param feature: a data-source feature registered with :meth:`register_callback`.
+        :param callback: called with each warm-up event, from the emitter's thread.
+        """
+        return
+
     @abc.abstractmethod
     def start(self) -> None:
         """Start emitting on the emitter's own thread; returns immediately."""

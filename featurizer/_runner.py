@@ -309,8 +309,11 @@ def run(
     plugins = plugins or get_plugins()
     features = construct_features_from_configs(config, plugins)
     outputs = [0]
+    quiet = [False]  # while a warm-up event is dispatched: none of its outputs is written
 
     def write_combined(grouped: GroupedNamedDataEvent) -> None:
+        if quiet[0]:
+            return
         if options.check:
             for feature, event in grouped:
                 check_output_event(feature, event)
@@ -329,7 +332,7 @@ def run(
     )
     if not options.combine_outputs:
         for feature in graph.get_outs():
-            graph.set_callback(feature, _per_feature_writer(sink, outputs, options.check))
+            graph.set_callback(feature, _per_feature_writer(sink, outputs, options.check, quiet))
     plan = assign_emitters(graph.get_ins(), plugins.emitters(), options.emitter)
     check_emitter_settings(plan, plugins.emitters(), options)
     emitters = _build_emitters(plan, plugins, options)
@@ -350,6 +353,8 @@ def run(
             if checkpoint is not None:  # skips what a restarted emitter sends again
                 callback = checkpoint.resume_filter(source, callback)
             emitters[name].register_callback(source, callback)
+            warmup = ties.wrap(source, _quietly(graph.input_callback(source), quiet))
+            emitters[name].register_warmup_callback(source, _locked(warmup, lock))
     context = RunContext(config=config, options=options, graph=graph, emitters=emitters)
     plugins.before_run(context)
     started = time.perf_counter()
@@ -437,10 +442,38 @@ def _resume(
         raise
 
 
+def _quietly(dispatch: Callable[[Event], None], quiet: list[bool]) -> Callable[[Event], None]:
+    """``dispatch`` for a warm-up event: the graph sees it, the sink gets none of its rows."""
+
+    def warm(event: Event) -> None:
+        quiet[0] = True
+        try:
+            dispatch(event)
+        finally:
+            quiet[0] = False
+
+    return warm
+
+
+def _locked(
+    callback: Callable[[Event], None], lock: threading.Lock | None
+) -> Callable[[Event], None]:
+    if lock is None:
+        return callback
+
+    def locked(event: Event) -> None:
+        with lock:
+            callback(event)
+
+    return locked
+
+
 def _per_feature_writer(
-    sink: Sink, outputs: list[int], check: bool
+    sink: Sink, outputs: list[int], check: bool, quiet: list[bool]
 ) -> Callable[[Feature, Event], None]:
     def write(feature: Feature, event: Event) -> None:
+        if quiet[0]:
+            return
         if check:
             check_output_event(feature, event)
         outputs[0] += 1

@@ -64,6 +64,11 @@ class OfflineEventEmitter(GeneratorEmitter):
     overridden to push whole replay chunks at a time, the fast path of a replay, and
     :meth:`events` gives the same events one by one.
 
+    A source rebuilt from snapshots (an ``l2_book``) is replayed from its last full-state
+    event before ``start``; the events before ``start`` are warm-up: they go to the callbacks
+    of :meth:`register_warmup_callback` (so the runner feeds them to the graph but writes none
+    of their rows), unpaced and not counted toward ``max_events``.
+
     :param options: storage root, range, pace and bounds.
 
     >>> emitter = OfflineEventEmitter.from_options({"storage": "/data", "pace": 10})
@@ -85,6 +90,7 @@ class OfflineEventEmitter(GeneratorEmitter):
         self.options = options or OfflineOptions()
         self._config: FeaturizerConfig | None = None
         self._lists: dict[Feature, list[EventCallback]] = {}
+        self._warmups: dict[Feature, list[EventCallback]] = {}
         self._storage: Storage | None = None
         self.replay: Replay | None = None
 
@@ -144,6 +150,18 @@ class OfflineEventEmitter(GeneratorEmitter):
         self.check_source(feature)
         self._lists.setdefault(feature, []).append(callback)
         self._callbacks[feature] = _fan_out(self._lists[feature])
+
+    def register_warmup_callback(self, feature: Feature, callback: EventCallback) -> None:
+        """Send the warm-up events of data source ``feature`` (those before ``start``,
+        replayed from its last snapshot) to ``callback(event)``; without one, warm-up events go
+        to the :meth:`register_callback` callbacks like the others.
+
+        :raises EmitterError: if ``feature`` is not a data source, or after :meth:`start`.
+        """
+        if self._started:
+            raise EmitterError(f"offline emitter: cannot register {feature.name!r} after start()")
+        self.check_source(feature)
+        self._warmups.setdefault(feature, []).append(callback)
 
     # resolving ------------------------------------------------------------------------------
 
@@ -205,6 +223,10 @@ class OfflineEventEmitter(GeneratorEmitter):
             return 0
         replay = self.open()
         callbacks = [self._callbacks[feature] for feature in replay.sources]
+        warmups = [
+            _fan_out(self._warmups[feature]) if feature in self._warmups else callbacks[i]
+            for i, feature in enumerate(replay.sources)
+        ]
         options = self.options
         remaining = options.max_events if options.max_events is not None else -1
         deadline = time.monotonic() + options.duration if options.duration is not None else None
@@ -215,6 +237,9 @@ class OfflineEventEmitter(GeneratorEmitter):
             for whole in replay.chunks():
                 if self._stopping.is_set():
                     break
+                if whole.warmup:
+                    _emit(whole, warmups)
+                    continue
                 chunk = whole
                 if remaining >= 0 and len(chunk) > remaining - count:
                     chunk = _truncate(chunk, remaining - count)
@@ -263,7 +288,8 @@ class OfflineEventEmitter(GeneratorEmitter):
         return sent
 
     def events(self) -> Iterator[tuple[Hashable, Event]]:
-        """The replay's events one by one, keyed by data source (:meth:`run` sends chunks)."""
+        """The replay's events one by one, keyed by data source (:meth:`run` sends chunks),
+        warm-up events included (see :meth:`Replay.chunks` for telling them apart)."""
         replay = self.open()
         for chunk in replay.chunks():
             sources = chunk.sources
