@@ -15,13 +15,11 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from featurizer._errors import FeaturizerError
 from featurizer._feature import Feature
 from featurizer.batch._combine import Combiner
 from featurizer.batch._executor import BatchExecutor
 from featurizer.batch._storage import ColumnarReplay
-from featurizer.offline import PER_CHOICES, effective_warmup
-from featurizer.offline._split import to_timestamp, warmup_needs
+from featurizer.offline._range import StoredRange
 from featurizer.storage import Storage
 
 if TYPE_CHECKING:
@@ -71,42 +69,29 @@ class Backfill:
         chunk_rows: int = 65_536,
         kernels: bool = True,
     ) -> None:
-        from featurizer._config import construct_features_from_configs
-        from featurizer.storage import resolve_root
-
-        if per not in PER_CHOICES:
-            raise FeaturizerError(
-                f"per must be one of {', '.join(map(repr, PER_CHOICES))}, received {per!r}"
-            )
+        stored = StoredRange.resolve(
+            config, storage, start=start, end=end, warmup=warmup, per=per, plugins=plugins
+        )
         self.config = config
-        self._owns_storage = not isinstance(storage, Storage)
-        if isinstance(storage, Storage):
-            self.storage = storage
-        else:
-            root = resolve_root(config.storage, config_path=config.path, override=storage)
-            self.storage = Storage.open(root, readonly=True)
-        self.features = construct_features_from_configs(config, plugins)
-        self.start = to_timestamp(start if start is not None else config.start_date)
-        self.end = to_timestamp(end if end is not None else config.end_date)
-        if self.start is not None and self.end is not None and not self.start < self.end:
-            raise FeaturizerError(f"start {self.start!r} must be before end {self.end!r}")
-        self.warmup = warmup if warmup is not None else effective_warmup(config, self.features)
+        self.storage = stored.storage
+        self._owns_storage = stored.owns_storage
+        self.features = stored.features
+        self.start = stored.start
+        self.end = stored.end
+        self.warmup = stored.warmup
         self.per = per
         self._holes = holes
         self._chunk_rows = chunk_rows
         self._kernels = kernels
-        self._needs = warmup_needs(self.features)
+        self._needs = stored.needs
         self.restarts = 0
         """How many times the warm-up was extended (as the replay does)."""
         self.events_in = 0
         """Input events computed so far (warm-up included)."""
         self.rows_out = 0
         """Rows produced so far."""
-        replay_start = None
-        if self.start is not None:
-            replay_start = self.start - self.warmup if self.warmup else self.start
-        self._checked = not self.warmup or self.start is None
-        self._build(replay_start)
+        self._checked = stored.checked
+        self._build(stored.replay_start)
 
     def _build(self, replay_start: float | None) -> None:
         self.executor = BatchExecutor(self.features, kernels=self._kernels)

@@ -8,12 +8,11 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from featurizer._errors import FeaturizerError
 from featurizer._events import Event, GroupedNamedDataEvent
 from featurizer._feature import Feature
 from featurizer._graph import FeatureStreamGraph
 from featurizer._sinks import flatten_grouped
-from featurizer.offline._split import effective_warmup, to_timestamp, warmup_needs
+from featurizer.offline._range import PER_CHOICES, StoredRange
 from featurizer.storage._replay import Replay, ReplayChunk
 from featurizer.storage._storage import Storage
 
@@ -25,11 +24,6 @@ if TYPE_CHECKING:
     from featurizer.storage._reader import Hole
 
 __all__ = ["PER_CHOICES", "OfflineFeatureStreamGenerator"]
-
-PER_CHOICES = ("event", "timestamp")
-"""``event``: one vector per input event that updated an output (exactly what the live
-combined callback receives). ``timestamp``: of consecutive vectors with the same timestamp,
-only the last (the state once every input of that timestamp was applied)."""
 
 _call = operator.call
 _MAX_RESTARTS = 8
@@ -89,40 +83,28 @@ class OfflineFeatureStreamGenerator:
         segment_rows: int = 16_384,
         prefetch: int = 8,
     ) -> None:
-        from featurizer._config import construct_features_from_configs
-        from featurizer.storage._settings import resolve_root
-
-        if per not in PER_CHOICES:
-            raise FeaturizerError(
-                f"per must be one of {', '.join(map(repr, PER_CHOICES))}, received {per!r}"
-            )
+        stored = StoredRange.resolve(
+            config, storage, start=start, end=end, warmup=warmup, per=per, plugins=plugins
+        )
         self.config = config
-        self._owns_storage = not isinstance(storage, Storage)
-        if isinstance(storage, Storage):
-            self.storage = storage
-        else:
-            root = resolve_root(config.storage, config_path=config.path, override=storage)
-            self.storage = Storage.open(root, readonly=True)
-        self._features = construct_features_from_configs(config, plugins)
+        self.storage = stored.storage
+        self._owns_storage = stored.owns_storage
+        self._features = stored.features
         self._out: list[GroupedNamedDataEvent] = []
         self._collect: Callable[[GroupedNamedDataEvent], None] = self._out.append
         self._callbacks: list[tuple[Feature, FeatureCallback]] = []
-        self.start = to_timestamp(start if start is not None else config.start_date)
-        self.end = to_timestamp(end if end is not None else config.end_date)
-        if self.start is not None and self.end is not None and not self.start < self.end:
-            raise FeaturizerError(f"start {self.start!r} must be before end {self.end!r}")
-        self.warmup = warmup if warmup is not None else effective_warmup(config, self._features)
+        self.start = stored.start
+        self.end = stored.end
+        self.warmup = stored.warmup
         self.per = per
         self._holes = holes
         self._segment_rows = segment_rows
         self._prefetch = prefetch
-        self._needs = warmup_needs(self._features)
+        self._needs = stored.needs
         self.restarts = 0
         """How many times the warm-up was extended (see the class docs)."""
-        replay_start = None
-        if self.start is not None:
-            replay_start = self.start - self.warmup if self.warmup else self.start
-        self._checked = not self.warmup or self.start is None
+        replay_start = stored.replay_start
+        self._checked = stored.checked
         self.events_in = 0
         """Input events pushed through the graph so far (warm-up included)."""
         self.outputs_out = 0
