@@ -13,9 +13,8 @@ from featurizer._errors import FeaturizerError
 from featurizer._plugins import get_plugins
 from featurizer.cli._common import add_config_argument, load, positive_int, write
 from featurizer.cli._record_cmd import add_storage_argument
-from featurizer.cli._replay_cmd import Progress, _seconds, _time
-from featurizer.offline import PER_CHOICES
-from featurizer.storage import HOLE_POLICIES, DataHoleWarning, resolve_root
+from featurizer.cli._replay_cmd import Progress, add_range_arguments
+from featurizer.storage import DataHoleWarning, resolve_root
 
 __all__ = ["register"]
 
@@ -33,26 +32,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_config_argument(parser)
     add_storage_argument(parser)
     parser.add_argument("--out", required=True, help="the output .parquet file")
-    parser.add_argument("--start", type=_time, help="ISO-8601 time or epoch seconds")
-    parser.add_argument("--end", type=_time, help="ISO-8601 time or epoch seconds (exclusive)")
-    parser.add_argument(
-        "--warmup",
-        type=_seconds,
-        help="seconds of data computed before --start to warm windowed features up "
-        "(default: the config's warmup, else derived from the features' windows)",
-    )
-    parser.add_argument(
-        "--per",
-        choices=PER_CHOICES,
-        default="event",
-        help="one row per input event, or per input timestamp",
-    )
-    parser.add_argument(
-        "--holes",
-        choices=HOLE_POLICIES,
-        default="warn",
-        help="what to do about time the data sources were not recorded for",
-    )
+    add_range_arguments(parser)
     parser.add_argument(
         "--workers",
         type=positive_int,

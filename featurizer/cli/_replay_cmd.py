@@ -140,24 +140,15 @@ class Progress:
             self.stream.flush()
 
 
-def register(commands: Any) -> None:
-    """Add the ``replay`` subcommand."""
-    parser = commands.add_parser(
-        "replay",
-        help="compute features offline from stored data sources",
-        description="Replay the data sources of CONFIG stored by `featurizer record` over "
-        "--start..--end (default: the config's start_date..end_date, else everything) through "
-        "the same feature graph that runs live, and write the combined feature vectors "
-        "(JSON Lines to stdout by default).",
-    )
-    add_config_argument(parser)
-    add_storage_argument(parser)
+def add_range_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--start``, ``--end``, ``--warmup``, ``--per`` and ``--holes`` of the commands that
+    compute features over stored data (``replay``, ``backfill``)."""
     parser.add_argument("--start", type=_time, help="ISO-8601 time or epoch seconds")
     parser.add_argument("--end", type=_time, help="ISO-8601 time or epoch seconds (exclusive)")
     parser.add_argument(
         "--warmup",
         type=_seconds,
-        help="seconds of data replayed before --start to warm windowed features up "
+        help="seconds of data computed before --start to warm windowed features up "
         "(default: the config's warmup, else derived from the features' windows)",
     )
     parser.add_argument(
@@ -172,6 +163,21 @@ def register(commands: Any) -> None:
         default="warn",
         help="what to do about time the data sources were not recorded for",
     )
+
+
+def register(commands: Any) -> None:
+    """Add the ``replay`` subcommand."""
+    parser = commands.add_parser(
+        "replay",
+        help="compute features offline from stored data sources",
+        description="Replay the data sources of CONFIG stored by `featurizer record` over "
+        "--start..--end (default: the config's start_date..end_date, else everything) through "
+        "the same feature graph that runs live, and write the combined feature vectors "
+        "(JSON Lines to stdout by default).",
+    )
+    add_config_argument(parser)
+    add_storage_argument(parser)
+    add_range_arguments(parser)
     parser.add_argument("--out", help="output file (.jsonl or .parquet); stdout when omitted")
     parser.add_argument("--format", dest="format_name", help="output format (jsonl, parquet)")
     progress = parser.add_mutually_exclusive_group()
