@@ -131,6 +131,8 @@ def handle(args: argparse.Namespace) -> int:
     outputs = worker_outputs_from_args(args, plugins)  # --outputs workers: checked here
     checkpointed = checkpointed_from_args(args, config, options)
     with observing(args) as metrics:  # a metrics port in use fails before anything starts
+        if metrics is not None and checkpointed is not None:
+            metrics.add_checkpoint(lambda: checkpointed.metrics)
         sink: Any = checkpointed.sink if checkpointed is not None else None
         if sink is None and outputs is None:
             sink = make_sink(plugins, args.out, args.format_name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from featurizer.metrics._dashboard import Dashboard, render_dashboard
 from featurizer.metrics._nodes import NodeMetrics, NodeReading, quantile
 from featurizer.metrics._prometheus import (
+    CHECKPOINT_METRIC_NAMES,
     METRIC_NAMES,
     SCALED_METRIC_NAMES,
     MetricsError,
@@ -27,6 +28,7 @@ from featurizer.metrics._prometheus import (
     serve_metrics,
 )
 from featurizer.metrics._run import (
+    CheckpointStats,
     EdgeStats,
     EmitterReading,
     MetricsSnapshot,
@@ -37,8 +39,10 @@ from featurizer.metrics._run import (
 )
 
 __all__ = [
+    "CHECKPOINT_METRIC_NAMES",
     "METRIC_NAMES",
     "SCALED_METRIC_NAMES",
+    "CheckpointStats",
     "Dashboard",
     "EdgeStats",
     "EmitterReading",

@@ -18,9 +18,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from featurizer._errors import FeaturizerError
 
 if TYPE_CHECKING:
-    from featurizer.metrics._run import RunMetrics
+    from featurizer.metrics._run import CheckpointStats, RunMetrics
 
 __all__ = [
+    "CHECKPOINT_METRIC_NAMES",
     "METRIC_NAMES",
     "SCALED_METRIC_NAMES",
     "MetricsError",
@@ -60,6 +61,20 @@ SCALED_METRIC_NAMES = (
 )
 """The metric names a scaled-out run (``featurizer run --scaler ...``) exposes besides
 :data:`METRIC_NAMES`: what each edge's receiver took, and per-worker counters."""
+
+CHECKPOINT_METRIC_NAMES = (
+    "featurizer_checkpoint_checkpoints_total",
+    "featurizer_checkpoint_duration_seconds",
+    "featurizer_checkpoint_size_bytes",
+    "featurizer_checkpoint_last_commit_timestamp_seconds",
+    "featurizer_checkpoint_restarts_total",
+    "featurizer_checkpoint_replayed_events_total",
+    "featurizer_checkpoint_recovery_seconds",
+    "featurizer_checkpoint_gaps_total",
+)
+"""The metric names a checkpointed run (``featurizer run --checkpoint DIR``) exposes besides
+:data:`METRIC_NAMES`; ``featurizer_checkpoint_last_commit_timestamp_seconds`` once a checkpoint
+is committed."""
 
 _NODE_LABELS = ("node", "key", "definition", "kind")
 _SOURCE_LABELS = ("source", "key", "definition", "emitter")
@@ -249,6 +264,63 @@ class _Collector:
                 if value is not None:
                     family.add_metric([worker.name], value)
         yield from (family for _, family in worker_counters)
+        if snapshot.checkpoint is not None:
+            yield from _checkpoint_families(snapshot.checkpoint)
+
+
+def _checkpoint_families(stats: CheckpointStats) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    for name, help_text, value in (
+        ("featurizer_checkpoint_checkpoints", "Checkpoints committed.", stats.checkpoints),
+        (
+            "featurizer_checkpoint_restarts",
+            "Times the run was restarted in its checkpoint directory.",
+            stats.restarts,
+        ),
+        (
+            "featurizer_checkpoint_replayed_events",
+            "Events replayed from the input log when this process resumed.",
+            stats.replayed_events,
+        ),
+        (
+            "featurizer_checkpoint_gaps",
+            "Live sources that lost data while the run was down.",
+            stats.gaps,
+        ),
+    ):
+        counter = CounterMetricFamily(name, help_text)
+        counter.add_metric([], value)
+        yield counter
+    gauges = [
+        (
+            "featurizer_checkpoint_duration_seconds",
+            "Time from the cut to the commit of the last checkpoint.",
+            stats.last_duration_seconds,
+        ),
+        (
+            "featurizer_checkpoint_size_bytes",
+            "Size of the last checkpoint's state.",
+            stats.last_state_bytes,
+        ),
+        (
+            "featurizer_checkpoint_recovery_seconds",
+            "Time this process took to restore the checkpoint and replay the logged events.",
+            stats.recovery_seconds,
+        ),
+    ]
+    if stats.last_committed_at is not None:
+        gauges.append(
+            (
+                "featurizer_checkpoint_last_commit_timestamp_seconds",
+                "Unix time of the last checkpoint's commit.",
+                stats.last_committed_at,
+            )
+        )
+    for name, help_text, number in gauges:
+        gauge = GaugeMetricFamily(name, help_text)
+        gauge.add_metric([], number)
+        yield gauge
 
 
 def _registry(run_metrics: RunMetrics) -> Any:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from featurizer._graph import FeatureStreamGraph
 
 __all__ = [
+    "CheckpointStats",
     "EdgeStats",
     "EmitterReading",
     "MetricsSnapshot",
@@ -170,6 +171,31 @@ class WorkerStats:
 
 
 @attrs.frozen(kw_only=True)
+class CheckpointStats:
+    """What checkpointing did in this process (a checkpointed run, see
+    :mod:`featurizer.checkpoint`).
+
+    :param checkpoints: checkpoints committed.
+    :param last_duration_seconds: time from the cut to the commit of the last one.
+    :param last_state_bytes: size of its state.
+    :param last_committed_at: Unix time of its commit (``None`` before the first).
+    :param restarts: times the run was restarted in its checkpoint directory.
+    :param replayed_events: events replayed from the input log when this process resumed.
+    :param recovery_seconds: time to restore and replay them.
+    :param gaps: live sources that lost data while the run was down.
+    """
+
+    checkpoints: int
+    last_duration_seconds: float
+    last_state_bytes: int
+    last_committed_at: float | None
+    restarts: int
+    replayed_events: int
+    recovery_seconds: float
+    gaps: int
+
+
+@attrs.frozen(kw_only=True)
 class MetricsSnapshot:
     """Everything :class:`RunMetrics` knows at one moment.
 
@@ -180,6 +206,7 @@ class MetricsSnapshot:
     :param emitters: emitters that report ``stats()``.
     :param edges: transport edges.
     :param workers: the workers of a scaled-out run.
+    :param checkpoint: the checkpoints of a checkpointed run (``None`` otherwise).
     """
 
     taken_at: float
@@ -189,6 +216,7 @@ class MetricsSnapshot:
     emitters: tuple[EmitterReading, ...]
     edges: tuple[EdgeStats, ...]
     workers: tuple[WorkerStats, ...] = ()
+    checkpoint: CheckpointStats | None = None
 
     @property
     def events_in(self) -> int:
@@ -308,6 +336,7 @@ class RunMetrics:
         self._served_by: dict[Feature, str] = {}
         self._edges: list[tuple[str, str, str | None, str | None, Callable[[], Any]]] = []
         self._workers: list[tuple[str, Callable[[], Any]]] = []
+        self._checkpoint: Callable[[], Any] | None = None
         self._history: collections.deque[tuple[float, tuple[int, ...], tuple[int, ...]]] = (
             collections.deque(maxlen=256)
         )
@@ -378,6 +407,15 @@ class RunMetrics:
         """
         with self._lock:
             self._workers.append((name, stats))
+
+    def add_checkpoint(self, stats: Callable[[], Any]) -> None:
+        """Report a checkpointed run: ``stats()`` returns an object or mapping with the fields
+        of :class:`CheckpointStats` (a :class:`featurizer.checkpoint.CheckpointMetrics`).
+
+        :param stats: called at each snapshot, from the exporter's thread.
+        """
+        with self._lock:
+            self._checkpoint = stats
 
     def _rates(
         self,
@@ -472,6 +510,7 @@ class RunMetrics:
             )
             edges = tuple(self._edge_stats())
             workers = self._worker_stats(now)
+            checkpoint = self._checkpoint_stats()
             return MetricsSnapshot(
                 taken_at=wall,
                 uptime_seconds=now - self._started,
@@ -480,7 +519,30 @@ class RunMetrics:
                 emitters=emitters,
                 edges=edges,
                 workers=workers,
+                checkpoint=checkpoint,
             )
+
+    def _checkpoint_stats(self) -> CheckpointStats | None:
+        if self._checkpoint is None:
+            return None
+        try:
+            values = self._checkpoint()
+        except Exception:
+            logger.debug("checkpoint stats failed", exc_info=True)
+            return None
+        if values is None:
+            return None
+        committed = _field(values, "last_committed_at")
+        return CheckpointStats(
+            checkpoints=_count(_field(values, "checkpoints")) or 0,
+            last_duration_seconds=float(_field(values, "last_duration_seconds") or 0.0),
+            last_state_bytes=_count(_field(values, "last_state_bytes")) or 0,
+            last_committed_at=None if committed is None else float(committed),
+            restarts=_count(_field(values, "restarts")) or 0,
+            replayed_events=_count(_field(values, "replayed_events")) or 0,
+            recovery_seconds=float(_field(values, "recovery_seconds") or 0.0),
+            gaps=_count(_field(values, "gaps")) or 0,
+        )
 
     def _edge_stats(self) -> Iterable[EdgeStats]:
         for name, transport, sender, receiver, stats in self._edges:
