@@ -171,3 +171,11 @@ def test_a_resumed_run_exports_its_restart_and_replay(
     assert 0 < replayed <= FAIL_AT - 2 * EVERY
     assert f"replayed: {int(replayed):,} events" in err
     assert samples["featurizer_checkpoint_recovery_seconds"] > 0
+
+
+def test_every_checkpoint_metric_is_documented() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for page in ("metrics.md", "fault-tolerance.md"):
+        text = (docs / page).read_text(encoding="utf-8")
+        missing = [name for name in CHECKPOINT_METRIC_NAMES if f"`{name}`" not in text]
+        assert not missing, f"docs/{page} does not document {missing}"
