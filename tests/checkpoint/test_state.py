@@ -91,10 +91,15 @@ def _trade_features() -> list[Feature]:
 def _book_features() -> list[Feature]:
     book = source(features.L2BookSource)
     snapshot = feature(features.L2Snapshot, {"depth": 3}, l2_book=book)
+    top = feature(features.L2Snapshot, {"depth": 1}, l2_book=book)
+    mid = feature(features.MidPriceL2, {}, l2_snapshot=snapshot)
+    top_mid = feature(features.MidPriceL2, {}, l2_snapshot=top)
     return [
         snapshot,
         feature(features.OrderBookImbalance, {"depth": 2}, l2_snapshot=snapshot),
-        feature(features.MidPriceL2, {}, l2_snapshot=snapshot),
+        mid,
+        feature(features.RelativeSpreadL2, {}, l2_snapshot=snapshot),
+        feature(features.Basis, {}, venue=mid, reference=top_mid),
     ]
 
 

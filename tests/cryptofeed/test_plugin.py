@@ -40,7 +40,6 @@ def test_found_through_its_own_distributions_entry_point() -> None:
     assert info.hooks == (
         "featurizer_register_data_source_definitions",
         "featurizer_register_emitters",
-        "featurizer_register_feature_definitions",
     )
     spec = plugins.emitters()["cryptofeed"]
     assert spec.emitter_class is CryptofeedEventEmitter

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from featurizer_cryptofeed import Basis, RelativeSpreadL2, supported_exchanges
-from featurizer_cryptofeed._venues import spread_from_snapshot
-from featurizer_features import MidPrice, TickerSource
+from featurizer_cryptofeed import supported_exchanges
+from featurizer_features import Basis, MidPrice, RelativeSpreadL2, TickerSource
+from featurizer_features.venues import spread_from_snapshot
 from hypothesis import given
 from hypothesis import strategies as st
 

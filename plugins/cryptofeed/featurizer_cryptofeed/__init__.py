@@ -4,15 +4,14 @@ Registers the ``cryptofeed`` emitter, the default for ``ticker``, ``book_ticker`
 and ``l2_book`` data sources on every exchange cryptofeed speaks that offers the channel
 (:func:`supported_exchanges`, derived from cryptofeed's ``EXCHANGE_MAP``), and the
 ``book_ticker`` (ticker with sizes) and ``feed_gaps`` (where a live stream lost data) data
-sources, and two features for venues side by side: ``relative_spread_l2`` (the spread from
-the book's top, for venues without a ticker) and ``basis`` (one venue's mid against
-another's). cryptofeed is imported when the registration hook runs (to list its exchanges) and
+sources (the features for venues side by side, ``relative_spread_l2`` and ``basis``, are
+standard features of ``featurizer-features``). cryptofeed is imported when the registration hook runs (to list its exchanges) and
 when an emitter is used, never at import: discovery works without it.
 """
 
 from __future__ import annotations
 
-from featurizer import DataSourceDefinition, EmitterSpec, FeatureDefinition, hookimpl
+from featurizer import DataSourceDefinition, EmitterSpec, hookimpl
 from featurizer_cryptofeed._exchanges import (
     CHANNELS,
     DATA_SOURCES,
@@ -26,7 +25,6 @@ from featurizer_cryptofeed._families import FAMILIES, GENERIC, ExchangeFamily, f
 from featurizer_cryptofeed._options import CryptofeedOptions, Endpoints
 from featurizer_cryptofeed._sources import GAP_REASONS, BookTickerSource, FeedGapsSource
 from featurizer_cryptofeed._stats import EmitterStats, ExchangeStats, StreamStats
-from featurizer_cryptofeed._venues import Basis, RelativeSpreadL2
 from featurizer_cryptofeed.emitter import CryptofeedEventEmitter
 
 __all__ = [
@@ -37,7 +35,6 @@ __all__ = [
     "GAP_REASONS",
     "GENERIC",
     "PINNED_EXCHANGES",
-    "Basis",
     "BookTickerSource",
     "CryptofeedEventEmitter",
     "CryptofeedOptions",
@@ -47,7 +44,6 @@ __all__ = [
     "ExchangeStats",
     "ExchangeSupport",
     "FeedGapsSource",
-    "RelativeSpreadL2",
     "StreamStats",
     "describe_exchanges",
     "family_of",
@@ -73,9 +69,3 @@ def featurizer_register_emitters() -> list[EmitterSpec]:
 def featurizer_register_data_source_definitions() -> list[type[DataSourceDefinition]]:
     """``book_ticker`` (ticker with sizes) and ``feed_gaps`` (gap events of live streams)."""
     return [BookTickerSource, FeedGapsSource]
-
-
-@hookimpl
-def featurizer_register_feature_definitions() -> list[type[FeatureDefinition]]:
-    """``relative_spread_l2`` and ``basis``: features for several venues side by side."""
-    return [RelativeSpreadL2, Basis]

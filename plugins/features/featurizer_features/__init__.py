@@ -11,18 +11,21 @@ from featurizer_features.order_book_imbalance import OrderBookImbalance
 from featurizer_features.relative_spread import RelativeSpread
 from featurizer_features.sources import L2BookSource, TickerSource, TradesSource
 from featurizer_features.trade_volume_imbalance import TradeVolumeImbalance
+from featurizer_features.venues import Basis, RelativeSpreadL2
 from featurizer_features.volatility import Volatility
 from featurizer_features.vwap import VWAP
 
 __all__ = [
     "OHLCV",
     "VWAP",
+    "Basis",
     "L2BookSource",
     "L2Snapshot",
     "MidPrice",
     "MidPriceL2",
     "OrderBookImbalance",
     "RelativeSpread",
+    "RelativeSpreadL2",
     "TickerSource",
     "TradeVolumeImbalance",
     "TradesSource",
@@ -49,4 +52,6 @@ def featurizer_register_feature_definitions() -> list[type[FeatureDefinition]]:
         L2Snapshot,
         MidPriceL2,
         OrderBookImbalance,
+        RelativeSpreadL2,
+        Basis,
     ]

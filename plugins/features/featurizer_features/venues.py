@@ -1,6 +1,6 @@
 """Features for venues side by side: the spread from the book's top, and a cross-venue basis.
 
-Not every exchange has a ticker channel (Coinbase, Gemini, Bitstamp, ... in cryptofeed 2.4.1):
+Not every exchange has a ticker channel (Coinbase, Gemini, Bitstamp, ... through cryptofeed):
 there the mid price comes from the book (the standard ``mid_price_l2``) and the relative
 spread from :class:`RelativeSpreadL2`. :class:`Basis` compares one venue's mid price with a
 reference venue's, whichever way each was computed.
@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from featurizer_features import L2Snapshot, MidPrice
 from streamz import Stream
 
 from featurizer import DataDefinition, Event, FeatureDefinition, Schema
+from featurizer_features.l2_snapshot import L2Snapshot
+from featurizer_features.mid_price import MidPrice
 
 __all__ = ["Basis", "RelativeSpreadL2", "basis_of", "spread_from_snapshot"]
 
