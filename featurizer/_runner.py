@@ -353,7 +353,10 @@ def run(
             if checkpoint is not None:  # skips what a restarted emitter sends again
                 callback = checkpoint.resume_filter(source, callback)
             emitters[name].register_callback(source, callback)
-            warmup = ties.wrap(source, _quietly(graph.input_callback(source), quiet))
+            if checkpoint is None:
+                warmup = ties.wrap(source, _quietly(graph.input_callback(source), quiet))
+            else:  # neither logged nor cut: a resumed run could not rebuild their state
+                warmup = _no_warmup(source)
             emitters[name].register_warmup_callback(source, _locked(warmup, lock))
     context = RunContext(config=config, options=options, graph=graph, emitters=emitters)
     plugins.before_run(context)
@@ -453,6 +456,17 @@ def _quietly(dispatch: Callable[[Event], None], quiet: list[bool]) -> Callable[[
             quiet[0] = False
 
     return warm
+
+
+def _no_warmup(source: Feature) -> Callable[[Event], None]:
+    def refuse(event: Event) -> None:
+        raise EmitterError(
+            f"data source {source.name!r} is replayed from its last snapshot before the run's "
+            f"start (warm-up events), which a checkpointed run cannot log: start the run at "
+            f"or before that snapshot, or run it without checkpoints"
+        )
+
+    return refuse
 
 
 def _locked(

@@ -121,3 +121,19 @@ def test_warm_up_events_do_not_count_toward_max_events(
     ran = _rows(out)
     assert ran and ran == replayed[: len(ran)]
     assert len(ran) <= 400
+
+
+def test_a_checkpointed_run_from_a_start_is_refused_in_one_line(
+    recorded: tuple[Path, float, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Warm-up events are neither logged nor cut, so a resumed run could not rebuild the book:
+    refused, naming the source, nothing published."""
+    root, start, config = recorded
+    out = tmp_path / "run.jsonl"
+    command = ["run", str(config), "--emitter", "offline", "--storage", str(root)]
+    options = ["--emitter-option", f"start={start!r}", "--checkpoint", str(tmp_path / "ck")]
+    assert main([*command, "--out", str(out), *options]) != 0
+    err = capsys.readouterr().err
+    assert "l2_book.synthetic.BTC-USDT" in err and "checkpointed run" in err
+    assert "Traceback" not in err
+    assert not out.exists() or not out.read_text(encoding="utf-8")
