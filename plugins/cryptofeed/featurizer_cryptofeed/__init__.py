@@ -5,8 +5,9 @@ and ``l2_book`` data sources on every exchange cryptofeed speaks that offers the
 (:func:`supported_exchanges`, derived from cryptofeed's ``EXCHANGE_MAP``), and the
 ``book_ticker`` (ticker with sizes) and ``feed_gaps`` (where a live stream lost data) data
 sources (the features for venues side by side, ``relative_spread_l2`` and ``basis``, are
-standard features of ``featurizer-features``). cryptofeed is imported when the registration hook runs (to list its exchanges) and
-when an emitter is used, never at import: discovery works without it.
+standard features of ``featurizer-features``). cryptofeed is imported when the registration
+hook runs (to list its exchanges) and when an emitter is used, never at import: discovery
+works without it.
 """
 
 from __future__ import annotations
