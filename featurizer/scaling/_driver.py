@@ -25,7 +25,7 @@ from featurizer._sinks import JsonLinesSink, Sink, flatten_grouped
 from featurizer.scaling._errors import PlanError, ScalingError, WorkerError
 from featurizer.scaling._observe import ScaledRunObserver
 from featurizer.scaling._ordering import OutputCollector
-from featurizer.scaling._outputs import WorkerOutputs, join_json_row
+from featurizer.scaling._outputs import WorkerOutputs, join_json_row, merge_row
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._specs import ScalerSpec
 from featurizer.scaling._transport import Batch, Inbox, Transport
@@ -157,9 +157,10 @@ class ScaledRunRequest:
     :param idle_timeout: seconds without events after which a source group is idle (see
         :class:`~featurizer.scaling.WorkerRuntime`); ``None``: never.
     :param heartbeat_interval: seconds between a worker's heartbeats to the driver.
-    :param encode_json: workers send the driver each output event as its timestamp and the
-        text of its columns in a combined JSON Lines row (the driver writes JSON Lines and
-        joins rows from that text).
+    :param row_parts: workers send the driver, instead of each output event, its part of the
+        combined rows: ``"json"`` (the text of its columns: the driver writes JSON Lines and
+        joins rows), ``"columns"`` (its named columns: the driver merges rows), ``None`` (the
+        event). See :class:`~featurizer.scaling.WorkerRuntime`.
     """
 
     config: FeaturizerConfig | None
@@ -178,7 +179,7 @@ class ScaledRunRequest:
     driver_addresses: Mapping[int, str] = attrs.field(factory=dict)
     idle_timeout: float | None = None
     heartbeat_interval: float = 0.5
-    encode_json: bool = False
+    row_parts: str | None = None
 
     def driver_address_for(self, index: int) -> str:
         """Where worker ``index`` sends to the driver."""
@@ -195,7 +196,7 @@ class ScaledRunRequest:
             "idle_timeout": self.idle_timeout,
             "heartbeat_interval": self.heartbeat_interval,
             "config": self.config,
-            "encode_json": self.encode_json,
+            "row_parts": self.row_parts,
         }
 
 
@@ -556,13 +557,10 @@ def run_scaled(
     rows = [0]
 
     write_row = sink.write_row if sink is not None else (lambda row: None)
-    # a JSON Lines row is joined from the text of its columns the workers encoded
-    encode_json = (
-        isinstance(sink, JsonLinesSink)
-        and options.combine_outputs
-        and outputs is None
-        and on_combined is None
-    )
+    # rows are built from parts the workers made: joined text for JSON Lines, else columns
+    row_parts = None
+    if sink is not None and options.combine_outputs and outputs is None and on_combined is None:
+        row_parts = "json" if isinstance(sink, JsonLinesSink) else "columns"
 
     def write_combined(grouped: GroupedNamedDataEvent) -> None:
         rows[0] += 1
@@ -574,8 +572,13 @@ def run_scaled(
         rows[0] += 1
         write_text(join_json_row(grouped))
 
-    if encode_json:
+    def write_merged(grouped: Any) -> None:
+        rows[0] += 1
+        write_row(merge_row(grouped))
+
+    if row_parts == "json":
         write_text = sink.write_text  # type: ignore[union-attr]
+    writers = {"json": write_joined, "columns": write_merged}
 
     def write_event(feature: Feature, event: Event) -> None:
         rows[0] += 1
@@ -583,7 +586,7 @@ def run_scaled(
 
     collector = OutputCollector(
         plan,
-        on_combined=(write_joined if encode_json else write_combined)
+        on_combined=writers.get(row_parts or "", write_combined)
         if options.combine_outputs
         else None,
         on_event=None if options.combine_outputs else write_event,
@@ -632,7 +635,7 @@ def run_scaled(
             flush_interval=flush_interval,
             make_emitters=make_emitters,
             outputs=outputs,
-            encode_json=encode_json,
+            row_parts=row_parts,
         )
         plugins.before_run(context)
         launched = scaler_obj.launch(request, plan, plugins)

@@ -27,7 +27,19 @@ from featurizer._plugins import Plugins
 from featurizer._sinks import JsonLinesSink, Sink, encode_json
 from featurizer.scaling._errors import ScalingError
 
-__all__ = ["OUTPUT_MODES", "JsonColumns", "WorkerOutputs", "join_json_row"]
+__all__ = [
+    "OUTPUT_MODES",
+    "ROW_PARTS",
+    "JsonColumns",
+    "RowColumns",
+    "WorkerOutputs",
+    "join_json_row",
+    "merge_row",
+]
+
+ROW_PARTS = ("json", "columns")
+"""What workers send the driver for its combined rows (see :class:`JsonColumns` and
+:class:`RowColumns`)."""
 
 _TIMESTAMPS = ("timestamp", "receipt_timestamp")
 _FLOAT_REPR = float.__repr__
@@ -155,6 +167,14 @@ class WorkerOutputs:
                 )
         return paths
 
+    def row_parts(self, plugins: Plugins, index: int) -> str:
+        """What worker ``index`` combines its rows from: ``json`` for the core's JSON Lines
+        sink, else ``columns`` (see :data:`ROW_PARTS`).
+
+        :raises ScalingError: as :meth:`sink_name`.
+        """
+        return "json" if self.writes_json_lines(plugins, index) else "columns"
+
     def writes_json_lines(self, plugins: Plugins, index: int) -> bool:
         """Whether worker ``index``'s sink is the core's JSON Lines sink (which takes rows a
         worker joined from encoded columns, see :class:`JsonColumns`).
@@ -219,6 +239,66 @@ class JsonColumns:
             else:
                 parts.append(key + encode_json(value))
         return stamp, "".join(parts)
+
+
+class RowColumns:
+    """Names, in a worker, one output feature's columns of the combined rows of other sinks.
+
+    The part of one output event is its timestamp and the mapping ``{"<feature>.<field>":
+    value}`` of its fields but the timestamps, in the event's order; the driver builds each
+    row by updating one mapping with the latest part of every output (:func:`merge_row`).
+
+    :param feature: the output feature.
+
+    >>> from featurizer.testing import ExampleTicker
+    >>> f = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"}, name="t")
+    >>> RowColumns(f)({"timestamp": 2.0, "receipt_timestamp": 2.5, "bid": 1.0})
+    (2.0, {'t.bid': 1.0})
+    """
+
+    def __init__(self, feature: Feature) -> None:
+        self.feature = feature
+        self._keys: dict[Any, str] = {}
+
+    def __call__(self, event: Event) -> tuple[Any, dict[str, Any]]:
+        """The event's timestamp and its named columns.
+
+        :raises EventValidationError: for an event without a timestamp (naming the feature).
+        """
+        try:
+            stamp = event["timestamp"]
+            items = event.items()
+        except (KeyError, TypeError, AttributeError):
+            from featurizer._graph import check_output_event
+
+            check_output_event(self.feature, event)
+            raise
+        keys = self._keys
+        columns = {}
+        for field, value in items:
+            key = keys.get(field)
+            if key is None:
+                if field in _TIMESTAMPS:
+                    continue
+                key = keys[field] = f"{self.feature.name}.{field}"
+            columns[key] = value
+        return stamp, columns
+
+
+def merge_row(parts: Sequence[tuple[Any, tuple[Any, Mapping[str, Any]]]]) -> dict[str, Any]:
+    """One combined row from the latest part of every output, in plan order: the row
+    :func:`~featurizer._sinks.flatten_grouped` builds from the same events.
+
+    :param parts: ``(feature, (timestamp, columns))`` per output, as :class:`RowColumns` made.
+
+    >>> merge_row([(None, (1.0, {"a.x": 1.5})), (None, (2.0, {"b.y": None}))])
+    {'timestamp': 2.0, 'a.x': 1.5, 'b.y': None}
+    """
+    row: dict[str, Any] = {"timestamp": max([part[1][0] for part in parts])}
+    update = row.update
+    for part in parts:
+        update(part[1][1])
+    return row
 
 
 def join_json_row(parts: Sequence[tuple[Any, tuple[Any, str]]]) -> str:

@@ -20,7 +20,13 @@ from featurizer._runner import RunOptions, assign_emitters
 from featurizer._sinks import Sink, flatten_grouped
 from featurizer.scaling._errors import ScalingError, TransportError
 from featurizer.scaling._ordering import GroupMerge, OutputCollector, _Channel
-from featurizer.scaling._outputs import JsonColumns, WorkerOutputs, join_json_row
+from featurizer.scaling._outputs import (
+    JsonColumns,
+    RowColumns,
+    WorkerOutputs,
+    join_json_row,
+    merge_row,
+)
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._transport import END_WATERMARK, Batch, Outbox, Transport, Watermark
 
@@ -129,10 +135,12 @@ class WorkerRuntime:
     :param outputs: worker-output mode: merge, combine and write this worker's own outputs
         to its own file (published by :meth:`stop` with ``ok=True``) and send the driver only
         the final metrics; ``None``: send every output record to the driver.
-    :param encode_json: send the driver, instead of each output event, its timestamp and the
-        text of its columns in a combined JSON Lines row (:class:`JsonColumns`), so that the
-        driver joins rows without encoding values. In worker-output mode a worker writing
-        JSON Lines combines its own rows that way whatever this says.
+    :param row_parts: send the driver, instead of each output event, its part of the combined
+        rows: ``"json"``, its timestamp and the text of its columns in a JSON Lines row
+        (:class:`JsonColumns`: the driver joins rows without encoding values); ``"columns"``,
+        its timestamp and its named columns (:class:`RowColumns`: the driver merges them);
+        ``None``: the event. Only when combining; in worker-output mode a worker combines its
+        own rows from the parts its sink takes, whatever this says.
     """
 
     def __init__(
@@ -150,15 +158,14 @@ class WorkerRuntime:
         idle_timeout: float | None = None,
         heartbeat_interval: float = 0.5,
         config: FeaturizerConfig | None = None,
-        encode_json: bool = False,
+        row_parts: str | None = None,
     ) -> None:
         self.plan = plan
-        mine = plan.workers[index].outputs
-        self.encode_json = options.combine_outputs and (
-            encode_json
-            if outputs is None
-            else bool(mine) and outputs.writes_json_lines(plugins, index)
-        )
+        if not options.combine_outputs:
+            row_parts = None
+        elif outputs is not None:
+            row_parts = outputs.row_parts(plugins, index) if plan.workers[index].outputs else None
+        self.row_parts = row_parts
         self.config = config
         self.index = index
         self.worker = plan.workers[index]
@@ -239,6 +246,12 @@ class WorkerRuntime:
             self.rows_out += 1
             write_text(join_json_row(grouped))
 
+        def write_merged(grouped: Any) -> None:  # (feature, (timestamp, columns)) per output
+            self.rows_out += 1
+            write_row(merge_row(grouped))
+
+        writers = {"json": write_joined, "columns": write_merged}
+
         def write_event(feature: Feature, event: Event) -> None:
             self.rows_out += 1
             write_row({"feature": feature.name, **event})
@@ -246,7 +259,7 @@ class WorkerRuntime:
         combine = self.options.combine_outputs
         self._local = OutputCollector(
             self.plan,
-            on_combined=(write_joined if self.encode_json else write_combined) if combine else None,
+            on_combined=writers.get(self.row_parts or "", write_combined) if combine else None,
             on_event=None if combine else write_event,
             combine=combine,
             worker=self.index,
@@ -281,7 +294,7 @@ class WorkerRuntime:
         current = self._current
         limit = self.batch_size
         flush = self._flush
-        if self.encode_json and DRIVER in wanted:
+        if self.row_parts is not None and DRIVER in wanted:
             return self._encoding_recorder(position, destinations)
 
         def record(_feature: Feature, event: Event) -> None:
@@ -297,10 +310,11 @@ class WorkerRuntime:
     def _encoding_recorder(
         self, position: int, destinations: list[_Destination]
     ) -> Callable[[Feature, Event], None]:
-        """The driver gets the event's timestamp and columns' text, other workers the event."""
+        """The driver gets the event's part of the rows (:attr:`row_parts`), other workers the
+        event."""
         driver = self._destinations[DRIVER]
         others = [d for d in destinations if d is not driver]
-        encode = JsonColumns(self._table[position])
+        encode = (JsonColumns if self.row_parts == "json" else RowColumns)(self._table[position])
         current = self._current
         limit = self.batch_size
         flush = self._flush

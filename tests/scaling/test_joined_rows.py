@@ -1,5 +1,6 @@
-"""JSON Lines rows the driver joins from the text its workers encoded are, byte for byte, the
-rows a single process writes: any values, any grouping of sub-DAGs, ties between them."""
+"""Rows the driver builds from parts its workers made — JSON Lines text joined, or named
+columns merged for other sinks — are, byte for byte (JSON Lines) or value for value, the rows
+a single process writes: any values, any grouping of sub-DAGs, ties between them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from featurizer import DataDefinition, Event, Feature, FeatureDefinition, Schema
 from featurizer._runner import RunOptions
 from featurizer._sinks import JsonLinesSink, ParquetSink, encode_json, flatten_grouped
 from featurizer.scaling import ScalingError, _driver, build_plan, run_scaled
-from featurizer.scaling._outputs import JsonColumns, join_json_row
+from featurizer.scaling._outputs import JsonColumns, RowColumns, join_json_row, merge_row
 from featurizer.testing import CollectingSink, ExampleTicker
 from tests.scaling.scaling_support import (
     Pairs,
@@ -77,10 +78,24 @@ def test_a_joined_row_is_the_encoded_flat_row(grouped: list[tuple[Feature, Event
     assert join_json_row(parts) == encode_json(flat)
 
 
-def test_an_event_without_timestamp_names_its_feature() -> None:
+@settings(max_examples=300, deadline=None)
+@given(_grouped())
+def test_a_merged_row_is_the_flat_row(grouped: list[tuple[Feature, Event]]) -> None:
+    """Same keys in the same order (columns named alike included), same values."""
+    flat = flatten_grouped(tuple(grouped))
+    merged = merge_row([(feature, RowColumns(feature)(event)) for feature, event in grouped])
+    assert list(merged.items()) == list(flat.items()) or _nan_equal(merged, flat)
+
+
+def _nan_equal(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return list(a) == list(b) and encode_json(a) == encode_json(b)
+
+
+@pytest.mark.parametrize("make", [JsonColumns, RowColumns])
+def test_an_event_without_timestamp_names_its_feature(make: Any) -> None:
     feature = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "S"}, name="t")
     with pytest.raises(Exception, match="t") as caught:
-        JsonColumns(feature)({"bid": 1.0})
+        make(feature)({"bid": 1.0})
     assert "timestamp" in str(caught.value)
 
 
@@ -152,8 +167,7 @@ def test_driver_joined_jsonl_is_single_process_byte_for_byte(
     strategy, workers = layout
     plan = build_plan(_OUTPUTS, "single", 1, _driver.get_plugins())
     ordered = canonical(plan, script)
-    reference = CollectingSink()
-    run_scaled(_OUTPUTS, RunOptions(), reference, make_emitters=memory_emitters(ordered))
+    reference = _reference_rows(ordered)
     out = tmp_path_factory.mktemp("joined") / "rows.jsonl"
     before = joins[0]
     summary = run_scaled(
@@ -164,12 +178,65 @@ def test_driver_joined_jsonl_is_single_process_byte_for_byte(
         strategy=strategy,
         make_emitters=memory_emitters(ordered),
     )
-    assert joins[0] - before == summary.outputs_out == len(reference.rows)
-    assert out.read_bytes() == _expected_text(reference.rows)
+    assert joins[0] - before == summary.outputs_out == len(reference)
+    assert out.read_bytes() == _expected_text(reference)
+
+
+def _reference_rows(ordered: Sequence[tuple[Feature, Event]]) -> list[dict[str, Any]]:
+    """What one process writes: the graph's combined outputs, flattened."""
+    from featurizer import FeatureStreamGraph
+
+    rows: list[dict[str, Any]] = []
+    graph = FeatureStreamGraph(
+        _OUTPUTS,
+        combine_outputs=True,
+        combined_out_callback=lambda grouped: rows.append(flatten_grouped(grouped)),
+    )
+    for named in ordered:
+        graph.emit_named_data_event(named)
+    return rows
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    script=_script(),
+    layout=st.sampled_from([("single", 1), ("by_source", 2), ("by_source", 3), ("split", 2)]),
+)
+def test_driver_merged_rows_are_single_process_rows(
+    monkeypatch: pytest.MonkeyPatch, script: list[tuple[Feature, Event]], layout: tuple[str, int]
+) -> None:
+    """A sink of row mappings gets, from rows merged of the workers' named columns, the rows
+    of one process (same keys in the same order, same values)."""
+    merged = [0]
+    original = _driver.merge_row
+
+    def counting(parts: Sequence[Any]) -> dict[str, Any]:
+        merged[0] += 1
+        return original(parts)
+
+    monkeypatch.setattr(_driver, "merge_row", counting)
+    strategy, workers = layout
+    ordered = canonical(build_plan(_OUTPUTS, "single", 1, _driver.get_plugins()), script)
+    sink = CollectingSink()
+    summary = run_scaled(
+        _OUTPUTS,
+        RunOptions(),
+        sink,
+        workers=workers,
+        strategy=strategy,
+        make_emitters=memory_emitters(ordered),
+    )
+    expected = _reference_rows(ordered)
+    assert merged[0] == summary.outputs_out == len(expected)
+    assert [list(row.items()) for row in sink.rows] == [list(row.items()) for row in expected]
 
 
 def test_parquet_from_the_driver_equals_single_process(tmp_path: Path) -> None:
-    """Parquet is written from the driver's flat rows: equal to the one-worker run's table."""
+    """Parquet from rows the driver merged: the table one process writes, for every layout."""
     pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
     script = [
         (_TICKERS[s], {"timestamp": 1.0 + i // 3, "receipt_timestamp": 1.0, "bid": i, "ask": 2.5})
@@ -177,8 +244,12 @@ def test_parquet_from_the_driver_equals_single_process(tmp_path: Path) -> None:
     ]
     plan = build_plan(_OUTPUTS, "single", 1, _driver.get_plugins())
     ordered = canonical(plan, script)
-    tables = []
-    for strategy, workers in (("single", 1), ("by_source", 2)):
+    single = ParquetSink(tmp_path / "one-process.parquet")
+    for row in _reference_rows(ordered):
+        single.write_row(row)
+    single.close()
+    tables = [pyarrow_parquet.read_table(tmp_path / "one-process.parquet")]
+    for strategy, workers in (("single", 1), ("by_source", 2), ("split", 2)):
         path = tmp_path / f"{strategy}.parquet"
         run_scaled(
             _OUTPUTS,
@@ -190,7 +261,8 @@ def test_parquet_from_the_driver_equals_single_process(tmp_path: Path) -> None:
         )
         tables.append(pyarrow_parquet.read_table(path))
     assert tables[0].num_rows > 0
-    assert tables[0].equals(tables[1])
+    for table in tables[1:]:
+        assert table.equals(tables[0])
 
 
 @pytest.mark.parametrize("seed", [0, 1])
