@@ -16,9 +16,9 @@ with 2 CPUs bound to 127.0.0.1; each ratio printed is the median of the per-roun
 * ``ray 2 driver``: ``by_source`` over 2 workers, every output merged and combined by the
   driver (``--outputs driver``, the default), which competes with the workers for the cores;
   the workers encode their outputs' JSON columns and the driver joins each row from that text;
-* ``ray 2 dict rows``: the same, through a sink that only takes row mappings, so that the
-  driver builds and encodes every row itself (what the driver did before the workers encoded
-  columns; kept to show what that costs);
+* ``ray 2 dict rows``: the same, with an ``on_combined`` callback (which needs the events),
+  so that the driver flattens and encodes every row itself (what the driver did before the
+  workers encoded columns; kept to show what that costs);
 * ``ray 2 workers``: ``by_source`` over 2 workers, each writing its own file
   (``--outputs workers``).
 
@@ -115,14 +115,6 @@ def _digest(path: str) -> str:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-class _RowsOnly:
-    """A JSON Lines sink seen only as a :class:`~featurizer._sinks.Sink` of row mappings."""
-
-    def __init__(self, sink: Any) -> None:
-        self.write_row = sink.write_row
-        self.close = sink.close
-
-
 def main() -> int:
     events = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -154,15 +146,15 @@ def main() -> int:
         return run(config, options, JsonLinesSink(out))
 
     def scaled(workers: int, mode: str, out: str) -> Any:
-        sinks = {"driver": JsonLinesSink, "rows": lambda path: _RowsOnly(JsonLinesSink(path))}
         return run_scaled(
             config,
             options,
-            sinks[mode](out) if mode in sinks else None,
+            JsonLinesSink(out) if mode in ("driver", "rows") else None,
             scaler="ray",
             workers=workers,
             strategy="single" if workers == 1 else "by_source",
             outputs=WorkerOutputs(target=out + "-{worker}.jsonl") if mode == "workers" else None,
+            on_combined=(lambda grouped: None) if mode == "rows" else None,
         )
 
     modes = {
