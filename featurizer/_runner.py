@@ -32,6 +32,7 @@ __all__ = [
     "assign_emitters",
     "check_emitter_settings",
     "check_sources",
+    "refuse_warmup",
     "run",
 ]
 
@@ -356,7 +357,9 @@ def run(
             if checkpoint is None:
                 warmup = ties.wrap(source, _quietly(graph.input_callback(source), quiet))
             else:  # neither logged nor cut: a resumed run could not rebuild their state
-                warmup = _no_warmup(source)
+                warmup = refuse_warmup(
+                    source, "a checkpointed run (its input log)", "run it without checkpoints"
+                )
             emitters[name].register_warmup_callback(source, _locked(warmup, lock))
     context = RunContext(config=config, options=options, graph=graph, emitters=emitters)
     plugins.before_run(context)
@@ -458,12 +461,21 @@ def _quietly(dispatch: Callable[[Event], None], quiet: list[bool]) -> Callable[[
     return warm
 
 
-def _no_warmup(source: Feature) -> Callable[[Event], None]:
+def refuse_warmup(source: Feature, run: str, instead: str) -> Callable[[Event], None]:
+    """A warm-up callback (see :meth:`DataSourceEventEmitter.register_warmup_callback`) for a
+    run that cannot take warm-up events: the first one fails the emitter with one line.
+
+    :param source: the data source.
+    :param run: what cannot take them and why (``"a checkpointed run, which cannot log
+        them"``).
+    :param instead: what to do instead (``"run it without checkpoints"``).
+    """
+
     def refuse(event: Event) -> None:
         raise EmitterError(
             f"data source {source.name!r} is replayed from its last snapshot before the run's "
-            f"start (warm-up events), which a checkpointed run cannot log: start the run at "
-            f"or before that snapshot, or run it without checkpoints"
+            f"start (warm-up events), which {run} cannot take: start the run at or before that "
+            f"snapshot, or {instead}"
         )
 
     return refuse

@@ -16,7 +16,7 @@ from featurizer._errors import FeaturizerError
 from featurizer._events import Event, GroupedNamedDataEvent
 from featurizer._feature import Feature
 from featurizer._plugins import Plugins
-from featurizer._runner import RunOptions, assign_emitters
+from featurizer._runner import RunOptions, assign_emitters, refuse_warmup
 from featurizer._sinks import Sink, flatten_grouped
 from featurizer.scaling._errors import ScalingError, TransportError
 from featurizer.scaling._ordering import GroupMerge, OutputCollector, _Channel
@@ -380,6 +380,9 @@ class WorkerRuntime:
         for name, served in self._emitter_sources.items():
             for source in served:
                 self._emitters[name].register_callback(source, self._ingest(source))
+                self._emitters[name].register_warmup_callback(
+                    source, refuse_warmup(source, "a scaled-out run", "run it without --scaler")
+                )
 
     def _ingest(self, source: Feature) -> Callable[[Event], None]:
         group = self.plan.group_of(source)

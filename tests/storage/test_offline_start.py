@@ -137,3 +137,18 @@ def test_a_checkpointed_run_from_a_start_is_refused_in_one_line(
     assert "l2_book.synthetic.BTC-USDT" in err and "checkpointed run" in err
     assert "Traceback" not in err
     assert not out.exists() or not out.read_text(encoding="utf-8")
+
+
+def test_a_scaled_run_from_a_start_is_refused_not_wrong(
+    recorded: tuple[Path, float, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scaled-out workers do not suppress the rows of warm-up events (yet): refused, naming the
+    source, nothing published, instead of rows before the start."""
+    root, start, config = recorded
+    out = tmp_path / "run.jsonl"
+    command = ["run", str(config), "--emitter", "offline", "--storage", str(root)]
+    options = ["--emitter-option", f"start={start!r}", "--scaler", "local"]
+    assert main([*command, "--out", str(out), *options]) != 0
+    err = capsys.readouterr().err
+    assert "l2_book.synthetic.BTC-USDT" in err and "a scaled-out run cannot take" in err
+    assert not out.exists()
