@@ -11,6 +11,10 @@ from hypothesis import settings
 from featurizer._plugins import reset_plugins
 from tests.docs.docs_support import graphviz_missing
 
+# Ray reads this once, when it is first imported, whichever test imports it first: set for the
+# whole session, every local Ray the tests start binds 127.0.0.1 only.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
 settings.register_profile("featurizer", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("featurizer")
 

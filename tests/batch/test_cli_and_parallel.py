@@ -63,10 +63,9 @@ def test_parallel_local_equals_one_process(
 
 
 def test_parallel_on_ray_equals_one_process(windowed: tuple[Path, FeaturizerConfig]) -> None:
-    pytest.importorskip("ray")
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is first imported
+    ray = pytest.importorskip("ray")
     root, cfg = windowed
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray
 
     assert not ray.is_initialized()
     parts = backfill(cfg, root, workers=2, scaler="ray")
