@@ -10,10 +10,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from featurizer import FeaturizerConfig
+from featurizer._runner import RunOptions, run
 from featurizer.cli import main
+from featurizer.offline import OfflineFeatureStreamGenerator
+from featurizer.storage import Storage
+from featurizer.testing import CollectingSink
 
 pytest.importorskip("featurizer_synthetic")
 pytest.importorskip("featurizer_offline")
@@ -152,3 +160,45 @@ def test_a_scaled_run_from_a_start_is_refused_not_wrong(
     err = capsys.readouterr().err
     assert "l2_book.synthetic.BTC-USDT" in err and "a scaled-out run cannot take" in err
     assert not out.exists()
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fraction=st.floats(min_value=0.05, max_value=0.95),
+    max_events=st.one_of(st.none(), st.integers(min_value=1, max_value=3_000)),
+    book_only=st.booleans(),
+)
+def test_any_start_and_bound_give_the_replays_rows(
+    recorded: tuple[Path, float, Path], fraction: float, max_events: int | None, book_only: bool
+) -> None:
+    """For any start in the recording, with or without a bound: exactly the replay's rows from
+    that start (the first ones, under a bound), each on or after the start, and exactly
+    ``max_events`` events counted when the bound ends the run."""
+    root, _, path = recorded
+    config = FeaturizerConfig.from_yaml(path)
+    if book_only:
+        kept = [c for c in config.feature_configs if c.name in ("book_btc", "obi_btc")]
+        config = attrs.evolve(config, feature_configs=tuple(kept))
+    with Storage.open(root) as storage:
+        times = [row["timestamp"] for row in OfflineFeatureStreamGenerator(config, storage).rows()]
+        start = times[int(fraction * (len(times) - 1))]
+        expected = list(
+            OfflineFeatureStreamGenerator(config, storage, start=start, warmup=0).rows()
+        )
+    sink = CollectingSink()
+    options = RunOptions(
+        emitter="offline",
+        max_events=max_events,
+        emitter_options={"storage": str(root), "start": start},
+    )
+    summary = run(config, options, sink)
+    assert all(row["timestamp"] >= start for row in sink.rows)
+    if max_events is None:
+        assert sink.rows == expected
+    else:
+        assert sink.rows == expected[: len(sink.rows)]
+        assert summary.events_in <= max_events
+        if summary.stopped_by == "max_events":
+            assert summary.events_in == max_events
