@@ -25,7 +25,12 @@ from featurizer._sinks import JsonLinesSink, Sink, flatten_grouped
 from featurizer.scaling._errors import PlanError, ScalingError, WorkerError
 from featurizer.scaling._observe import ScaledRunObserver
 from featurizer.scaling._ordering import OutputCollector
-from featurizer.scaling._outputs import WorkerOutputs, join_json_row, merge_row
+from featurizer.scaling._outputs import (
+    WorkerOutputs,
+    join_json_row,
+    merge_row,
+    names_keep_columns_apart,
+)
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._specs import ScalerSpec
 from featurizer.scaling._transport import Batch, Inbox, Transport
@@ -560,7 +565,8 @@ def run_scaled(
     # rows are built from parts the workers made: joined text for JSON Lines, else columns
     row_parts = None
     if sink is not None and options.combine_outputs and outputs is None and on_combined is None:
-        row_parts = "json" if isinstance(sink, JsonLinesSink) else "columns"
+        joinable = isinstance(sink, JsonLinesSink) and names_keep_columns_apart(plan.outputs)
+        row_parts = "json" if joinable else "columns"
 
     def write_combined(grouped: GroupedNamedDataEvent) -> None:
         rows[0] += 1

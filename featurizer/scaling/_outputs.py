@@ -35,6 +35,7 @@ __all__ = [
     "WorkerOutputs",
     "join_json_row",
     "merge_row",
+    "names_keep_columns_apart",
 ]
 
 ROW_PARTS = ("json", "columns")
@@ -299,6 +300,29 @@ def merge_row(parts: Sequence[tuple[Any, tuple[Any, Mapping[str, Any]]]]) -> dic
     for part in parts:
         update(part[1][1])
     return row
+
+
+def names_keep_columns_apart(features: Sequence[Feature]) -> bool:
+    """Whether the combined rows' column names of ``features`` can never coincide (no name
+    repeated, none another's followed by a dot: ``a`` with field ``b.c`` and ``a.b`` with
+    field ``c`` would both write ``a.b.c``, which a row mapping holds once). Rows joined as
+    text need that; otherwise the driver merges named columns (:func:`merge_row`).
+
+    >>> from featurizer.testing import ExampleTicker
+    >>> def named(n):
+    ...     return Feature.create(ExampleTicker, {"exchange": "x", "symbol": n}, name=n)
+    >>> names_keep_columns_apart([named("a"), named("ab")])
+    True
+    >>> names_keep_columns_apart([named("a"), named("a-x"), named("a.b")])
+    False
+    """
+    names = [feature.name for feature in features]
+    known = set(names)
+    if len(known) != len(names):
+        return False
+    return not any(
+        name[:i] in known for name in names for i, char in enumerate(name) if char == "."
+    )
 
 
 def join_json_row(parts: Sequence[tuple[Any, tuple[Any, str]]]) -> str:

@@ -26,6 +26,7 @@ from featurizer.scaling._outputs import (
     WorkerOutputs,
     join_json_row,
     merge_row,
+    names_keep_columns_apart,
 )
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._transport import END_WATERMARK, Batch, Outbox, Transport, Watermark
@@ -164,7 +165,10 @@ class WorkerRuntime:
         if not options.combine_outputs:
             row_parts = None
         elif outputs is not None:
-            row_parts = outputs.row_parts(plugins, index) if plan.workers[index].outputs else None
+            mine = [f for f in plan.outputs if f in plan.workers[index].outputs]
+            row_parts = outputs.row_parts(plugins, index) if mine else None
+            if row_parts == "json" and not names_keep_columns_apart(mine):
+                row_parts = "columns"
         self.row_parts = row_parts
         self.config = config
         self.index = index

@@ -19,7 +19,7 @@ from featurizer._runner import RunOptions
 from featurizer._sinks import JsonLinesSink, ParquetSink, encode_json, flatten_grouped
 from featurizer.scaling import ScalingError, _driver, build_plan, run_scaled
 from featurizer.scaling._outputs import JsonColumns, RowColumns, join_json_row, merge_row
-from featurizer.testing import CollectingSink, ExampleTicker
+from featurizer.testing import CollectingSink, ExampleMid, ExampleTicker
 from tests.scaling.scaling_support import (
     Pairs,
     RunningMax,
@@ -362,3 +362,47 @@ def test_an_output_without_timestamp_fails_the_run_naming_it(tmp_path: Path, pol
             make_emitters=memory_emitters(events),
         )
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("worker_files", [False, True], ids=["driver", "workers"])
+def test_names_that_could_share_a_column_are_merged_not_joined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_files: bool
+) -> None:
+    """Outputs ``m`` and ``m.x`` could both write a column ``m.x.<field>``: a row mapping holds
+    it once, joined text would hold it twice; such rows are merged (then encoded) instead of
+    joined, and the file is still one process's, byte for byte."""
+    from featurizer import FeatureStreamGraph
+    from featurizer.scaling import WorkerOutputs, _worker
+
+    def refuse(parts: Sequence[Any]) -> str:
+        raise AssertionError("rows of clashing names must not be joined as text")
+
+    monkeypatch.setattr(_driver, "join_json_row", refuse)
+    monkeypatch.setattr(_worker, "join_json_row", refuse)
+    outputs = [
+        Feature.create(ExampleMid, {}, {"ticker": _TICKERS["A"]}, name="m"),
+        Feature.create(ExampleMid, {}, {"ticker": _TICKERS["B"]}, name="m.x"),
+    ]
+    script = [(t, e) for t, e in _fixed_script(3) if t in (_TICKERS["A"], _TICKERS["B"])]
+    ordered = canonical(build_plan(outputs, "single", 1, _driver.get_plugins()), script)
+    rows: list[Any] = []
+    graph = FeatureStreamGraph(
+        outputs,
+        combine_outputs=True,
+        combined_out_callback=lambda g: rows.append(flatten_grouped(g)),
+    )
+    for named in ordered:
+        graph.emit_named_data_event(named)
+    assert rows
+    out = tmp_path / "rows.jsonl"
+    run_scaled(
+        outputs,
+        RunOptions(),
+        None if worker_files else JsonLinesSink(out),
+        workers=1,
+        strategy="single",
+        make_emitters=memory_emitters(ordered),
+        outputs=WorkerOutputs(target=str(out)) if worker_files else None,
+    )
+    written = tmp_path / "rows.worker-0.jsonl" if worker_files else out
+    assert written.read_bytes() == _expected_text(rows)
