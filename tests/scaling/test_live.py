@@ -424,8 +424,14 @@ def test_ctrl_c_and_sigterm_drain_a_live_run_and_publish_it(how: str) -> None:
 # -- the driver's memory is bounded whatever the speed difference --------------------------
 
 
+SLOW_GATE = threading.Event()
+""":class:`Slow` starts working once this is set (or after 30 s): the test opens it when the
+driver holds as many records as the case needs, so the pile-up does not depend on how fast
+the machine happens to run each worker."""
+
+
 class Slow(FeatureDefinition):
-    """Mid price that takes a millisecond per event."""
+    """Mid price that takes a millisecond per event (once :data:`SLOW_GATE` is open)."""
 
     name = "scaling_slow_mid"
 
@@ -442,6 +448,7 @@ class Slow(FeatureDefinition):
     @classmethod
     def stream(cls, upstreams: Mapping[str, Stream], params: Mapping[str, Any]) -> Stream:
         def slow(event: Event) -> Event:
+            SLOW_GATE.wait(30.0)
             time.sleep(0.001)  # the work of a heavy feature
             return event
 
@@ -465,11 +472,17 @@ def test_a_fast_worker_beside_a_slow_one_does_not_grow_the_drivers_memory(
     ``max_pending`` records (plus a batch) and the process's peak RSS barely moves; without it
     (the control, ``max_pending`` above the input) the fast worker's records pile up."""
     peak = [0]
+    # the slow worker starts once the driver holds this many records: past the control's
+    # threshold without a bound, at the bound with one (which it must then never exceed)
+    opens_at = bound if bound is not None else 20_001
+    SLOW_GATE.clear()
 
     class Measuring(OutputCollector):
         def handle(self, batch: Any) -> None:
             super().handle(batch)
             peak[0] = max(peak[0], self.pending())
+            if peak[0] >= opens_at:
+                SLOW_GATE.set()
 
     monkeypatch.setattr(driver_module, "OutputCollector", Measuring)
     fast = [(A, tick(i * 0.001, 5.0)) for i in range(100_000)]
@@ -478,16 +491,19 @@ def test_a_fast_worker_beside_a_slow_one_does_not_grow_the_drivers_memory(
     with open("/proc/self/clear_refs", "w", encoding="utf-8") as clear:
         clear.write("5")  # reset the peak RSS (VmHWM) to the current RSS
     before = _rss_kib("VmRSS")
-    summary = run_scaled(
-        [MID_A, Feature.create(Slow, {}, {"mid": MID_B})],
-        RunOptions(combine_outputs=False),
-        None,
-        workers=2,
-        strategy="by_source",
-        max_pending=bound if bound is not None else 10**9,
-        transport_options={"batch_size": 64, "hwm": 2},
-        make_emitters=_replay(events),
-    )
+    try:
+        summary = run_scaled(
+            [MID_A, Feature.create(Slow, {}, {"mid": MID_B})],
+            RunOptions(combine_outputs=False),
+            None,
+            workers=2,
+            strategy="by_source",
+            max_pending=bound if bound is not None else 10**9,
+            transport_options={"batch_size": 64, "hwm": 2},
+            make_emitters=_replay(events),
+        )
+    finally:
+        SLOW_GATE.set()
     growth_mb = (_rss_kib("VmHWM") - before) / 1024
     record_property("peak_rss_growth_mb", round(growth_mb, 1))
     record_property("peak_records_held", peak[0])
