@@ -644,6 +644,7 @@ def run_scaled(
             row_parts=row_parts,
         )
         plugins.before_run(context)
+        launched_at = time.perf_counter()  # the workers' emitters bound their own duration
         launched = scaler_obj.launch(request, plan, plugins)
         if observer is not None:
             observer.bind(launched, _InboxesBytes(inboxes), collector)
@@ -680,6 +681,12 @@ def run_scaled(
         and any(m.get("events_in", 0) >= options.max_events for m in worker_metrics.values())
     ):
         stopped_by = "max_events"
+    if (
+        stopped_by == "completed"
+        and options.duration is not None
+        and time.perf_counter() - launched_at >= options.duration
+    ):  # every emitter ended on its own duration bound before the driver's deadline came
+        stopped_by = "duration"
     summary = ScaledRunSummary(
         events_in=sum(int(m.get("events_in", 0)) for m in worker_metrics.values()),
         outputs_out=rows[0] + sum(int(m.get("rows_out", 0)) for m in worker_metrics.values()),
