@@ -20,7 +20,7 @@ from featurizer._feature import Feature
 from featurizer._graph import FeatureStreamGraph
 from featurizer._plugin_types import ScalingStrategySpec, TransportSpec
 from featurizer._plugins import Plugins, get_plugins
-from featurizer._runner import RunContext, RunOptions, assign_emitters
+from featurizer._runner import RunContext, RunOptions, assign_emitters, check_emitter_settings
 from featurizer._sinks import JsonLinesSink, Sink, flatten_grouped
 from featurizer.scaling._errors import PlanError, ScalingError, WorkerError
 from featurizer.scaling._observe import ScaledRunObserver
@@ -545,9 +545,10 @@ def run_scaled(
         )
     plan = build_plan(features, strategy, workers, plugins)
     if make_emitters is None:  # every worker's emitters exist: checked before anything starts
-        for worker in plan.workers:
-            if worker.sources:
-                assign_emitters(list(worker.sources), plugins.emitters(), options.emitter)
+        sources = [source for worker in plan.workers for source in worker.sources]
+        if sources:
+            assigned = assign_emitters(sources, plugins.emitters(), options.emitter)
+            check_emitter_settings(assigned, plugins.emitters(), options)
     output_files: tuple[str, ...] = ()
     if outputs is not None:
         outputs = outputs.absolute()
