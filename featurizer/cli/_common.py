@@ -172,21 +172,25 @@ class ProgressLine:
             self._task = self._progress.add_task("running", total=total, counts="starting")
             self._progress.start()
 
-    def update(self, events: int, rows: int) -> None:
-        """Report the counts so far; redraws when ``interval`` passed since the last draw."""
+    def update(self, events: int | None, rows: int) -> None:
+        """Report the counts so far (``events`` ``None`` when not known while running, as for
+        workers in other processes); redraws when ``interval`` passed since the last draw."""
         if self._progress is None:
             return
         now = self._clock()
         if now < self._next:
             return
         self._next = now + self._interval
-        elapsed = now - self._started
-        rate = events / elapsed if elapsed > 0 else 0.0
-        self._progress.update(
-            self._task,
-            completed=events,
-            counts=f"events in: {events:,}  rows out: {rows:,}  events/s: {rate:,.0f}",
-        )
+        if events is None:
+            self._progress.update(self._task, counts=f"rows out: {rows:,}")
+        else:
+            elapsed = now - self._started
+            rate = events / elapsed if elapsed > 0 else 0.0
+            self._progress.update(
+                self._task,
+                completed=events,
+                counts=f"events in: {events:,}  rows out: {rows:,}  events/s: {rate:,.0f}",
+            )
         self._progress.refresh()
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from featurizer._config import construct_features_from_configs
@@ -222,10 +223,12 @@ def run_scaled_from_args(
     sink: Sink | None,
     plugins: Plugins,
     outputs: Any = None,
+    progress: Callable[[int | None, int], None] | None = None,
 ) -> Any:
     """Dispatch ``featurizer run --scaler ...`` to :func:`featurizer.scaling.run_scaled`.
 
     :param outputs: :func:`worker_outputs_from_args`'s result (``sink`` is then ``None``).
+    :param progress: receives the counts while the run goes (a progress line).
     """
     from featurizer.scaling import run_scaled
 
@@ -264,6 +267,7 @@ def run_scaled_from_args(
             plugins=plugins,
             on_late=on_late,
             outputs=outputs,
+            progress=progress,
             **timeouts,
         )
     finally:

@@ -136,21 +136,30 @@ def handle(args: argparse.Namespace) -> int:
         sink: Any = checkpointed.sink if checkpointed is not None else None
         if sink is None and outputs is None:
             sink = make_sink(plugins, args.out, args.format_name)
+        progress = ProgressLine(
+            sys.stderr,
+            total=None if args.scaler else args.max_events,  # a scaler bounds each worker
+            enabled=not args.quiet and not getattr(args, "dashboard", False),
+        )
         try:
             if args.scaler:
                 from featurizer.scaling import reporting_metrics
 
-                with reporting_metrics(metrics):
-                    summary = run_scaled_from_args(
-                        args, config, options, sink, plugins, outputs=outputs
-                    )
+                try:
+                    with reporting_metrics(metrics):
+                        summary = run_scaled_from_args(
+                            args,
+                            config,
+                            options,
+                            sink,
+                            plugins,
+                            outputs=outputs,
+                            progress=progress.update,
+                        )
+                finally:
+                    progress.close()
             else:
                 assert sink is not None  # --outputs workers needs --scaler
-                progress = ProgressLine(
-                    sys.stderr,
-                    total=args.max_events,
-                    enabled=not args.quiet and not getattr(args, "dashboard", False),
-                )
                 try:
                     summary = run(
                         config,

@@ -456,6 +456,7 @@ def run_scaled(
     heartbeat_timeout: float = 10.0,
     drain_timeout: float = 10.0,
     max_pending: int = 100_000,
+    progress: Callable[[int | None, int], None] | None = None,
 ) -> ScaledRunSummary:
     """Run a config scaled out: plan it, start the workers, merge their outputs, stop cleanly.
 
@@ -508,6 +509,9 @@ def run_scaled(
         that worker (unless its watermark is the lowest): the worker then blocks on its full
         channel and so does its emitter, which bounds the driver's memory whatever the speed
         difference between workers.
+    :param progress: called about every 0.2 s from the driver's thread with the input events
+        so far (``None`` when the workers are not in this process: their counts come at the
+        end) and the rows the driver wrote (a progress line).
     :returns: the summary.
     :raises ScalingError: for planning, transport or worker failures (a worker's error is
         a :class:`WorkerError` naming the worker and its original error), a hung worker, or a
@@ -657,6 +661,7 @@ def run_scaled(
             heartbeat_timeout=heartbeat_timeout,
             max_pending=max_pending,
             signals=signals,
+            progress=None if progress is None else _progress_of(launched, rows, progress),
         )
         stopped_by = gatherer.collect(options.duration, drain_timeout)
         elapsed = time.perf_counter() - started
@@ -759,6 +764,20 @@ class _InboxesBytes(Inbox):
         return total
 
 
+def _progress_of(
+    launched: ScaledRun, rows: list[int], report: Callable[[int | None, int], None]
+) -> Callable[[], None]:
+    """``report(input events or None, rows written)`` for the gatherer's polls."""
+
+    def progress() -> None:
+        events = None
+        if launched.stats_in_process:
+            events = sum(int(stats.get("events_in", 0)) for stats in launched.stats().values())
+        report(events, rows[0])
+
+    return progress
+
+
 class _Gatherer:
     """The driver's loop: read the workers' inboxes, merge, watch heartbeats, stop cleanly.
 
@@ -777,8 +796,10 @@ class _Gatherer:
         heartbeat_timeout: float,
         max_pending: int,
         signals: _StopSignals | None = None,
+        progress: Callable[[], None] | None = None,
     ) -> None:
         self.signals = signals or _StopSignals()
+        self.progress = progress
         self.inboxes = inboxes
         self.collector = collector
         self.launched = launched
@@ -828,6 +849,8 @@ class _Gatherer:
                 self.launched.poll()
                 self._check_heartbeats(now)
                 self.last_poll = now
+                if self.progress is not None:
+                    self.progress()
             if until is not None and now >= until:
                 return False
             if self.signals.requested is not None and not draining:

@@ -307,3 +307,19 @@ def test_get_stream_of_a_source_feeds_the_graph_and_of_a_feature_refuses() -> No
     assert mids == [11.0] and ticks == [10.0]
     with pytest.raises(FeaturizerError, match=r"'mid' is computed by the graph"):
         graph.get_stream(mid).emit({"timestamp": 1.0, "receipt_timestamp": 1.0, "mid": 1.0})
+
+
+def test_a_scaled_run_shows_a_progress_line_on_a_terminal_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    argv = ["run", QUICKSTART, "--scaler", "local", "--workers", "2", "--no-combine"]
+    live = ["--duration", "0.8", "--pace", "1", "--out", "out.jsonl"]  # lasts >= 0.8 s
+    assert main([*argv, *live]) == 0
+    shown = sys.stderr.getvalue()
+    assert "running" in shown and "events in:" in shown and "rows out:" in shown
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    assert main([*argv, *live]) == 0
+    assert "rows out:" not in pipe.getvalue() and "\x1b" not in pipe.getvalue()
