@@ -652,7 +652,7 @@ def run_scaled(
         launched_at = time.perf_counter()  # the workers' emitters bound their own duration
         launched = scaler_obj.launch(request, plan, plugins)
         if observer is not None:
-            observer.bind(launched, _InboxesBytes(inboxes), collector)
+            observer.bind(launched, _bytes_received(inboxes), collector)
         started = time.perf_counter()
         gatherer = _Gatherer(
             inboxes,
@@ -741,27 +741,19 @@ class _StopSignals:
             signal.signal(signum, handler)
 
 
-class _InboxesBytes(Inbox):
-    """The driver's inboxes seen as one, for the metrics (bytes received per worker)."""
+def _bytes_received(inboxes: Mapping[int, Inbox]) -> Callable[[], dict[int, int] | None]:
+    """The bytes the driver's inboxes received, per worker (``None`` if one cannot tell)."""
 
-    def __init__(self, inboxes: Mapping[int, Inbox]) -> None:
-        self._inboxes = inboxes
-        self.address = ",".join(box.address for box in inboxes.values())
-
-    def recv(self, timeout: float) -> None:  # pragma: no cover - never read
-        raise NotImplementedError
-
-    def close(self) -> None:  # pragma: no cover - the driver closes the inboxes
-        """Nothing: the inboxes are closed by the driver."""
-
-    def bytes_received(self) -> dict[int, int] | None:
+    def received() -> dict[int, int] | None:
         total: dict[int, int] = {}
-        for index, box in self._inboxes.items():
+        for index, box in inboxes.items():
             counts = box.bytes_received()
             if counts is None:
                 return None
             total[index] = counts.get(index, 0)
         return total
+
+    return received
 
 
 def _progress_of(

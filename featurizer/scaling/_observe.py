@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from featurizer.metrics import RunMetrics
     from featurizer.scaling._driver import ScaledRun
     from featurizer.scaling._ordering import OutputCollector
-    from featurizer.scaling._transport import Inbox
 
 __all__ = ["ScaledRunObserver", "plan_channels"]
 
@@ -90,7 +89,7 @@ class ScaledRunObserver:
         self.transport = transport
         self.interval = interval
         self._launched: ScaledRun | None = None
-        self._inbox: Inbox | None = None
+        self._bytes_received: Callable[[], Mapping[int, int] | None] | None = None
         self._collector: OutputCollector | None = None
         self._reading: _Reading | None = None
         self._final = False
@@ -111,14 +110,20 @@ class ScaledRunObserver:
         for worker in self.plan.workers:
             self.run_metrics.add_worker(str(worker.index), self._worker_reader(worker.index))
 
-    def bind(self, launched: ScaledRun, inbox: Inbox, collector: OutputCollector) -> None:
+    def bind(
+        self,
+        launched: ScaledRun,
+        bytes_received: Callable[[], Mapping[int, int] | None],
+        collector: OutputCollector,
+    ) -> None:
         """Start reading a launched run (polling it from a thread unless it is in-process).
 
         :param launched: the run.
-        :param inbox: the driver's inbox (bytes received per worker).
+        :param bytes_received: the bytes the driver received per worker so far (``None`` when
+            its transport does not count them).
         :param collector: the driver's collector (batches and records received per worker).
         """
-        self._launched, self._inbox, self._collector = launched, inbox, collector
+        self._launched, self._bytes_received, self._collector = launched, bytes_received, collector
         if not launched.stats_in_process:
             self._thread = threading.Thread(
                 target=self._poll_loop, name="featurizer-scaled-metrics", daemon=True
@@ -148,7 +153,7 @@ class ScaledRunObserver:
     def _fresh(self) -> _Reading:
         """Read the driver's side, then every worker (receivers before senders)."""
         assert self._launched is not None and self._collector is not None
-        inbox_bytes = self._inbox.bytes_received() if self._inbox is not None else None
+        inbox_bytes = self._bytes_received() if self._bytes_received is not None else None
         driver = {
             sender: {
                 "batches": channel.expected,

@@ -343,8 +343,12 @@ class _SerialisingOutbox(Outbox):
 
     def send(self, batch: Batch, *, timeout: float | None = None) -> None:
         data = encode_batch(batch)
-        self._inner.send(data, timeout=timeout)
-        self._bytes += len(data)
+        self._bytes += len(data)  # before it can arrive: never fewer sent than received
+        try:
+            self._inner.send(data, timeout=timeout)
+        except BaseException:
+            self._bytes -= len(data)
+            raise
 
     def close(self, *, linger: float = 5.0) -> None:
         self._inner.close(linger=linger)

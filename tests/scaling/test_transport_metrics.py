@@ -289,15 +289,18 @@ def test_local_scaler_serves_live_edge_and_worker_metrics(
 
     def observed() -> None:
         """The scaler starts the emitters before the driver binds its metrics to the run: wait
-        (bounded) until the endpoint shows both workers, so that counts taken at a checkpoint
-        are live counts and not the zeros of a run not yet observed."""
+        (bounded) until the endpoint shows the transport edges, which exist only once the run
+        is bound (workers are listed, with zeros, before that), so that counts taken at a
+        checkpoint are live counts and not the zeros of a run not yet observed."""
+        channels = _channels(CONFIG, "split", 2)
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline:
             try:
                 samples = _scrape(state["url"])
             except OSError:
                 samples = {}
-            if set(_workers(samples, "featurizer_worker_events_in_total")) == {"0", "1"}:
+            edges = set(_edges(samples, "featurizer_transport_batches_total"))
+            if {(s, "driver" if r == "driver" else r) for s, r in edges} == channels:
                 return
             time.sleep(0.01)  # polling a condition, bounded by the deadline
         raise AssertionError("the run was not observed within 60 s")

@@ -269,28 +269,35 @@ class _ZmqOutbox(Outbox):
         if socket.closed:
             raise TransportError(f"outbox to {self.address} is closed", address=self.address)
         zmq = self._zmq
-        try:
-            socket.send(data, zmq.NOBLOCK, copy=len(data) < 65536)
-            self._bytes += len(data)
-            return
-        except zmq.Again:
-            pass
+        # counted before the frame can arrive: a reader comparing the receiver's count (read
+        # first) with this one never sees more received than sent
+        self._bytes += len(data)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = 100 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if socket.poll(wait, zmq.POLLOUT):
-                try:
-                    socket.send(data, zmq.NOBLOCK, copy=len(data) < 65536)
-                    self._bytes += len(data)
-                    return
-                except zmq.Again:
-                    pass
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TransportError(
-                    f"timed out after {timeout} s sending to {self.address}: the receiver does "
-                    f"not keep up or is gone",
-                    address=self.address,
+        try:
+            try:
+                socket.send(data, zmq.NOBLOCK, copy=len(data) < 65536)
+                return
+            except zmq.Again:
+                pass
+            while True:
+                wait = (
+                    100 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
                 )
+                if socket.poll(wait, zmq.POLLOUT):
+                    try:
+                        socket.send(data, zmq.NOBLOCK, copy=len(data) < 65536)
+                        return
+                    except zmq.Again:
+                        pass
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TransportError(
+                        f"timed out after {timeout} s sending to {self.address}: the receiver "
+                        f"does not keep up or is gone",
+                        address=self.address,
+                    )
+        except BaseException:
+            self._bytes -= len(data)  # not handed to ZeroMQ
+            raise
 
     def close(self, *, linger: float = 5.0) -> None:
         if not self._socket.closed:
