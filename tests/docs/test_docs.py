@@ -338,6 +338,6 @@ def test_every_code_block_is_executed(page: str) -> None:
 def test_pages_import_only_public_names(page: str) -> None:
     for block in parse_blocks(_text(page)):
         if block.language == "python":
-            assert "from featurizer._" not in block.text and "import featurizer._" not in block.text, (
-                f"{page}:{block.line} imports a private module; use the public name"
-            )
+            assert (
+                "from featurizer._" not in block.text and "import featurizer._" not in block.text
+            ), f"{page}:{block.line} imports a private module; use the public name"

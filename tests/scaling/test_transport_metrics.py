@@ -488,5 +488,7 @@ def test_ray_scaler_polls_worker_actors_for_metrics(
         "the actors were polled while the run was going",
         totals,
     )
-    transports = {dict(labels)["transport"] for labels in end["featurizer_transport_queue_depth_batches"]}
+    transports = {
+        dict(labels)["transport"] for labels in end["featurizer_transport_queue_depth_batches"]
+    }
     assert transports == {"zmq"}
