@@ -107,6 +107,17 @@ CREATE TABLE IF NOT EXISTS series_cover (
 
 _TABLES = ("meta", "series", "sessions", "session_series", "blocks")
 
+# Blocks are read in arrival-number order. A recorder starts after the largest arrival
+# number of every block on disk, so the sessions of a series never share numbers; a root
+# written by an older version with an older catalog in place may have sessions that do. The
+# order is then still deterministic: sessions by their first arrival number, then by their
+# first event time, then by id; a session's blocks by arrival number (never interleaved).
+_SESSION_ORDER = (
+    "SELECT series_key, session, min(min_seq) AS s_seq, max(max_seq) AS s_max, "
+    "min(start_ts) AS s_ts FROM blocks"
+)
+_BLOCK_ORDER = "s.s_seq, s.s_ts, b.session, b.min_seq"
+
 
 @attrs.frozen(kw_only=True)
 class SeriesInfo:
@@ -659,26 +670,43 @@ class Catalog:
         :param start: keep blocks with events at or after this timestamp.
         :param end: keep blocks with events before this timestamp.
         """
-        sql = "SELECT * FROM blocks WHERE series_key = ?"
-        parameters: list[Any] = [series_key]
+        sql = (
+            "SELECT b.* FROM blocks AS b JOIN (" + _SESSION_ORDER + " WHERE series_key = ? "
+            "GROUP BY series_key, session) AS s USING (series_key, session) "
+            "WHERE b.series_key = ?"
+        )
+        parameters: list[Any] = [series_key, series_key]
         if start is not None:
-            sql += " AND end_ts >= ?"
+            sql += " AND b.end_ts >= ?"
             parameters.append(start)
         if end is not None:
-            sql += " AND start_ts < ?"
+            sql += " AND b.start_ts < ?"
             parameters.append(end)
-        sql += " ORDER BY min_seq"
+        sql += " ORDER BY " + _BLOCK_ORDER
         return [_block(row) for row in self.query(sql, parameters)]
 
     def all_blocks(self) -> list[BlockInfo]:
-        """Every block, by series and recording order."""
-        return [_block(r) for r in self.query("SELECT * FROM blocks ORDER BY series_key, min_seq")]
-
-    def committed_max_seq(self, series_key: str) -> int:
-        """The arrival number of the last stored event of a series (-1 if none)."""
-        rows = self.query(
-            "SELECT max(max_seq) AS m FROM blocks WHERE series_key = ?", (series_key,)
+        """Every block, by series and recording order (see :meth:`blocks`)."""
+        sql = (
+            "SELECT b.* FROM blocks AS b JOIN (" + _SESSION_ORDER + " GROUP BY series_key, "
+            "session) AS s USING (series_key, session) ORDER BY b.series_key, " + _BLOCK_ORDER
         )
+        return [_block(r) for r in self.query(sql)]
+
+    def committed_max_seq(self, series_key: str, session: str | None = None) -> int:
+        """The arrival number of the last stored event of a series (-1 if none).
+
+        :param session: only the events this session stored.
+        """
+        if session is None:
+            rows = self.query(
+                "SELECT max(max_seq) AS m FROM blocks WHERE series_key = ?", (series_key,)
+            )
+        else:
+            rows = self.query(
+                "SELECT max(max_seq) AS m FROM blocks WHERE series_key = ? AND session = ?",
+                (series_key, session),
+            )
         value = rows[0]["m"]
         return -1 if value is None else int(value)
 

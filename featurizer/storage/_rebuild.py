@@ -50,6 +50,8 @@ class RebuildReport:
         another storage's, a duplicate).
     :param previous: where the previous catalog was moved, if there was one.
     :param dry_run: whether nothing was written.
+    :param shared: sessions whose blocks of one series share arrival numbers (recorded by an
+        older version with an older catalog in place), and the order they are read in.
     """
 
     series: int
@@ -59,6 +61,7 @@ class RebuildReport:
     skipped: tuple[str, ...]
     previous: str | None
     dry_run: bool
+    shared: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line, then one per skipped file."""
@@ -69,7 +72,13 @@ class RebuildReport:
         )
         if self.previous:
             line += f"; the previous catalog is kept at {self.previous}"
-        return "\n".join([line, *(f"skipped: {item}" for item in self.skipped)])
+        return "\n".join(
+            [
+                line,
+                *(f"skipped: {item}" for item in self.skipped),
+                *(f"shared arrival numbers: {item}" for item in self.shared),
+            ]
+        )
 
 
 def _check(path: Path, data: bytes) -> tuple[dict[str, Any], Any]:
@@ -160,6 +169,7 @@ def _rebuild(root: Path, dry_run: bool) -> RebuildReport:
         skipped=tuple(skipped),
         previous=None,
         dry_run=dry_run,
+        shared=_shared(adopted),
     )
     if dry_run:
         return report
@@ -189,6 +199,35 @@ def _rebuild(root: Path, dry_run: bool) -> RebuildReport:
     if identity:
         write_identity(root, identity)
     return attrs.evolve(report, previous=previous, skipped=tuple(skipped))
+
+
+def _shared(adopted: list[tuple[str, dict[str, Any], Any, int, str]]) -> tuple[str, ...]:
+    """Sessions whose blocks of one series share arrival numbers, and their read order
+    (the catalog's rule: by first arrival number, then first event time, then id)."""
+    spans: dict[tuple[str, str], list[Any]] = {}
+    names: dict[str, str] = {}
+    for _, description, _, _, _ in adopted:
+        key = (description["series"]["key"], description["session"])
+        names[key[0]] = description["series"]["name"]
+        low, high, ts = description["min_seq"], description["max_seq"], description["start_ts"]
+        span = spans.setdefault(key, [low, high, ts])
+        span[0], span[1], span[2] = min(span[0], low), max(span[1], high), min(span[2], ts)
+    by_series: dict[str, list[tuple[int, float, str, int]]] = {}
+    for (series, session), (low, high, ts) in spans.items():
+        by_series.setdefault(series, []).append((low, ts, session, high))
+    out = []
+    for series, sessions in sorted(by_series.items()):
+        sessions.sort()
+        for i, (low, _, first, high) in enumerate(sessions):
+            for other_low, _, second, other_high in sessions[i + 1 :]:
+                if other_low <= high and low <= other_high:
+                    out.append(
+                        f"series {names[series]!r} (key {series[:10]}): sessions {first} and "
+                        f"{second} both hold arrival numbers {max(low, other_low)}.."
+                        f"{min(high, other_high)}; {first} is read first (the earlier first "
+                        f"arrival number, then the earlier first event)"
+                    )
+    return tuple(out)
 
 
 def _fill(

@@ -38,6 +38,7 @@ from featurizer.storage._blocks import read_description, schema_bytes, write_blo
 from featurizer.storage._catalog import BlockInfo, RecordedHole, SeriesInfo
 from featurizer.storage._codec import SEQ_COLUMN, require_pyarrow
 from featurizer.storage._files import (
+    QUARANTINE_DIR,
     TMP_DIR,
     WAL_DIR,
     block_files,
@@ -79,6 +80,9 @@ class RecoveryReport:
     :param unadopted: block files no catalog row points to that are not redundant (adopt
         them with ``featurizer storage rebuild-catalog``).
     :param dropped: events of unacknowledged partial writer cycles dropped with a torn tail.
+    :param max_seq_on_disk: the largest arrival number held by a block file the catalog does
+        not know (under ``blocks/`` or ``quarantine/``), -1 if none: a recorder starts after
+        it, so that arrival numbers are never reused, whatever catalog is in place.
     """
 
     segments: int = 0
@@ -92,6 +96,7 @@ class RecoveryReport:
     refused: tuple[str, ...] = ()
     unadopted: tuple[str, ...] = ()
     dropped: int = 0
+    max_seq_on_disk: int = -1
 
     @property
     def ok(self) -> bool:
@@ -252,7 +257,7 @@ def recover(storage: Storage) -> RecoveryReport:
             segment.path.unlink(missing_ok=True)
     if paths:
         fsync_dir(root / WAL_DIR)
-    moved, unadopted = _orphans(storage)
+    moved, unadopted, max_seq_on_disk = _orphans(storage)
     report = RecoveryReport(
         segments=len(paths),
         events=publisher.events,
@@ -265,6 +270,7 @@ def recover(storage: Storage) -> RecoveryReport:
         refused=tuple(refused),
         unadopted=tuple(unadopted),
         dropped=dropped,
+        max_seq_on_disk=max_seq_on_disk,
     )
     if paths or removed or closed or moved or unadopted:
         logger.warning("storage %s: %s", root, report.describe())
@@ -366,7 +372,7 @@ def _already_committed(storage: Storage, hole: RecordedHole) -> bool:
     )
     if not keys:
         return False
-    return all(storage.catalog.committed_max_seq(key) >= hole.max_seq for key in keys)
+    return all(storage.catalog.committed_max_seq(key, hole.session) >= hole.max_seq for key in keys)
 
 
 def _describe_hole(storage: Storage, hole: RecordedHole) -> str:
@@ -389,7 +395,7 @@ class _Publisher:
         self.pending: dict[tuple[str, str], list[pa.Table]] = {}
         self.bytes: dict[tuple[str, str], int] = {}
         self.infos: dict[str, SeriesInfo] = {}
-        self.committed: dict[str, int] = {}
+        self.committed: dict[tuple[str, str], int] = {}
         self.events = 0
         self.blocks = 0
         self.sessions: set[str] = set()
@@ -397,15 +403,17 @@ class _Publisher:
     def add(self, info: SeriesInfo, session: str, batch: pa.RecordBatch) -> None:
         import pyarrow.compute as pc
 
-        committed = self.committed.get(info.key)
+        key = (info.key, session)
+        committed = self.committed.get(key)
         if committed is None:
-            committed = self.committed[info.key] = self.storage.catalog.committed_max_seq(info.key)
+            committed = self.committed[key] = self.storage.catalog.committed_max_seq(
+                info.key, session
+            )
         self.infos.setdefault(info.key, info)
         table = self.pa.Table.from_batches([batch])
         table = table.filter(pc.greater(table.column(SEQ_COLUMN), committed))
         if not table.num_rows:
             return
-        key = (info.key, session)
         self.pending.setdefault(key, []).append(table)
         self.bytes[key] = self.bytes.get(key, 0) + table.nbytes
         if self.bytes[key] >= _BLOCK_BYTES:
@@ -446,7 +454,7 @@ class _Publisher:
             session_last_ts=block.end_ts,
             arrow_schema=new_schema if update else None,
         )
-        self.committed[series_key] = block.max_seq
+        self.committed[key] = block.max_seq
         self.blocks += 1
         self.events += table.num_rows
         self.sessions.add(session)
@@ -468,26 +476,44 @@ def _has_nulls(schema: pa.Schema) -> bool:
     return any(_has_null_type(field.type) for field in schema)
 
 
-def _orphans(storage: Storage) -> tuple[list[str], list[str]]:
-    """Quarantine redundant orphan block files; list the others (never delete any)."""
+def _orphans(storage: Storage) -> tuple[list[str], list[str], int]:
+    """Quarantine redundant orphan block files; list the others (never delete any).
+
+    :returns: the files moved, the files left in place, and the largest arrival number of
+        any block file the catalog does not know (left in place or quarantined, now or
+        earlier; -1 if none).
+    """
     known = {block.path for block in storage.catalog.all_blocks()}
     moved: list[str] = []
     unadopted: list[str] = []
+    max_seq = -1
     for path in block_files(storage.root):
         relative = path.relative_to(storage.root).as_posix()
         if relative in known:
             continue
-        if _redundant(storage, path):
+        description = describe_file(path)
+        max_seq = max(max_seq, _described_max_seq(description))
+        if _redundant(storage, description):
             target = quarantine(storage.root, path, "redundant")
             moved.append(f"{relative} (its events are in committed blocks) -> {target}")
         else:
             unadopted.append(str(path))
-    return moved, unadopted
+    quarantined = storage.root / QUARANTINE_DIR
+    if quarantined.is_dir():
+        for path in sorted(quarantined.rglob("*.parquet*")):
+            max_seq = max(max_seq, _described_max_seq(describe_file(path)))
+    return moved, unadopted, max_seq
 
 
-def _redundant(storage: Storage, path: Path) -> bool:
+def _described_max_seq(description: dict[str, Any] | None) -> int:
+    try:
+        return int(description["max_seq"]) if description is not None else -1
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def _redundant(storage: Storage, description: dict[str, Any] | None) -> bool:
     """Whether every event of an orphan block file is in committed blocks of its series."""
-    description = describe_file(path)
     if description is None:
         return False
     series = description.get("series", {})

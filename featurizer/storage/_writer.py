@@ -259,7 +259,7 @@ class BlockWriter:
         self._lock = storage.writer_lock()
         self._lock.acquire()
         try:
-            storage.recover(_locked=True)
+            recovered = storage.recover(_locked=True)
             infos = [storage.catalog.register_series(series_info_for(f)) for f in self._features]
             self.session = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
             storage.catalog.begin_session(self.session, [i.key for i in infos], os.getpid())
@@ -276,7 +276,9 @@ class BlockWriter:
         )
         self._order: list[int] = []
         self._recorders: dict[int, Callable[[Event], None]] = {}
-        self._next_seq = storage.catalog.max_seq() + 1
+        # Arrival numbers are never reused within a root: after every block the catalog
+        # knows and every block file it does not (an older catalog in place).
+        self._next_seq = max(storage.catalog.max_seq(), recovered.max_seq_on_disk) + 1
         self._acknowledged = 0
         self._max_ts: float | None = None
         self._min_ts: float | None = None

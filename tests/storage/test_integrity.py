@@ -4,6 +4,7 @@ segments, lost or outdated catalogs, partial flushes and readers of a running re
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from featurizer import Feature
 from featurizer.storage import (
@@ -21,6 +24,7 @@ from featurizer.storage import (
     StorageError,
     rebuild_catalog,
 )
+from featurizer.storage._maintenance import drop_session
 from featurizer.storage._wal import WalRecord, scan_segment, segments
 from featurizer.testing import ExampleTicker
 
@@ -205,11 +209,127 @@ def test_an_older_catalog_never_leads_to_deleted_or_overwritten_blocks(tmp_path:
         assert len(report.unadopted) == 2  # the second session's blocks: left in place
     after = _files(root)
     assert all(after.get(name) == digest for name, digest in before.items())
-    rebuild_catalog(root)
+    rebuild = rebuild_catalog(root)
+    assert rebuild.shared == ()  # the third session did not reuse the second's numbers
     with Storage.open(root) as storage:
         got = [e["timestamp"] for e in storage.read_events(A)]
         assert got == _expected(3) + _expected(3, 2000.0) + _expected(3, 3000.0)
         assert storage.verify().ok
+        sessions = {b.session: b for b in storage.catalog.blocks(storage.find_series(A).key)}
+        spans = sorted((b.min_seq, b.max_seq) for b in sessions.values())
+        assert len(spans) == 3  # one block per session, their arrival numbers disjoint
+        assert all(high < low for (_, high), (low, _) in itertools.pairwise(spans))
+
+
+def test_a_recorder_never_reuses_the_arrival_numbers_of_blocks_its_catalog_does_not_know(
+    tmp_path: Path,
+) -> None:
+    """With an older catalog in place, a new session starts after every block on disk (the
+    unadopted ones and the quarantined ones too), not only after what the catalog knows."""
+    root = tmp_path / "root"
+    with Storage(root) as storage, storage.writer([A]) as writer:
+        record = writer.event_callback(A)
+        for i in range(10):
+            record({"timestamp": float(i), "receipt_timestamp": 0.0, "bid": 1.0, "ask": 2.0})
+    backup = tmp_path / "catalog.backup"
+    shutil.copy(root / "catalog.sqlite", backup)
+    with Storage(root) as storage:
+        with storage.writer([A]) as writer:
+            record = writer.event_callback(A)
+            for i in range(10, 30):
+                record({"timestamp": float(i), "receipt_timestamp": 0.0, "bid": 1.0, "ask": 2.0})
+        second = max(b.max_seq for b in storage.catalog.all_blocks())
+        assert second == 29
+    for side in root.glob("catalog.sqlite-*"):
+        side.unlink()
+    shutil.copy(backup, root / "catalog.sqlite")
+    with Storage(root) as storage:
+        with storage.writer([A]) as writer:
+            record = writer.event_callback(A)
+            record({"timestamp": 100.0, "receipt_timestamp": 0.0, "bid": 1.0, "ask": 2.0})
+        assert max(b.min_seq for b in storage.catalog.all_blocks()) == second + 1
+        (block,) = [b for b in storage.catalog.all_blocks() if b.session == writer.session]
+        drop_session(storage, writer.session)  # its block goes to quarantine/dropped
+    with Storage(root) as storage:
+        with storage.writer([A]) as writer:
+            record = writer.event_callback(A)
+            record({"timestamp": 200.0, "receipt_timestamp": 0.0, "bid": 1.0, "ask": 2.0})
+        (last,) = [b for b in storage.catalog.all_blocks() if b.session == writer.session]
+        assert last.min_seq == block.max_seq + 1
+
+
+def _shared_root(root: Path, first: str, second: str, offset: int, later: bool) -> None:
+    """A root as an older version left it: two sessions whose blocks of series A share
+    arrival numbers (the second shifted by ``offset`` numbers, ``later`` in time or not)."""
+    import pyarrow.compute as pc
+
+    from featurizer.storage._blocks import write_block
+
+    with Storage(root) as storage:
+        with storage.writer([A]) as writer:
+            record = writer.event_callback(A)
+            for i in range(40):
+                t = 1000.0 + i
+                record({"timestamp": t, "receipt_timestamp": t, "bid": t, "ask": t})
+        table = storage.read_table(A)
+        info = storage.find_series(A)
+        storage_id = storage.storage_id
+        fmt = storage.format
+    seqs = table.column("__seq__")
+    shift = 500.0 if later else -500.0
+    for session, delta, seq_shift in ((first, 0.0, 0), (second, shift, offset)):
+        moved = table.set_column(
+            table.schema.get_field_index("timestamp"),
+            "timestamp",
+            pc.add(table.column("timestamp"), delta),
+        ).set_column(table.schema.get_field_index("__seq__"), "__seq__", pc.add(seqs, seq_shift))
+        for ordinal in range(4):  # four blocks per session: any interleaving would show
+            write_block(
+                root, moved.slice(10 * ordinal, 10), info, session, ordinal, fmt, storage_id
+            )
+
+
+_SESSION_IDS = st.text("0123456789abcdef", min_size=8, max_size=8).map(
+    lambda tag: f"20260101T000000-{tag}"
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sessions=st.lists(_SESSION_IDS, min_size=2, max_size=2, unique=True),
+    offset=st.just(0) | st.integers(min_value=-39, max_value=39),
+    later=st.booleans(),
+)
+def test_sessions_sharing_arrival_numbers_are_read_in_a_documented_order_whatever_their_names(
+    tmp_path_factory: pytest.TempPathFactory, sessions: list[str], offset: int, later: bool
+) -> None:
+    """Whatever the session ids and block names (the order files are found in), a rebuilt
+    catalog reads the sessions of a series whole, by first arrival number, then by first
+    event time; and the rebuild reports the sharing."""
+    first, second = sessions
+    root = tmp_path_factory.mktemp("shared") / "root"
+    _shared_root(root, first, second, offset, later)
+    shutil.rmtree(root / "quarantine", ignore_errors=True)
+    for name in ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm"):
+        (root / name).unlink(missing_ok=True)
+    for original in (root / "blocks").rglob("*.parquet"):
+        if first not in original.name and second not in original.name:
+            original.unlink()  # the writer's own block: only the two crafted ones remain
+    report = rebuild_catalog(root)
+    assert len(report.shared) == 1 and "both hold arrival numbers" in report.shared[0]
+    own = [1000.0 + i for i in range(40)]
+    shifted = [t + (500.0 if later else -500.0) for t in own]
+    # the second session first when its numbers start earlier, or equally early and it is
+    # earlier in time
+    expected = shifted + own if offset < 0 or (offset == 0 and not later) else own + shifted
+    with Storage.open(root) as storage:
+        assert [e["timestamp"] for e in storage.read_events(A)] == expected
+        order = [b.session for b in storage.catalog.blocks(storage.find_series(A).key)]
+        assert order == (
+            [second] * 4 + [first] * 4 if expected[0] != own[0] else [first] * 4 + [second] * 4
+        )
 
 
 def test_block_files_are_never_replaced(tmp_path: Path) -> None:
