@@ -1,5 +1,8 @@
 """Fault tolerance: consistent checkpoints, recovery from the input log, exactly-once outputs.
 
+* :class:`ScaledCheckpointer` — the driver's side of a checkpointed scaled-out run
+  (:func:`featurizer.scaling.run_scaled` with ``checkpoint=``; ``featurizer run CONFIG
+  --scaler ... --checkpoint DIR``).
 * :class:`Checkpointer` — checkpoints a single-process run (:func:`featurizer.run` with
   ``checkpoint=``; ``featurizer run CONFIG --checkpoint DIR``).
 * :class:`CheckpointSettings` — directory, interval (``--checkpoint-every``), ``--fresh``.
@@ -29,9 +32,15 @@ from featurizer.checkpoint._format import (
     read_info,
 )
 from featurizer.checkpoint._inspect import DirectoryReport, inspect_directory, verify_directory
-from featurizer.checkpoint._run import make_checkpointer, run_checkpointed
+from featurizer.checkpoint._run import make_checkpointer, make_scaled_checkpointer, run_checkpointed
+from featurizer.checkpoint._scaled import ScaledCheckpointer
 from featurizer.checkpoint._session import Checkpointer, CheckpointMetrics, run_fingerprint
-from featurizer.checkpoint._settings import DEFAULT_EVERY, CheckpointSettings, parse_every
+from featurizer.checkpoint._settings import (
+    DEFAULT_EVERY,
+    DEFAULT_MAX_RESTARTS,
+    CheckpointSettings,
+    parse_every,
+)
 from featurizer.checkpoint._sink import SegmentedJsonLinesSink
 from featurizer.checkpoint._state import (
     STATEFUL_OPERATORS,
@@ -46,6 +55,7 @@ from featurizer.checkpoint._state import (
 
 __all__ = [
     "DEFAULT_EVERY",
+    "DEFAULT_MAX_RESTARTS",
     "FAULT_ENV",
     "FAULT_POINTS",
     "FORMAT_VERSION",
@@ -59,6 +69,7 @@ __all__ = [
     "Checkpointer",
     "CorruptCheckpointError",
     "DirectoryReport",
+    "ScaledCheckpointer",
     "SegmentedJsonLinesSink",
     "SnapshotError",
     "Snapshotable",
@@ -66,6 +77,7 @@ __all__ = [
     "check_snapshotable",
     "inspect_directory",
     "make_checkpointer",
+    "make_scaled_checkpointer",
     "parse_every",
     "read_checkpoint",
     "read_info",

@@ -14,6 +14,11 @@ runs, exactly as if the machine had lost the process. Points (see :data:`FAULT_P
 * ``publish`` — after the commit, in the middle of appending the segment to the output file;
 * ``recovery`` — while resuming, after the N-th event replayed from the log.
 
+Scaled runs also have worker points, ``worker-event:N@W`` and ``worker-barrier:N@W`` (worker
+``W`` dies after its N-th input event, or while taking its N-th barrier; see
+``featurizer.scaling._barriers``), which fire once per checkpoint directory, and their
+``-always`` variants, which fire in every incarnation of the worker.
+
 Without the variable every point is a dictionary lookup that finds nothing; the per-event
 points are not even installed.
 """
@@ -26,7 +31,16 @@ import signal
 __all__ = ["FAULT_ENV", "FAULT_POINTS", "fault_armed", "fault_point"]
 
 FAULT_ENV = "FEATURIZER_CHECKPOINT_FAULT"
-FAULT_POINTS = ("event", "dispatch", "snapshot", "checkpoint-commit", "publish", "recovery")
+FAULT_POINTS = (
+    "event",
+    "dispatch",
+    "snapshot",
+    "checkpoint-commit",
+    "publish",
+    "recovery",
+    "worker-event",
+    "worker-barrier",
+)
 
 _counts: dict[str, int] = {}
 
@@ -36,9 +50,9 @@ def _armed() -> tuple[str, int] | None:
     if not value:
         return None
     point, _, count = value.partition(":")
-    if point not in FAULT_POINTS:
+    if point.removesuffix("-always") not in FAULT_POINTS:
         raise ValueError(f"{FAULT_ENV}={value!r}: unknown point; points: {', '.join(FAULT_POINTS)}")
-    return point, int(count or 1)
+    return point, int(count.partition("@")[0] or 1)
 
 
 def fault_armed(point: str) -> bool:

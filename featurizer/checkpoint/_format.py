@@ -5,6 +5,12 @@ A checkpoint directory holds::
     checkpoints/<id:08d>.ckpt    committed checkpoints (the newest complete one is resumed)
     log/                         Featurizer Storage root: the data-source events the run consumed
     segments/<id:08d>.jsonl      output rows of a checkpoint, until they are published
+    workers/<n>/segments/        scaled runs writing worker outputs: worker n's segments
+
+A checkpoint of a scaled-out run has the same manifest, with ``workers`` (each worker's
+events, whether it had ended, and in worker-output mode where its file stands); its state
+is ``{"collector": bytes, "workers": {index: acknowledgement bytes}}`` (the driver's
+collector and each worker's acknowledgement, see ``featurizer.scaling._barriers``).
 
 A ``.ckpt`` file is the magic line ``FEATURIZER-CHECKPOINT 1``, one line of JSON (the
 :class:`CheckpointInfo` manifest: what the run computes, where every source and the output
@@ -81,6 +87,9 @@ class CheckpointInfo:
     :param duration_seconds: time taken to snapshot, sync the log and commit.
     :param restarts: times the run was resumed before this checkpoint.
     :param final: written when the run ended cleanly.
+    :param workers: a scaled run's workers by index (as text): ``events_in``, ``finished``,
+        and in worker-output mode ``output`` (its file), ``output_bytes``, ``segment_bytes``
+        and ``rows`` published with this checkpoint; empty for a single-process run.
     :param path: the file (not stored in it).
     """
 
@@ -97,6 +106,7 @@ class CheckpointInfo:
     duration_seconds: float = 0.0
     restarts: int = 0
     final: bool = False
+    workers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     path: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -120,6 +130,7 @@ class CheckpointInfo:
             f"{self.id:>6}  events {self.events_in:>12,}  rows {self.rows:>12,}  state "
             f"{self.state_bytes:>10,} B  {self.duration_seconds * 1000:8.1f} ms"
             f"{'  final' if self.final else ''}"
+            f"{f'  scaled ({len(self.workers)} workers)' if self.workers else ''}"
         )
 
     def details(self) -> list[str]:
@@ -140,6 +151,17 @@ class CheckpointInfo:
             lines.append(
                 f"    {position.name} ({key[:12]}): {position.consumed:,} events consumed, "
                 f"last receipt {receipt}"
+            )
+        for index, worker in sorted(self.workers.items(), key=lambda item: int(item[0])):
+            where = (
+                f", {worker.get('rows', 0):,} rows, {worker.get('output_bytes', 0):,} bytes "
+                f"published to {worker['output']}"
+                if worker.get("output")
+                else ""
+            )
+            lines.append(
+                f"  worker {index}: {worker.get('events_in', 0):,} events in"
+                f"{' (ended)' if worker.get('finished') else ''}{where}"
             )
         lines.append("  features:")
         for key, name in self.fingerprint.get("features", {}).items():

@@ -84,7 +84,9 @@ def verify_directory(directory: str | Path) -> DirectoryReport:
         except CheckpointError as error:
             problems.append(str(error))
     latest = infos[-1] if infos else None
-    if latest is not None:
+    if latest is not None and latest.workers:
+        _verify_scaled(path, latest, problems, notes)
+    elif latest is not None:
         output = Path(str(latest.fingerprint.get("output", "")))
         size = output.stat().st_size if output.is_file() else -1
         segment = path / "segments" / f"{latest.id:08d}.jsonl"
@@ -107,6 +109,66 @@ def verify_directory(directory: str | Path) -> DirectoryReport:
         problems.extend(_verify_log(path / "log", latest, notes))
     return DirectoryReport(
         directory=path, checkpoints=tuple(infos), problems=tuple(problems), notes=tuple(notes)
+    )
+
+
+def _verify_output(
+    output: Path,
+    segment: Path,
+    checkpoint_id: int,
+    published: int,
+    segment_bytes: int,
+    problems: list[str],
+    notes: list[str],
+) -> None:
+    """Compare one published output file with what checkpoint ``checkpoint_id`` says."""
+    size = output.stat().st_size if output.is_file() else -1
+    if size == published:
+        return
+    if 0 <= published - segment_bytes <= size < published and segment.is_file():
+        notes.append(
+            f"the publish of {output} at checkpoint {checkpoint_id} was interrupted; resuming ends it"
+        )
+    elif size > published:
+        notes.append(
+            f"{output} holds {size - published:,} bytes after checkpoint {checkpoint_id}: "
+            f"uncommitted rows, removed when the run resumes"
+        )
+    else:
+        problems.append(
+            f"{output}: {max(size, 0):,} bytes, but checkpoint {checkpoint_id} published "
+            f"{published:,}: the published output was truncated or removed"
+        )
+
+
+def _verify_scaled(
+    directory: Path, latest: CheckpointInfo, problems: list[str], notes: list[str]
+) -> None:
+    """A scaled run's outputs: the driver's file, or each worker's (its sources are rewound
+    by their emitters, so there is no input log to check)."""
+    if latest.fingerprint.get("scaled", {}).get("outputs") == "workers":
+        for index, worker in sorted(latest.workers.items()):
+            if not worker.get("output"):
+                continue
+            segments = directory / "workers" / index / "segments"
+            _verify_output(
+                Path(worker["output"]),
+                segments / f"{int(worker['output_id']):08d}.jsonl",
+                int(worker["output_id"]),
+                int(worker["output_bytes"]),
+                int(worker["segment_bytes"]),
+                problems,
+                notes,
+            )
+        return
+    _verify_output(
+        Path(str(latest.fingerprint.get("output", ""))),
+        directory / "segments" / f"{latest.id:08d}.jsonl",
+        latest.id,
+        latest.output_bytes,
+        latest.segment_bytes,
+        problems,
+        notes,
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurizer.checkpoint._errors import CheckpointError
+from featurizer.checkpoint._scaled import ScaledCheckpointer
 from featurizer.checkpoint._session import Checkpointer
 from featurizer.checkpoint._settings import CheckpointSettings
 from featurizer.checkpoint._sink import SegmentedJsonLinesSink
@@ -13,7 +15,7 @@ if TYPE_CHECKING:  # the runner imports the config, which imports checkpoint set
     from featurizer._config import FeaturizerConfig
     from featurizer._runner import RunOptions, RunSummary
 
-__all__ = ["make_checkpointer", "run_checkpointed"]
+__all__ = ["make_checkpointer", "make_scaled_checkpointer", "run_checkpointed"]
 
 
 def make_checkpointer(
@@ -23,14 +25,55 @@ def make_checkpointer(
     ``checkpointer.sink``). The run options that change the output are part of what a
     checkpoint may be resumed into."""
     sink = SegmentedJsonLinesSink(out, settings.directory)
-    identity = {
+    return Checkpointer(settings, sink, _identity(options))
+
+
+def _identity(options: RunOptions) -> dict[str, Any]:
+    return {
         "emitter": options.emitter,
         "seed": options.seed,
         "combine_outputs": options.combine_outputs,
         "error_policy": options.error_policy,
         "emitter_options": {k: str(v) for k, v in sorted(options.emitter_options.items())},
     }
-    return Checkpointer(settings, sink, identity)
+
+
+def make_scaled_checkpointer(
+    settings: CheckpointSettings,
+    out: str | Path | None,
+    options: RunOptions,
+    *,
+    worker_outputs: bool = False,
+    format_name: str | None = None,
+) -> ScaledCheckpointer:
+    """The checkpointer of a scaled-out run (pass it to
+    :func:`~featurizer.scaling.run_scaled` as ``checkpoint=``, with ``checkpointer.sink`` as
+    the sink: ``None`` when the workers write the outputs).
+
+    :param out: the JSON Lines output file (``--outputs driver``) or the worker-output target.
+    :param worker_outputs: the workers write the outputs (``--outputs workers``).
+    :param format_name: ``--format`` (JSON Lines only).
+    :raises CheckpointError: one line, for what a checkpointed scaled run cannot do.
+    """
+    target = out
+    if worker_outputs and out is not None:
+        from featurizer.scaling import WorkerOutputs
+
+        target = WorkerOutputs(target=str(out), format_name=format_name).path_for(0)
+    name = format_name or (Path(str(target)).suffix.lstrip(".") if target else "")
+    if out is None or name not in ("jsonl", "json"):
+        raise CheckpointError(
+            "--checkpoint publishes its output to JSON Lines files at each checkpoint: pass "
+            f"--out FILE.jsonl (received {'stdout' if out is None else repr(str(out))})"
+        )
+    if settings.every_events is not None:
+        raise CheckpointError(
+            f"--checkpoint-every {settings.every_events} counts input events, which a scaled "
+            f"run's driver does not see (its workers read the sources): give a time, e.g. "
+            f"--checkpoint-every 10s"
+        )
+    sink = None if worker_outputs else SegmentedJsonLinesSink(out, settings.directory)
+    return ScaledCheckpointer(settings, sink, _identity(options), str(Path(out).resolve()))
 
 
 def run_checkpointed(

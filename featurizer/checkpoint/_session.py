@@ -116,7 +116,20 @@ def _difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
             )
     if old["output"] != new["output"]:
         parts.append(f"output was {old['output']!r}, now {new['output']!r}")
+    if old.get("scaled") != new.get("scaled"):
+        parts.append(
+            f"it was {_scaled(old.get('scaled'))}, this one is {_scaled(new.get('scaled'))}"
+        )
     return "; ".join(parts)
+
+
+def _scaled(scaled: Mapping[str, Any] | None) -> str:
+    if not scaled:
+        return "a single-process run"
+    return (
+        f"a scaled run ({scaled.get('workers')} workers, strategy {scaled.get('strategy')}, "
+        f"outputs {scaled.get('outputs')}, plan {str(scaled.get('plan'))[:12]})"
+    )
 
 
 def _count_restart(directory: Path) -> int:

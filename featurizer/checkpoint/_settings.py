@@ -16,6 +16,9 @@ __all__ = ["DEFAULT_EVERY", "CheckpointSettings", "parse_every"]
 DEFAULT_EVERY = 10.0
 """Seconds between checkpoints when no interval is given."""
 
+DEFAULT_MAX_RESTARTS = 3
+"""Times a scaled run restarts its workers after a worker died, before it fails."""
+
 
 def parse_every(value: Any) -> tuple[float | None, int | None]:
     """``"10s"``/``"500ms"``/``2.5`` (seconds) or ``"100000"``/``100000`` (input events).
@@ -57,6 +60,8 @@ class CheckpointSettings:
     :param sync_interval: acknowledgement latency of the input log, in seconds.
     :param log_rotate_events: input events after which the log moves to a new storage root
         (at a checkpoint), so that roots every kept checkpoint has consumed can be deleted.
+    :param max_restarts: scaled runs: times the workers are restarted from the last
+        checkpoint after a worker died, within one run of the driver, before the run fails.
     """
 
     directory: Path = attrs.field(converter=Path)
@@ -66,6 +71,7 @@ class CheckpointSettings:
     keep: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     sync_interval: float = 0.1
     log_rotate_events: int = attrs.field(default=5_000_000, validator=attrs.validators.ge(1))
+    max_restarts: int = attrs.field(default=DEFAULT_MAX_RESTARTS, validator=attrs.validators.ge(0))
 
     @classmethod
     def from_every(
@@ -93,11 +99,11 @@ class CheckpointSettings:
                 path=path,
                 field="checkpoint",
             )
-        unknown = sorted(set(value) - {"dir", "every", "log_rotate"})
+        unknown = sorted(set(value) - {"dir", "every", "log_rotate", "max_restarts"})
         if unknown:
             raise ConfigError(
                 f"unknown field(s) {', '.join(map(repr, unknown))}; fields: 'dir', 'every', "
-                f"'log_rotate'",
+                f"'log_rotate', 'max_restarts'",
                 path=path,
                 field="checkpoint",
             )
@@ -115,7 +121,16 @@ class CheckpointSettings:
                 path=path,
                 field="checkpoint.log_rotate",
             )
+        restarts = value.get("max_restarts", DEFAULT_MAX_RESTARTS)
+        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0:
+            raise ConfigError(
+                f"expected a number of restarts (0 or more), got {restarts!r}",
+                path=path,
+                field="checkpoint.max_restarts",
+            )
         try:
-            return cls.from_every(directory, value.get("every"), log_rotate_events=rotate)
+            return cls.from_every(
+                directory, value.get("every"), log_rotate_events=rotate, max_restarts=restarts
+            )
         except ValueError as error:
             raise ConfigError(str(error), path=path, field="checkpoint.every") from None

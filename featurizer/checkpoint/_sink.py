@@ -66,6 +66,15 @@ class SegmentedJsonLinesSink:
         self._pending_bytes += len(data)
         self.pending_rows += 1
 
+    def write_text(self, text: str) -> None:
+        """Add a row already encoded as :data:`featurizer._sinks.encode_json` encodes it (one
+        JSON object, without its newline): scaled runs join rows from their workers' parts."""
+        pending = self._pending or self._open_pending()
+        data = (text + "\n").encode()
+        pending.write(data)
+        self._pending_bytes += len(data)
+        self.pending_rows += 1
+
     def segment_path(self, checkpoint_id: int) -> Path:
         """Where the segment of checkpoint ``checkpoint_id`` waits to be published."""
         return self._segments / f"{checkpoint_id:08d}.jsonl"

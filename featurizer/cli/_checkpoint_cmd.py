@@ -15,8 +15,10 @@ from featurizer._runner import RunOptions
 from featurizer.checkpoint import (
     Checkpointer,
     CheckpointSettings,
+    ScaledCheckpointer,
     inspect_directory,
     make_checkpointer,
+    make_scaled_checkpointer,
     parse_every,
     verify_directory,
 )
@@ -31,6 +33,14 @@ def _every(value: str) -> str:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return value
+
+
+def _restarts(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected a number of restarts (0 or more), got {value!r}"
+        )
+    return int(value)
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,11 +61,18 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --checkpoint: erase DIR's checkpoints and input log and start over",
     )
+    parser.add_argument(
+        "--max-restarts",
+        type=_restarts,
+        metavar="N",
+        help="with --checkpoint and --scaler: restart the workers from the last checkpoint at "
+        "most N times after a worker died, then fail (default 3)",
+    )
 
 
 def checkpointed_from_args(
     args: argparse.Namespace, config: FeaturizerConfig, options: RunOptions
-) -> Checkpointer | None:
+) -> Checkpointer | ScaledCheckpointer | None:
     """The checkpointer of a ``run`` with ``--checkpoint`` (or the config's ``checkpoint:``
     section; its sink is ``checkpointer.sink``); ``None`` without either.
 
@@ -63,9 +80,13 @@ def checkpointed_from_args(
     """
     settings = config.checkpoint
     if settings is None and args.checkpoint is None:
-        if args.checkpoint_every is not None or args.fresh:
-            option = "--checkpoint-every" if args.checkpoint_every is not None else "--fresh"
-            raise FeaturizerError(f"{option} needs --checkpoint DIR (or a checkpoint: section)")
+        for option, value in (
+            ("--checkpoint-every", args.checkpoint_every),
+            ("--fresh", args.fresh or None),
+            ("--max-restarts", getattr(args, "max_restarts", None)),
+        ):
+            if value is not None:
+                raise FeaturizerError(f"{option} needs --checkpoint DIR (or a checkpoint: section)")
         return None
     # The options win over the config's section; what they do not set is kept from it.
     base = settings or CheckpointSettings(directory=args.checkpoint)
@@ -74,11 +95,21 @@ def checkpointed_from_args(
         changes["directory"] = Path(args.checkpoint)
     if args.checkpoint_every is not None:
         changes["every_seconds"], changes["every_events"] = parse_every(args.checkpoint_every)
+    if getattr(args, "max_restarts", None) is not None:
+        changes["max_restarts"] = args.max_restarts
     settings = attrs.evolve(base, **changes)
     if getattr(args, "scaler", None):
+        return make_scaled_checkpointer(
+            settings,
+            args.out,
+            options,
+            worker_outputs=getattr(args, "outputs", "driver") == "workers",
+            format_name=args.format_name,
+        )
+    elif getattr(args, "max_restarts", None) is not None:
         raise FeaturizerError(
-            "--checkpoint checkpoints single-process runs; scaled runs (--scaler) are not "
-            "checkpointed yet: drop --scaler or --checkpoint"
+            "--max-restarts bounds the restarts of a scaled run's workers: add --scaler (a "
+            "single-process run is restarted by whoever runs it)"
         )
     out = args.out
     name = args.format_name or (Path(out).suffix.lstrip(".") if out else "")
@@ -90,13 +121,18 @@ def checkpointed_from_args(
     return make_checkpointer(settings, out, options)
 
 
-def describe_metrics(checkpointer: Checkpointer) -> str:
+def describe_metrics(checkpointer: Checkpointer | ScaledCheckpointer) -> str:
     """One line about checkpointing for the run summary."""
     m = checkpointer.metrics
+    published = (
+        f"published: {checkpointer.sink.rows:,} rows in total  "
+        if checkpointer.sink is not None
+        else ""
+    )
     return (
         f"checkpoints: {m.checkpoints:,} committed in {checkpointer.settings.directory} (last "
-        f"{m.last_duration_seconds * 1000:.1f} ms, {m.last_state_bytes:,} bytes)  published: "
-        f"{checkpointer.sink.rows:,} rows in total  restarts: "
+        f"{m.last_duration_seconds * 1000:.1f} ms, {m.last_state_bytes:,} bytes)  "
+        f"{published}restarts: "
         f"{m.restarts}  replayed: {m.replayed_events:,} events in {m.recovery_seconds:.2f} s  "
         f"gaps: {m.gaps}"
     )

@@ -6,6 +6,7 @@ import abc
 import contextlib
 import contextvars
 import logging
+import pickle
 import signal
 import threading
 import time
@@ -22,6 +23,7 @@ from featurizer._plugin_types import ScalingStrategySpec, TransportSpec
 from featurizer._plugins import Plugins, get_plugins
 from featurizer._runner import RunContext, RunOptions, assign_emitters, check_emitter_settings
 from featurizer._sinks import JsonLinesSink, Sink, flatten_grouped
+from featurizer.scaling._barriers import WorkerCheckpointing
 from featurizer.scaling._errors import PlanError, ScalingError, WorkerError
 from featurizer.scaling._observe import ScaledRunObserver
 from featurizer.scaling._ordering import OutputCollector
@@ -32,11 +34,13 @@ from featurizer.scaling._outputs import (
     names_keep_columns_apart,
 )
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
+from featurizer.scaling._recovery import BarrierCoordinator
 from featurizer.scaling._specs import ScalerSpec
 from featurizer.scaling._transport import Batch, Inbox, Transport
 from featurizer.scaling._worker import EmitterFactory, WorkerRuntime
 
 if TYPE_CHECKING:
+    from featurizer.checkpoint._scaled import ScaledCheckpointer
     from featurizer.metrics import RunMetrics
 
 __all__ = [
@@ -166,6 +170,8 @@ class ScaledRunRequest:
         combined rows: ``"json"`` (the text of its columns: the driver writes JSON Lines and
         joins rows), ``"columns"`` (its named columns: the driver merges rows), ``None`` (the
         event). See :class:`~featurizer.scaling.WorkerRuntime`.
+    :param checkpoint: a checkpointed run: the directory, the checkpoint resumed and each
+        worker's acknowledgement of it (``None``: no checkpoints).
     """
 
     config: FeaturizerConfig | None
@@ -185,6 +191,7 @@ class ScaledRunRequest:
     idle_timeout: float | None = None
     heartbeat_interval: float = 0.5
     row_parts: str | None = None
+    checkpoint: WorkerCheckpointing | None = None
 
     def driver_address_for(self, index: int) -> str:
         """Where worker ``index`` sends to the driver."""
@@ -202,6 +209,7 @@ class ScaledRunRequest:
             "heartbeat_interval": self.heartbeat_interval,
             "config": self.config,
             "row_parts": self.row_parts,
+            "checkpoint": self.checkpoint,
         }
 
 
@@ -251,6 +259,21 @@ class ScaledRun(abc.ABC):
         """Check the workers.
 
         :raises WorkerError: when a worker failed or died.
+        """
+
+    def request_barrier(self, checkpoint_id: int) -> None:
+        """Ask every worker for checkpoint barrier ``checkpoint_id`` (returns at once; see
+        ``docs/fault-tolerance.md``). The default refuses: the scaler cannot checkpoint.
+
+        :raises ScalingError: when the workers cannot be told.
+        """
+        raise ScalingError(f"the {type(self).__name__} scaler cannot checkpoint")
+
+    def commit(self, checkpoint_id: int) -> None:  # noqa: B027 - optional, with request_barrier
+        """Tell every worker checkpoint ``checkpoint_id`` committed (worker-output mode: they
+        publish their segments of it; the final one is published before this returns).
+
+        :raises ScalingError: when the workers cannot be told.
         """
 
     def drain(self) -> None:  # noqa: B027 - optional: scalers that cannot drain keep it
@@ -358,6 +381,14 @@ class _LocalRun(ScaledRun):
         for runtime in self.runtimes:
             runtime.drain()
 
+    def request_barrier(self, checkpoint_id: int) -> None:
+        for runtime in self.runtimes:
+            runtime.request_barrier(checkpoint_id)
+
+    def commit(self, checkpoint_id: int) -> None:
+        for runtime in self.runtimes:
+            runtime.commit(checkpoint_id)
+
     def stop(self, ok: bool = True) -> dict[int, dict[str, Any]]:
         if self._metrics is None:
             metrics: dict[int, dict[str, Any]] = {}
@@ -457,6 +488,7 @@ def run_scaled(
     drain_timeout: float = 10.0,
     max_pending: int = 100_000,
     progress: Callable[[int | None, int], None] | None = None,
+    checkpoint: ScaledCheckpointer | None = None,
 ) -> ScaledRunSummary:
     """Run a config scaled out: plan it, start the workers, merge their outputs, stop cleanly.
 
@@ -512,6 +544,13 @@ def run_scaled(
     :param progress: called about every 0.2 s from the driver's thread with the input events
         so far (``None`` when the workers are not in this process: their counts come at the
         end) and the rows the driver wrote (a progress line).
+    :param checkpoint: checkpoint the run (see ``docs/fault-tolerance.md``): aligned barriers
+        through the channels, a checkpoint committed when every worker acknowledged it,
+        outputs published exactly once at commits (``sink`` must be the checkpointer's
+        sink, or ``None`` with ``outputs``); a worker that dies is detected, every worker
+        restarts from the last checkpoint (at most ``settings.max_restarts`` times per run),
+        and the output is that of an uninterrupted run. Resumes from the checkpoint
+        directory when it holds a checkpoint of this run.
     :returns: the summary.
     :raises ScalingError: for planning, transport or worker failures (a worker's error is
         a :class:`WorkerError` naming the worker and its original error), a hung worker, or a
@@ -559,6 +598,8 @@ def run_scaled(
         paths = outputs.check(plugins, plan.size)
         output_files = tuple(str(paths[w.index]) for w in plan.workers if w.outputs)
     graph = FeatureStreamGraph(features)
+    if checkpoint is not None:
+        _check_checkpointable(checkpoint, outputs, watermark_delay, idle_timeout)
     transport_obj = make_transport(transport_name, transport_options or {}, plugins)
     inboxes: dict[int, Inbox] = {}
     scaler_obj: Scaler | None = None
@@ -570,7 +611,9 @@ def run_scaled(
     # rows are built from parts the workers made: joined text for JSON Lines, else columns
     row_parts = None
     if sink is not None and options.combine_outputs and outputs is None and on_combined is None:
-        joinable = isinstance(sink, JsonLinesSink) and names_keep_columns_apart(plan.outputs)
+        joinable = isinstance(sink, JsonLinesSink | _text_sink_type()) and names_keep_columns_apart(
+            plan.outputs
+        )
         row_parts = "json" if joinable else "columns"
 
     def write_combined(grouped: GroupedNamedDataEvent) -> None:
@@ -595,15 +638,18 @@ def run_scaled(
         rows[0] += 1
         write_row({"feature": feature.name, **event})
 
-    collector = OutputCollector(
-        plan,
-        on_combined=writers.get(row_parts or "", write_combined)
-        if options.combine_outputs
-        else None,
-        on_event=None if options.combine_outputs else write_event,
-        on_late=on_late,
-        combine=options.combine_outputs,
-    )
+    def make_collector() -> OutputCollector:
+        return OutputCollector(
+            plan,
+            on_combined=writers.get(row_parts or "", write_combined)
+            if options.combine_outputs
+            else None,
+            on_event=None if options.combine_outputs else write_event,
+            on_late=on_late,
+            combine=options.combine_outputs,
+        )
+
+    collector = make_collector()
     stopped_by = "completed"
     started = time.perf_counter()
     worker_metrics: dict[int, dict[str, Any]] = {}
@@ -623,52 +669,105 @@ def run_scaled(
             transport_options = {**(transport_options or {}), "host": host}
             transport_obj = make_transport(transport_name, transport_options, plugins)
         port = (transport_options or {}).get("port")
-        for worker in plan.workers:
-            inboxes[worker.index] = transport_obj.open_inbox(
-                f"driver-{worker.index}", port=None if port is None else int(port) + worker.index
-            )
-        inbox = inboxes[0]
         shared = {k: v for k, v in (transport_options or {}).items() if k != "host"}
         shared.update(transport_obj.shared_options())
-        request = ScaledRunRequest(
-            config=request_config,
-            features=None if request_config is not None else tuple(features),
-            strategy=strategy,
-            workers=workers,
-            fingerprint=plan.fingerprint,
-            transport=transport_name,
-            transport_options=shared,
-            driver_address=inbox.address,
-            driver_addresses={index: box.address for index, box in inboxes.items()},
-            idle_timeout=idle_timeout,
-            options=options,
-            watermark_delay=watermark_delay,
-            flush_interval=flush_interval,
-            make_emitters=make_emitters,
-            outputs=outputs,
-            row_parts=row_parts,
-        )
+        restored = None
+        if checkpoint is not None:
+            restored = checkpoint.start(graph, _scaled_identity(plan, strategy, outputs))
+        restarts = 0
         plugins.before_run(context)
         launched_at = time.perf_counter()  # the workers' emitters bound their own duration
-        launched = scaler_obj.launch(request, plan, plugins)
-        if observer is not None:
-            observer.bind(launched, _bytes_received(inboxes), collector)
-        started = time.perf_counter()
-        gatherer = _Gatherer(
-            inboxes,
-            collector,
-            launched,
-            heartbeat_timeout=heartbeat_timeout,
-            max_pending=max_pending,
-            signals=signals,
-            progress=None if progress is None else _progress_of(launched, rows, progress),
-        )
-        stopped_by = gatherer.collect(options.duration, drain_timeout)
+        while True:
+            collector = make_collector()
+            for box in inboxes.values():  # a restart: batches of the workers before it go too
+                box.close()
+            inboxes.clear()
+            for worker in plan.workers:
+                inboxes[worker.index] = transport_obj.open_inbox(
+                    f"driver-{worker.index}",
+                    port=None if port is None else int(port) + worker.index,
+                )
+            inbox = inboxes[0]
+            request = ScaledRunRequest(
+                config=request_config,
+                features=None if request_config is not None else tuple(features),
+                strategy=strategy,
+                workers=workers,
+                fingerprint=plan.fingerprint,
+                transport=transport_name,
+                transport_options=shared,
+                driver_address=inbox.address,
+                driver_addresses={index: box.address for index, box in inboxes.items()},
+                idle_timeout=idle_timeout,
+                options=options,
+                watermark_delay=watermark_delay,
+                flush_interval=flush_interval,
+                make_emitters=make_emitters,
+                outputs=outputs,
+                row_parts=row_parts,
+                checkpoint=None
+                if checkpoint is None
+                else _worker_checkpointing(checkpoint, restored, collector, rows),
+            )
+            launched = scaler_obj.launch(request, plan, plugins)
+            if observer is not None:
+                observer.bind(launched, _bytes_received(inboxes), collector)
+            started = time.perf_counter()
+            barriers = None
+            if checkpoint is not None:
+                barriers = BarrierCoordinator(
+                    checkpoint,
+                    collector,
+                    [w.index for w in plan.workers],
+                    launched.request_barrier,
+                    launched.commit,
+                )
+            gatherer = _Gatherer(
+                inboxes,
+                collector,
+                launched,
+                heartbeat_timeout=heartbeat_timeout,
+                max_pending=max_pending,
+                signals=signals,
+                progress=None if progress is None else _progress_of(launched, rows, progress),
+                barriers=barriers,
+            )
+            try:
+                stopped_by = gatherer.collect(options.duration, drain_timeout)
+            except WorkerError as error:
+                if checkpoint is None:
+                    raise
+                detected = time.perf_counter()
+                limit = checkpoint.settings.max_restarts
+                if restarts >= limit:
+                    raise ScalingError(
+                        f"worker {error.worker} failed and the run was already restarted "
+                        f"{restarts} time(s), the limit (--max-restarts {limit}): "
+                        f"{error.detail or error}".rstrip()
+                    ) from error
+                restarts += 1
+                logger.warning(
+                    "worker %s failed (%s); restart %d of at most %d from the last checkpoint",
+                    error.worker,
+                    (error.detail or str(error)).splitlines()[0],
+                    restarts,
+                    limit,
+                )
+                _stop_quietly(launched)
+                launched = None
+                restored = checkpoint.reload()
+                checkpoint.metrics.recovery_seconds = time.perf_counter() - detected
+                continue
+            break
+        if barriers is not None:
+            barriers.final()
         elapsed = time.perf_counter() - started
         worker_metrics = launched.stop(ok=True)
     except BaseException as error:
         signals.restore()
         _cleanup(launched, inboxes, transport_obj, scaler_obj, observer, ok=False)
+        if checkpoint is not None:
+            checkpoint.close()
         if sink is not None:
             sink.close(ok=False)
         if isinstance(error, KeyboardInterrupt):  # while starting: nothing to drain
@@ -679,6 +778,8 @@ def run_scaled(
         raise
     signals.restore()
     _cleanup(launched, inboxes, transport_obj, scaler_obj, observer)
+    if checkpoint is not None:
+        checkpoint.close()
     if sink is not None:
         sink.close(ok=True)
     if (
@@ -709,6 +810,74 @@ def run_scaled(
     )
     plugins.after_run(context, summary)
     return summary
+
+
+def _text_sink_type() -> type:
+    from featurizer.checkpoint import SegmentedJsonLinesSink
+
+    return SegmentedJsonLinesSink
+
+
+def _check_checkpointable(
+    checkpoint: ScaledCheckpointer,
+    outputs: WorkerOutputs | None,
+    watermark_delay: float | None,
+    idle_timeout: float | None,
+) -> None:
+    """Refuse, before anything starts, what a checkpointed scaled run cannot do."""
+    if outputs is not None and outputs.format_name not in (None, "jsonl", "json"):
+        raise ScalingError(
+            f"--checkpoint publishes worker outputs as JSON Lines at each checkpoint; "
+            f"--format {outputs.format_name} cannot be: use --format jsonl"
+        )
+    if outputs is not None and not str(outputs.path_for(0)).endswith((".jsonl", ".json")):
+        raise ScalingError(
+            f"--checkpoint publishes worker outputs as JSON Lines at each checkpoint: name "
+            f"JSON Lines files with --out (received {outputs.target!r})"
+        )
+    if watermark_delay is not None or idle_timeout is not None:
+        raise ScalingError(
+            "--checkpoint of a scaled run needs exact event-time order (replayed input): drop "
+            "--watermark-delay and --idle-timeout, or run without --checkpoint"
+        )
+
+
+def _scaled_identity(
+    plan: FeatureStreamWorkerGraph, strategy: str, outputs: WorkerOutputs | None
+) -> dict[str, Any]:
+    """What a scaled run's checkpoints may be resumed into (the plan, not the scaler)."""
+    return {
+        "workers": plan.size,
+        "strategy": strategy,
+        "plan": plan.fingerprint,
+        "outputs": "driver" if outputs is None else "workers",
+    }
+
+
+def _worker_checkpointing(
+    checkpoint: ScaledCheckpointer,
+    restored: tuple[Any, dict[str, Any]] | None,
+    collector: OutputCollector,
+    rows: list[int],
+) -> WorkerCheckpointing:
+    """What the workers of a (re)launch restore from; the collector is restored here."""
+    if restored is None:
+        rows[0] = 0
+        return WorkerCheckpointing(directory=str(checkpoint.directory))
+    info, state = restored
+    collector.restore(pickle.loads(state["collector"]))
+    rows[0] = info.rows if checkpoint.sink is not None else 0
+    return WorkerCheckpointing(
+        directory=str(checkpoint.directory), last_id=info.id, restore=dict(state["workers"])
+    )
+
+
+def _stop_quietly(launched: ScaledRun) -> None:
+    """Stop the workers of a failed attempt (their uncommitted output is discarded)."""
+    try:
+        launched.stop(ok=False)
+    except Exception:
+        logger.exception("stopping the workers of the failed attempt failed")
 
 
 class _StopSignals:
@@ -789,7 +958,9 @@ class _Gatherer:
         max_pending: int,
         signals: _StopSignals | None = None,
         progress: Callable[[], None] | None = None,
+        barriers: BarrierCoordinator | None = None,
     ) -> None:
+        self.barriers = barriers
         self.signals = signals or _StopSignals()
         self.progress = progress
         self.inboxes = inboxes
@@ -834,9 +1005,12 @@ class _Gatherer:
 
     def _run(self, until: float | None, *, draining: bool = False) -> bool:
         collector = self.collector
+        barriers = self.barriers
         while not collector.finished:
             self._receive()
             now = time.monotonic()
+            if barriers is not None:
+                barriers.tick(now)
             if now - self.last_poll >= _POLL_SECONDS:
                 self.launched.poll()
                 self._check_heartbeats(now)
@@ -851,13 +1025,23 @@ class _Gatherer:
 
     def _receive(self) -> None:
         collector = self.collector
-        readable = [
-            index
-            for index, channel in collector.channels.items()
-            if not channel.ended and collector.queued(index) < self.max_pending
-        ]
-        if len(readable) < len(self.inboxes):
-            readable = sorted(set(readable) | collector.holding_back())
+        barriers = self.barriers
+        if barriers is not None and barriers.in_flight is not None:
+            # aligning: every worker not aligned yet is read, whatever it holds, so that
+            # its barrier arrives; the aligned ones wait for the commit
+            readable = [
+                index
+                for index, channel in collector.channels.items()
+                if not channel.ended and not barriers.blocked(index)
+            ]
+        else:
+            readable = [
+                index
+                for index, channel in collector.channels.items()
+                if not channel.ended and collector.queued(index) < self.max_pending
+            ]
+            if len(readable) < len(self.inboxes):
+                readable = sorted(set(readable) | collector.holding_back())
         got = False
         for index in readable:
             batch = self.inboxes[index].recv(0)
@@ -880,6 +1064,8 @@ class _Gatherer:
         if batch.error is not None:
             raise WorkerError(batch.error, worker=batch.sender, detail=batch.error)
         self.collector.handle(batch)
+        if self.barriers is not None and (batch.barrier or batch.end):
+            self.barriers.taken(index, batch)
 
     def _check_heartbeats(self, now: float) -> None:
         for index, seen in self.last_seen.items():

@@ -124,7 +124,7 @@ class ScaledRunObserver:
         :param collector: the driver's collector (batches and records received per worker).
         """
         self._launched, self._bytes_received, self._collector = launched, bytes_received, collector
-        if not launched.stats_in_process:
+        if not launched.stats_in_process and self._thread is None:  # bound again: a restart
             self._thread = threading.Thread(
                 target=self._poll_loop, name="featurizer-scaled-metrics", daemon=True
             )

@@ -131,6 +131,24 @@ class GroupMerge:
                     return
             yield queues[best].popleft()
 
+    def snapshot(self) -> dict[str, Any]:
+        """The merge's state as plain data (features by key), for a checkpoint."""
+        return {
+            "queues": {
+                s: [(key, feature.key, event) for key, feature, event in q]
+                for s, q in self.queues.items()
+            },
+            "marks": dict(self.marks),
+        }
+
+    def restore(self, state: Mapping[str, Any], by_key: Mapping[str, Feature]) -> None:
+        """Become the merge :meth:`snapshot` was taken of."""
+        for sender, records in state["queues"].items():
+            self.queues[sender] = collections.deque(
+                (key, by_key[feature], event) for key, feature, event in records
+            )
+        self.marks.update(state["marks"])
+
     def frontier(self) -> Watermark:
         """The group's watermark once what was released is processed."""
         lowest: Watermark | None = None
@@ -194,6 +212,42 @@ class OutputCollector:
         self.outputs = 0
         self.records = 0
         self._arrival = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the collector holds between batches, as plain data (features by key), for a
+        checkpoint: the records held back by watermarks, the watermarks, the latest value of
+        every output and the counters. Channels are not part of it: a restored run starts
+        them anew."""
+        return {
+            "queues": {
+                pair: [(k, r, a, feature.key, event) for k, r, a, feature, event in queue]
+                for pair, queue in self.queues.items()
+            },
+            "marks": dict(self.marks),
+            "latest": [None if item is None else (item[0].key, item[1]) for item in self._latest],
+            "missing": self._missing,
+            "late": dict(self.late),
+            "outputs": self.outputs,
+            "records": self.records,
+            "arrival": self._arrival,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Become the collector :meth:`snapshot` was taken of (before any batch)."""
+        by_key = self._by_key
+        for pair, records in state["queues"].items():
+            self.queues[pair] = collections.deque(
+                (k, r, a, by_key[feature], event) for k, r, a, feature, event in records
+            )
+        self.marks.update(state["marks"])
+        self._latest = [
+            None if item is None else (by_key[item[0]], item[1]) for item in state["latest"]
+        ]
+        self._missing = state["missing"]
+        self.late = collections.Counter(state["late"])
+        self.outputs = state["outputs"]
+        self.records = state["records"]
+        self._arrival = state["arrival"]
 
     @property
     def finished(self) -> bool:

@@ -38,7 +38,7 @@ __all__ = [
     "encode_batch",
 ]
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 """Bumped whenever the serialised layout of :class:`Batch` changes."""
 
 Watermark = tuple[float, int]
@@ -63,6 +63,11 @@ class Batch:
     :param late: input events that arrived behind the watermark, for the side output:
         ``(group, source key, event)``.
     :param metrics: on the last batch, the sender's counters.
+    :param barrier: a checkpoint barrier (checkpointed runs): every record of the sender
+        before the cut of checkpoint ``barrier`` is in this batch or an earlier one, none
+        after it; ``0``: no barrier.
+    :param snapshot: on a barrier batch to the driver, the sender's acknowledgement: its
+        snapshot (plain data, pickled; see ``docs/fault-tolerance.md``).
     """
 
     sender: int
@@ -75,6 +80,8 @@ class Batch:
     error: str | None = None
     late: list[tuple[Any, ...]] = attrs.field(factory=list)
     metrics: Mapping[str, Any] = attrs.field(factory=dict)
+    barrier: int = 0
+    snapshot: bytes = b""
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -97,6 +104,8 @@ def encode_batch(batch: Batch) -> bytes:
             batch.error,
             batch.late,
             dict(batch.metrics),
+            batch.barrier,
+            batch.snapshot,
         ),
         protocol=5,
     )
@@ -120,12 +129,12 @@ def decode_batch(data: bytes | memoryview) -> Batch:
         fields = _PlainDataUnpickler(io.BytesIO(data)).load()
     except Exception as exc:
         raise TransportError(f"cannot decode a transport batch: {exc}") from exc
-    if not (isinstance(fields, tuple) and len(fields) == 11 and fields[0] == WIRE_VERSION):
+    if not (isinstance(fields, tuple) and len(fields) == 13 and fields[0] == WIRE_VERSION):
         raise TransportError(
             f"expected a featurizer transport batch of wire version {WIRE_VERSION}, received "
             f"{str(fields)[:80]!r}"
         )
-    (_, sender, number, keys, records, watermarks, end, total, error, late, metrics) = fields
+    (_, sender, number, keys, records, watermarks, end, total, error, late, metrics) = fields[:11]
     return Batch(
         sender=sender,
         number=number,
@@ -137,6 +146,8 @@ def decode_batch(data: bytes | memoryview) -> Batch:
         error=error,
         late=late,
         metrics=metrics,
+        barrier=fields[11],
+        snapshot=fields[12],
     )
 
 

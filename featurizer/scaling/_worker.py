@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import heapq
 import logging
+import math
+import pickle
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from featurizer._config import FeaturizerConfig
@@ -18,6 +22,7 @@ from featurizer._feature import Feature
 from featurizer._plugins import Plugins
 from featurizer._runner import RunOptions, assign_emitters, refuse_warmup
 from featurizer._sinks import Sink, flatten_grouped
+from featurizer.scaling._barriers import WorkerCheckpointing, fault_count, load_ack, worker_fault
 from featurizer.scaling._errors import ScalingError, TransportError
 from featurizer.scaling._ordering import GroupMerge, OutputCollector, _Channel
 from featurizer.scaling._outputs import (
@@ -142,6 +147,11 @@ class WorkerRuntime:
         its timestamp and its named columns (:class:`RowColumns`: the driver merges them);
         ``None``: the event. Only when combining; in worker-output mode a worker combines its
         own rows from the parts its sink takes, whatever this says.
+    :param checkpoint: a checkpointed run: take the barriers the driver asks for, and restore
+        this worker from its acknowledgement of the checkpoint resumed (see
+        :mod:`featurizer.scaling._barriers`); ``None``: no checkpoints.
+    :param own_process: whether the worker is alone in its process (a Ray actor): the fault
+        hook then kills the process; otherwise the worker fails as a dead worker would.
     """
 
     def __init__(
@@ -160,8 +170,25 @@ class WorkerRuntime:
         heartbeat_interval: float = 0.5,
         config: FeaturizerConfig | None = None,
         row_parts: str | None = None,
+        checkpoint: WorkerCheckpointing | None = None,
+        own_process: bool = False,
     ) -> None:
         self.plan = plan
+        self.checkpoint = checkpoint
+        self.own_process = own_process
+        self._positions: dict[str, list[Any]] = {
+            s.key: [0, -math.inf] for s in plan.workers[index].sources
+        }
+        self._skip: dict[str, tuple[int, float]] = {}
+        self._dispatch_keys: dict[int, str] = {}
+        self._barrier_requested = 0
+        self._barrier_done = 0 if checkpoint is None else checkpoint.last_id
+        self._barrier_in: dict[int, int] = {}
+        self._deferred: dict[int, collections.deque[Batch]] = {}
+        self._cuts: dict[int, int] = {}
+        self._output_state: dict[str, Any] | None = None
+        self._final_ack: bytes = b""
+        self.restored_finished = False
         if not options.combine_outputs:
             row_parts = None
         elif outputs is not None:
@@ -219,6 +246,7 @@ class WorkerRuntime:
             self._merges[group] = GroupMerge(sorted(from_workers))
             self._frontiers[group] = (float("-inf"), -1)
         self._channels = {s: _Channel(s) for s in plan.upstream_workers(index)}
+        self._barrier_in = dict.fromkeys(self._channels, self._barrier_done)
         self._by_key = plan.feature_by_key()
         self._dispatch = {f: self.graph.input_callback(f) for f in self.worker.inputs}
         self.rows_out = 0
@@ -230,14 +258,41 @@ class WorkerRuntime:
         if outputs is not None and self.worker.outputs:
             self._open_outputs(outputs)
         try:
+            if checkpoint is not None:
+                self._start_checkpointing(checkpoint)
             self.inbox = transport.open_inbox(f"worker-{index}") if self._channels else None
         except BaseException:
             if self._sink is not None:
                 self._sink.close(ok=False)
             raise
 
+    def _start_checkpointing(self, checkpoint: WorkerCheckpointing) -> None:
+        """Restore this worker from its acknowledgement of the resumed checkpoint, and bring
+        its output file (worker-output mode) to that checkpoint's state."""
+        from featurizer.scaling._worker_state import restore_worker
+
+        ack = checkpoint.restore.get(self.index)
+        output = None if ack is None else load_ack(ack).get("output")
+        sink: Any = self._sink
+        if sink is not None:
+            if output is None:
+                sink.start_fresh()
+            else:
+                sink.reconcile(output["id"], output["output_bytes"], output["segment_bytes"])
+                sink.rows = output["rows"]
+                self._output_state = dict(output)
+        if ack is not None:
+            restore_worker(self, load_ack(ack))
+
     def _open_outputs(self, outputs: WorkerOutputs) -> None:
-        self._sink = sink = outputs.make_sink(self.index, self.plugins)
+        if self.checkpoint is not None:
+            from featurizer.checkpoint import SegmentedJsonLinesSink
+
+            path = outputs.path_for(self.index, self.plugins.sinks())
+            directory = Path(self.checkpoint.directory) / "workers" / str(self.index)
+            self._sink = sink = SegmentedJsonLinesSink(path, directory)  # type: ignore[assignment]
+        else:
+            self._sink = sink = outputs.make_sink(self.index, self.plugins)
         self._output_path = str(outputs.path_for(self.index, self.plugins.sinks()))
         write_row = sink.write_row
         write_text: Any = getattr(sink, "write_text", None)
@@ -362,7 +417,7 @@ class WorkerRuntime:
     def build_emitters(self) -> None:
         """Build this worker's emitters (before :meth:`start`, so errors come early)."""
         sources = list(self.worker.sources)
-        if not sources:
+        if not sources or self.restored_finished:
             return
         if self._make_emitters is not None:
             built = dict(self._make_emitters(self.plan, self.index))
@@ -383,10 +438,39 @@ class WorkerRuntime:
                 self._emitter_sources[name] = served
         for name, served in self._emitter_sources.items():
             for source in served:
-                self._emitters[name].register_callback(source, self._ingest(source))
+                self._emitters[name].register_callback(source, self._resumed(source))
                 self._emitters[name].register_warmup_callback(
                     source, refuse_warmup(source, "a scaled-out run", "run it without --scaler")
                 )
+
+    def _resumed(self, source: Feature) -> Callable[[Event], None]:
+        """The ingest callback; a restored worker's first skips what its emitter sends again:
+        the ``consumed`` events up to the largest receipt time consumed at the cut (a live
+        source's first new event ends the skipping: the time it was down is a gap)."""
+        ingest = self._ingest(source)
+        if source.key not in self._skip:
+            return ingest
+        consumed, max_receipt = self._skip[source.key]
+        skipping = [consumed > 0]
+        skipped = [0]
+
+        def resumed(event: Event) -> None:
+            if skipping[0]:
+                if skipped[0] < consumed and event["receipt_timestamp"] <= max_receipt:
+                    skipped[0] += 1
+                    return
+                skipping[0] = False
+                if skipped[0] < consumed:
+                    logger.warning(
+                        "worker %d: data source %r lost data while the run was down (after "
+                        "receipt time %.6f)",
+                        self.index,
+                        source.name,
+                        max_receipt,
+                    )
+            ingest(event)
+
+        return resumed
 
     def _ingest(self, source: Feature) -> Callable[[Event], None]:
         group = self.plan.group_of(source)
@@ -398,9 +482,22 @@ class WorkerRuntime:
         hold = self.watermark_delay is not None
         stopping, draining = self._stopping, self._draining
         run = self._run_event
+        self._dispatch_keys[id(dispatch)] = source_key
+        position = self._positions[source_key]
+        track = self.checkpoint is not None
+        fault_at = (
+            None if not track else fault_count("worker-event", self.index)
+        )  # the fault hook, tests only
 
         def ingest(event: Event) -> None:
             with lock:
+                if track:
+                    position[0] += 1
+                    receipt = event["receipt_timestamp"]
+                    if receipt > position[1]:  # noqa: PLR1730 (a call to max() costs more)
+                        position[1] = receipt
+                    if fault_at is not None and self.events_in + 1 >= fault_at:
+                        self._fault("worker-event")
                 if stopping.is_set() or draining.is_set():
                     return
                 if limit is not None and self.events_in >= limit:
@@ -540,37 +637,136 @@ class WorkerRuntime:
         if not self._acquire():
             return
         try:
-            channel.accept(batch, self._by_key, f"worker {self.index}")
-            features = channel.features
-            touched = set()
-            for record in batch.records:
-                group = record[0][1]
-                self._merges[group].push(batch.sender, (record[0], features[record[1]], record[2]))
-                touched.add(group)
-            for group, mark in batch.watermarks.items():
-                merge = self._merges.get(group)
-                if merge is not None and batch.sender in merge.marks:
-                    merge.advance(batch.sender, tuple(mark))  # type: ignore[arg-type]
-                    touched.add(group)
-            if batch.end:
-                for group, merge in self._merges.items():
-                    if batch.sender in merge.marks:
-                        merge.advance(batch.sender, END_WATERMARK)
-                        touched.add(group)
-            current = self._current
-            dispatch = self._dispatch
-            frontiers = self._frontiers
-            for group in sorted(touched):
-                merge = self._merges[group]
-                for key, feature, event in merge.release():
-                    if self._stopping.is_set():
-                        return
-                    current[0] = key
-                    dispatch[feature](event)
-                    frontiers[group] = (key[0], key[2])
-                frontiers[group] = merge.frontier()
+            if self._barrier_in.get(batch.sender, 0) > self._barrier_done:
+                # aligned: the sender passed a barrier this worker has not taken yet
+                self._deferred.setdefault(batch.sender, collections.deque()).append(batch)
+                return
+            self._process(batch, channel)
+            if batch.barrier:
+                self._maybe_barrier()
         finally:
             self.lock.release()
+
+    def _process(self, batch: Batch, channel: _Channel) -> None:
+        """Take one batch of an upstream worker (under the lock)."""
+        channel.accept(batch, self._by_key, f"worker {self.index}")
+        features = channel.features
+        touched = set()
+        for record in batch.records:
+            group = record[0][1]
+            self._merges[group].push(batch.sender, (record[0], features[record[1]], record[2]))
+            touched.add(group)
+        for group, mark in batch.watermarks.items():
+            merge = self._merges.get(group)
+            if merge is not None and batch.sender in merge.marks:
+                merge.advance(batch.sender, tuple(mark))  # type: ignore[arg-type]
+                touched.add(group)
+        if batch.end:
+            for group, merge in self._merges.items():
+                if batch.sender in merge.marks:
+                    merge.advance(batch.sender, END_WATERMARK)
+                    touched.add(group)
+        current = self._current
+        dispatch = self._dispatch
+        frontiers = self._frontiers
+        for group in sorted(touched):
+            merge = self._merges[group]
+            for key, feature, event in merge.release():
+                if self._stopping.is_set():
+                    return
+                current[0] = key
+                dispatch[feature](event)
+                frontiers[group] = (key[0], key[2])
+            frontiers[group] = merge.frontier()
+        if batch.barrier:
+            self._barrier_in[batch.sender] = batch.barrier
+
+    # -- checkpoint barriers (see featurizer.scaling._barriers) -------------------------------
+
+    def request_barrier(self, checkpoint_id: int) -> None:
+        """The driver asks for barrier ``checkpoint_id``; returns at once (the worker takes it
+        between two events, once it arrived from every upstream worker)."""
+        self._barrier_requested = max(self._barrier_requested, checkpoint_id)
+
+    def commit(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` committed: publish this worker's output segment of it
+        (worker-output mode; nothing otherwise)."""
+        output_bytes = self._cuts.pop(checkpoint_id, None)
+        sink: Any = self._sink
+        if output_bytes is not None and sink is not None:
+            sink.publish(checkpoint_id, output_bytes)
+
+    def _fault(self, point: str) -> None:
+        assert self.checkpoint is not None
+        worker_fault(point, self.index, self.checkpoint.directory, own_process=self.own_process)
+
+    def _maybe_barrier(self) -> None:
+        """Take every barrier that was asked for and arrived on every channel (under the
+        lock), then go on with the batches that waited for it."""
+        while self.checkpoint is not None:
+            number = self._barrier_done + 1
+            if self._barrier_requested < number:
+                return
+            for sender, channel in self._channels.items():
+                if self._barrier_in[sender] < number and not channel.ended:
+                    return
+            self._take_barrier(number)
+            self._barrier_done = number
+            for sender, waiting in self._deferred.items():
+                channel = self._channels[sender]
+                while waiting and self._barrier_in[sender] <= self._barrier_done:
+                    self._process(waiting.popleft(), channel)
+
+    def _take_barrier(self, number: int) -> None:
+        from featurizer.scaling._worker_state import snapshot_worker
+
+        if fault_count("worker-barrier", self.index) is not None:
+            self._fault("worker-barrier")
+        driver = self._destinations[DRIVER]
+        output = None
+        if self._local is not None:
+            self._flush(driver)  # the local collector takes what precedes the cut
+            output = self._cut_output(number)
+        ack = pickle.dumps(
+            {
+                "finished": False,
+                "state": snapshot_worker(self),
+                "sources": self._source_positions(),
+                "metrics": self.metrics(),
+                "output": output,
+            },
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+        for destination in self._destinations.values():
+            self._flush(destination, barrier=number, snapshot=ack if destination is driver else b"")
+
+    def _cut_output(self, number: int) -> dict[str, Any]:
+        """Close this worker's pending output rows as the segment of checkpoint ``number``."""
+        sink: Any = self._sink
+        before = self._output_state or {"output_bytes": 0}
+        segment_bytes = sink.cut(number)
+        output_bytes = int(before["output_bytes"]) + segment_bytes
+        self._cuts[number] = output_bytes
+        self._output_state = {
+            "id": number,
+            "path": self._output_path,
+            "output_bytes": output_bytes,
+            "segment_bytes": segment_bytes,
+            "rows": sink.rows,
+        }
+        return dict(self._output_state)
+
+    def _source_positions(self) -> dict[str, list[Any]]:
+        names = {s.key: s.name for s in self.worker.sources}
+        return {
+            key: [names[key], int(p[0]), None if p[1] == -math.inf else float(p[1])]
+            for key, p in self._positions.items()
+        }
+
+    def finished_ack(self) -> bytes:
+        """The acknowledgement of a worker that ended (sent with its last batch to the
+        driver): every later checkpoint restores it as ended."""
+        return self._final_ack
 
     def _supervise(self) -> None:
         interval = self.flush_interval
@@ -588,6 +784,7 @@ class WorkerRuntime:
                     for group, state in self._groups.items():
                         self._release_held(state, group, float("inf"))
                         state.done_time, state.done_sequence = END_WATERMARK
+                self._maybe_barrier()
                 for destination in self._destinations.values():
                     self._flush(destination, heartbeat=True)
                 if self._inputs_done and all(c.ended for c in self._channels.values()):
@@ -652,7 +849,13 @@ class WorkerRuntime:
         return self._frontiers.get(group, (float("-inf"), -1))
 
     def _flush(
-        self, destination: _Destination, *, heartbeat: bool = False, end: bool = False
+        self,
+        destination: _Destination,
+        *,
+        heartbeat: bool = False,
+        end: bool = False,
+        barrier: int = 0,
+        snapshot: bytes = b"",
     ) -> None:
         marks = {g: self._watermark(g) for g in destination.groups}
         idle = not destination.buffer and marks == destination.sent_marks
@@ -670,7 +873,7 @@ class WorkerRuntime:
             return
         destination.last_sent = time.monotonic()
         if destination.index == DRIVER and self._local is not None:
-            self._flush_local(destination, marks, end)
+            self._flush_local(destination, marks, end, barrier, snapshot)
             return
         records = destination.buffer
         destination.buffer = []
@@ -688,6 +891,8 @@ class WorkerRuntime:
             total=destination.total,
             late=late,
             metrics=self.metrics() if end else {},
+            barrier=barrier,
+            snapshot=snapshot or (self._final_ack if end and destination.index == DRIVER else b""),
         )
         destination.number += 1
         destination.sent_marks = marks
@@ -705,7 +910,12 @@ class WorkerRuntime:
                     self._flush(self._destinations[DRIVER], heartbeat=True)
 
     def _flush_local(
-        self, destination: _Destination, marks: dict[int, Watermark], end: bool
+        self,
+        destination: _Destination,
+        marks: dict[int, Watermark],
+        end: bool,
+        barrier: int = 0,
+        snapshot: bytes = b"",
     ) -> None:
         """Worker-output mode: hand the batch to this worker's own collector, which writes the
         rows; the driver gets only control batches without records: a heartbeat every
@@ -730,7 +940,7 @@ class WorkerRuntime:
         destination.number += 1
         destination.sent_marks = marks
         now = time.monotonic()
-        if not end and now - self._control_last < self.heartbeat_interval:
+        if not end and not barrier and now - self._control_last < self.heartbeat_interval:
             return
         batch = Batch(
             sender=self.index,
@@ -741,6 +951,8 @@ class WorkerRuntime:
             end=end,
             total=0,
             metrics=self.metrics() if end else {},
+            barrier=barrier,
+            snapshot=snapshot or (self._final_ack if end else b""),
         )
         while True:
             try:
@@ -751,10 +963,23 @@ class WorkerRuntime:
             except TransportError:
                 if self._stopping.is_set():
                     raise
-                if not end:
+                if not end and not barrier:
                     return  # a heartbeat: the next one will do
 
     def _finish(self) -> None:
+        if self.checkpoint is not None and not self.restored_finished:
+            # what this worker wrote after its last barrier belongs to the next checkpoint
+            output = self._cut_output(self._barrier_done + 1) if self._local is not None else None
+            self._final_ack = pickle.dumps(
+                {
+                    "finished": True,
+                    "state": b"",
+                    "sources": self._source_positions(),
+                    "metrics": self.metrics(),
+                    "output": output,
+                },
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
         for state in self._groups.values():
             state.done_time, state.done_sequence = END_WATERMARK
         for group in self._frontiers:

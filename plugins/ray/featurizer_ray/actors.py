@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from featurizer import get_plugins
@@ -41,7 +42,12 @@ class FeaturizerStreamWorkerActor:
             options.setdefault("host", ray.util.get_node_ip_address())
         self.transport = make_transport(request.transport, options, plugins)
         self.runtime = WorkerRuntime(
-            plan, index, self.transport, plugins=plugins, **request.worker_options()
+            plan,
+            index,
+            self.transport,
+            plugins=plugins,
+            own_process=True,
+            **request.worker_options(),
         )
         self._stopped: dict[str, Any] | None = None
 
@@ -61,6 +67,18 @@ class FeaturizerStreamWorkerActor:
     def drain(self) -> None:
         """Stop taking input and finish cleanly (:meth:`WorkerRuntime.drain`)."""
         self.runtime.drain()
+
+    def request_barrier(self, checkpoint_id: int) -> None:
+        """Take checkpoint barrier ``checkpoint_id`` (:meth:`WorkerRuntime.request_barrier`)."""
+        self.runtime.request_barrier(checkpoint_id)
+
+    def commit(self, checkpoint_id: int) -> None:
+        """Checkpoint ``checkpoint_id`` committed (:meth:`WorkerRuntime.commit`)."""
+        self.runtime.commit(checkpoint_id)
+
+    def pid(self) -> int:
+        """The worker's process id (tests kill it)."""
+        return os.getpid()
 
     def status(self) -> tuple[bool, str | None, dict[str, Any]]:
         """``(finished, failure, metrics)``."""
@@ -164,6 +182,26 @@ class FeaturizerStreamManagerActor:
         """Ask every worker to stop taking input and finish cleanly (returns at once)."""
         for worker in self.workers:
             worker.drain.remote()
+
+    def request_barrier(self, checkpoint_id: int) -> None:
+        """Ask every worker for checkpoint barrier ``checkpoint_id`` (returns at once)."""
+        for worker in self.workers:
+            worker.request_barrier.remote(checkpoint_id)
+
+    def commit(self, checkpoint_id: int, wait: bool = False) -> None:
+        """Tell every worker checkpoint ``checkpoint_id`` committed; with ``wait``, return
+        once they all published their segments of it."""
+        import ray
+
+        refs = [worker.commit.remote(checkpoint_id) for worker in self.workers]
+        if wait:
+            ray.get(refs, timeout=self.timeout)
+
+    def pids(self) -> list[int]:
+        """Every worker's process id (tests kill one)."""
+        import ray
+
+        return list(ray.get([w.pid.remote() for w in self.workers], timeout=self.timeout))
 
     def stats(self) -> dict[int, dict[str, Any]]:
         """Every worker's live counters, by index: all workers' ``received`` counts are read

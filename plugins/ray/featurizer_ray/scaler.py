@@ -255,6 +255,19 @@ class _RayRun(ScaledRun):
             index, detail = failures[0]
             raise WorkerError(detail, worker=index, detail=detail)
 
+    def request_barrier(self, checkpoint_id: int) -> None:
+        """Ask the workers for a barrier through the manager (returns at once)."""
+        self._manager.request_barrier.remote(checkpoint_id)
+
+    def commit(self, checkpoint_id: int) -> None:
+        """Tell the workers a checkpoint committed (returns at once; the calls keep their
+        order, so every segment is published before the workers stop)."""
+        self._manager.commit.remote(checkpoint_id)
+
+    def worker_pids(self) -> list[int]:
+        """The workers' process ids (tests kill one by PID)."""
+        return list(self._ray.get(self._manager.pids.remote(), timeout=self._timeout))
+
     def drain(self) -> None:
         try:
             self._ray.get(self._manager.drain.remote(), timeout=min(self._timeout, 10.0))
