@@ -224,11 +224,13 @@ def run_scaled_from_args(
     plugins: Plugins,
     outputs: Any = None,
     progress: Callable[[int | None, int], None] | None = None,
+    checkpoint: Any = None,
 ) -> Any:
     """Dispatch ``featurizer run --scaler ...`` to :func:`featurizer.scaling.run_scaled`.
 
     :param outputs: :func:`worker_outputs_from_args`'s result (``sink`` is then ``None``).
     :param progress: receives the counts while the run goes (a progress line).
+    :param checkpoint: a :class:`~featurizer.checkpoint.ScaledCheckpointer` (``--checkpoint``).
     """
     from featurizer.scaling import run_scaled
 
@@ -268,6 +270,7 @@ def run_scaled_from_args(
             on_late=on_late,
             outputs=outputs,
             progress=progress,
+            checkpoint=checkpoint,
             **timeouts,
         )
     finally:

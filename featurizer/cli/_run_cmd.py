@@ -155,6 +155,7 @@ def handle(args: argparse.Namespace) -> int:
                             plugins,
                             outputs=outputs,
                             progress=progress.update,
+                            checkpoint=checkpointed,
                         )
                 finally:
                     progress.close()
