@@ -606,58 +606,82 @@ class Catalog:
             are now committed (what readers of a running session may read).
         :returns: the block's id.
         """
+        (block_id,) = self.commit_blocks(
+            [(block, arrow_schema)],
+            session_first_ts=session_first_ts,
+            session_last_ts=session_last_ts,
+            covers=covers,
+        )
+        return block_id
+
+    def commit_blocks(
+        self,
+        blocks: Sequence[tuple[BlockInfo, bytes | None]],
+        *,
+        session_first_ts: float,
+        session_last_ts: float,
+        covers: dict[str, float] | None = None,
+    ) -> list[int]:
+        """Make several blocks of one session visible together, in one transaction (one
+        fsync): see :meth:`commit_block`.
+
+        :param blocks: each block with the Arrow schema to store for its series (or ``None``).
+        :returns: the blocks' ids.
+        """
+        ids = []
         with self.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO blocks (series_key, session, ordinal, path, start_ts, end_ts, rows, "
-                "min_seq, max_seq, bytes, checksum, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    block.series_key,
-                    block.session,
-                    block.ordinal,
-                    block.path,
-                    block.start_ts,
-                    block.end_ts,
-                    block.rows,
-                    block.min_seq,
-                    block.max_seq,
-                    block.bytes,
-                    block.checksum,
-                    time.time(),
-                ),
-            )
-            db.execute(
-                "INSERT OR IGNORE INTO session_series (session, series_key) VALUES (?, ?)",
-                (block.session, block.series_key),
-            )
-            db.execute(
-                "UPDATE session_series SET blocks = blocks + 1, rows = rows + ? "
-                "WHERE session = ? AND series_key = ?",
-                (block.rows, block.session, block.series_key),
-            )
-            db.execute(
-                "UPDATE sessions SET first_ts = min(coalesce(first_ts, ?), ?), "
-                "last_ts = max(coalesce(last_ts, ?), ?) WHERE id = ?",
-                (
-                    session_first_ts,
-                    session_first_ts,
-                    session_last_ts,
-                    session_last_ts,
-                    block.session,
-                ),
-            )
-            if arrow_schema is not None:
+            for block, arrow_schema in blocks:
+                ids.append(self._insert_block(db, block, arrow_schema))
+            for session in dict.fromkeys(block.session for block, _ in blocks):
                 db.execute(
-                    "UPDATE series SET arrow_schema = ? WHERE key = ?",
-                    (arrow_schema, block.series_key),
+                    "UPDATE sessions SET first_ts = min(coalesce(first_ts, ?), ?), "
+                    "last_ts = max(coalesce(last_ts, ?), ?) WHERE id = ?",
+                    (session_first_ts, session_first_ts, session_last_ts, session_last_ts, session),
                 )
-            if covers:
-                db.executemany(
-                    "INSERT OR REPLACE INTO series_cover (session, series_key, covered_end) "
-                    "VALUES (?, ?, ?)",
-                    [(block.session, key, value) for key, value in covers.items()],
-                )
-            block_id = cursor.lastrowid
+                if covers:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO series_cover (session, series_key, covered_end) "
+                        "VALUES (?, ?, ?)",
+                        [(session, key, value) for key, value in covers.items()],
+                    )
+        return ids
+
+    @staticmethod
+    def _insert_block(db: sqlite3.Connection, block: BlockInfo, arrow_schema: bytes | None) -> int:
+        cursor = db.execute(
+            "INSERT INTO blocks (series_key, session, ordinal, path, start_ts, end_ts, rows, "
+            "min_seq, max_seq, bytes, checksum, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                block.series_key,
+                block.session,
+                block.ordinal,
+                block.path,
+                block.start_ts,
+                block.end_ts,
+                block.rows,
+                block.min_seq,
+                block.max_seq,
+                block.bytes,
+                block.checksum,
+                time.time(),
+            ),
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO session_series (session, series_key) VALUES (?, ?)",
+            (block.session, block.series_key),
+        )
+        db.execute(
+            "UPDATE session_series SET blocks = blocks + 1, rows = rows + ? "
+            "WHERE session = ? AND series_key = ?",
+            (block.rows, block.session, block.series_key),
+        )
+        if arrow_schema is not None:
+            db.execute(
+                "UPDATE series SET arrow_schema = ? WHERE key = ?",
+                (arrow_schema, block.series_key),
+            )
+        block_id = cursor.lastrowid
         assert block_id is not None
         return int(block_id)
 

@@ -114,8 +114,7 @@ class ColumnBuffer:
         body.append("            raise _FieldCountError()")
         for i, ((name, _), buffer) in enumerate(zip(self.fields, self.buffers, strict=True)):
             namespace[f"_a{i}"] = buffer.append
-            namespace[f"_k{i}"] = name
-            body.append(f"        _a{i}(event[_k{i}])")
+            body.append(f"        _a{i}(event[{name!r}])")
         body += [
             "    except Exception as error:",
             "        _fail(event, error)",

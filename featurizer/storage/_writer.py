@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from featurizer._events import Event, full_schema
 from featurizer._feature import Feature
 from featurizer.storage._blocks import BlockFormat, schema_bytes, write_block
-from featurizer.storage._catalog import SeriesInfo
+from featurizer.storage._catalog import BlockInfo, SeriesInfo
 from featurizer.storage._codec import SEQ_COLUMN, EventEncoder, require_pyarrow, schema_to_json
 from featurizer.storage._columns import ColumnBuffer
 from featurizer.storage._compactors import Compactor, MemoryBasedCompactor, OpenBlockState
@@ -599,8 +599,8 @@ class BlockWriter:
             self._track_max(block, timestamps[start:])
 
     @staticmethod
-    def _track_max(block: _OpenBlock, timestamps: list[float]) -> None:
-        if timestamps:
+    def _track_max(block: _OpenBlock, timestamps: Any) -> None:
+        if len(timestamps):
             high = max(timestamps)
             block.max_ts = high if block.max_ts is None else max(block.max_ts, high)
 
@@ -609,10 +609,14 @@ class BlockWriter:
         if self.max_block_lag is None or newest is None:
             return
         limit = newest - self.max_block_lag
-        for series in self._series:
-            first = series.open.first_ts
-            if series.open.rows and first is not None and first < limit:
-                self._flush(series)
+        lagging = [
+            series
+            for series in self._series
+            if series.open.rows
+            and series.open.first_ts is not None
+            and series.open.first_ts < limit
+        ]
+        self._flush_many(lagging)
 
     def _enforce_memory(self) -> None:
         total = sum(s.open.nbytes for s in self._series)
@@ -625,8 +629,7 @@ class BlockWriter:
             self._flush(series)
 
     def _checkpoint(self) -> None:
-        for series in self._series:
-            self._flush(series)
+        self._flush_all()
         self._wal.rotate()
         self._wal.bytes_written = 0
 
@@ -637,18 +640,83 @@ class BlockWriter:
         self._wal.delete_up_to(min(low_water, self._processed_seq))
 
     def _flush(self, series: _Series) -> None:
+        self._flush_many([series])
+
+    def _flush_all(self) -> None:
+        self._flush_many(self._series)
+
+    def _flush_many(self, series_list: Sequence[_Series]) -> None:
+        """Write the open blocks of these series: encoded and published in parallel (Parquet
+        encoding and file writes release the GIL), then committed together in one catalog
+        transaction. Until then, each series holds the readers' consistent cut back to its
+        first unwritten event."""
+        pending = []
+        saved: dict[int, float | None] = {}
+        for series in series_list:
+            table = self._take_table(series)
+            if table is not None:
+                saved[series.index] = self._pending_ts.get(series.index)
+                self._pending_ts[series.index] = table.column("timestamp")[0].as_py()
+                pending.append((series, table))
+        if not pending:
+            return
+        if len(pending) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            workers = min(len(pending), os.cpu_count() or 1, 4)
+            with ThreadPoolExecutor(workers, thread_name_prefix="featurizer-block") as pool:
+                blocks = list(pool.map(lambda item: self._write(*item), pending))
+        else:
+            blocks = [self._write(*pending[0])]
+        schemas = []
+        for series, table in pending:
+            before = saved[series.index]  # events of the batch being added, not yet in a block
+            if before is None:
+                self._pending_ts.pop(series.index, None)
+            else:
+                self._pending_ts[series.index] = before
+            schema = series.encoder.arrow_schema
+            stored_schema = series.info.arrow_schema
+            new_schema = schema_bytes(table.schema)
+            refine = schema is not None and stored_schema != new_schema
+            schemas.append(new_schema if (stored_schema is None or refine) else None)
+        first = min(block.start_ts for block in blocks)
+        last = max(block.end_ts for block in blocks)
+        if self._min_ts is not None:
+            first = min(first, self._min_ts)
+        if self._session_max_ts is not None:
+            last = max(last, self._session_max_ts)
+        self.storage.catalog.commit_blocks(
+            list(zip(blocks, schemas, strict=True)),
+            session_first_ts=first,
+            session_last_ts=last,
+            covers=self._covers(),
+        )
+        for (series, _), block, new_schema in zip(pending, blocks, schemas, strict=True):
+            if new_schema is not None:
+                import attrs
+
+                series.info = attrs.evolve(series.info, arrow_schema=new_schema)
+            series.ordinal += 1
+            self.blocks_written += 1
+            self.bytes_written += block.bytes
+
+    def _take_table(self, series: _Series) -> pa.Table | None:
+        """The open block's events as one table (the open block is emptied), if any."""
         pa = require_pyarrow()
         max_ts = series.open.max_ts
         batches = series.open.take()
         series.open.max_ts = max_ts
         if not batches:
-            return
+            return None
         schema = series.encoder.arrow_schema
         tables = [pa.Table.from_batches([b]) for b in batches]
         if schema is not None:
             tables = [t if t.schema.equals(schema) else t.cast(schema) for t in tables]
-        table = pa.concat_tables(tables)
-        block = write_block(
+        return pa.concat_tables(tables)
+
+    def _write(self, series: _Series, table: pa.Table) -> BlockInfo:
+        return write_block(
             self.storage.root,
             table,
             series.info,
@@ -657,24 +725,6 @@ class BlockWriter:
             self.format,
             self.storage.storage_id,
         )
-        stored_schema = series.info.arrow_schema
-        new_schema = schema_bytes(table.schema)
-        refine = schema is not None and stored_schema != new_schema
-        first, last = self._min_ts, self._session_max_ts
-        self.storage.catalog.commit_block(
-            block,
-            session_first_ts=block.start_ts if first is None else min(block.start_ts, first),
-            session_last_ts=block.end_ts if last is None else max(block.end_ts, last),
-            arrow_schema=new_schema if (stored_schema is None or refine) else None,
-            covers=self._covers(),
-        )
-        if stored_schema is None or refine:
-            import attrs
-
-            series.info = attrs.evolve(series.info, arrow_schema=new_schema)
-        series.ordinal += 1
-        self.blocks_written += 1
-        self.bytes_written += block.bytes
 
     def _covers(self) -> dict[str, float]:
         """Per series, the time before which all its events are committed (what a reader of
@@ -698,8 +748,7 @@ class BlockWriter:
     def _finish(self) -> None:
         from featurizer.storage._snapshots import write_snapshots
 
-        for series in self._series:
-            self._flush(series)
+        self._flush_all()
         for series in self._series:
             if not series.feature.is_data_source:
                 continue
