@@ -2,7 +2,8 @@
 
 * :func:`backfill` / :class:`Backfill` — the combined feature vectors of a config over a stored
   range as Arrow tables: the rows of ``featurizer replay``, computed a chunk of columns at a
-  time (``featurizer backfill``); ``workers=N`` splits the range over processes or Ray tasks.
+  time (``featurizer backfill``); ``workers=N`` (:class:`ParallelBackfill`) splits the range
+  over processes or Ray tasks, a failed part ending it with a :class:`BackfillPartError`.
 * :class:`BatchKernel`, :class:`Columns`, :class:`KernelOutput` — the protocol of a feature's
   columnar implementation (:meth:`FeatureDefinition.batch_kernel`).
 * :class:`BatchExecutor` — a feature DAG over chunks of columns: kernels where nodes have one,
@@ -27,10 +28,13 @@ from featurizer.batch._kernel import (
     events_from_columns,
 )
 from featurizer.batch._memory import backfill_events, chunk_events
+from featurizer.batch._parallel import ParallelBackfill
 from featurizer.batch._states import restore_states
+from featurizer.batch._workers import BackfillPartError
 
 __all__ = [
     "Backfill",
+    "BackfillPartError",
     "BatchExecutor",
     "BatchKernel",
     "Columns",
@@ -38,6 +42,7 @@ __all__ = [
     "ErrorHandler",
     "KernelOutput",
     "NodeOutput",
+    "ParallelBackfill",
     "SourceBatch",
     "backfill",
     "backfill_events",

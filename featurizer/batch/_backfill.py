@@ -11,14 +11,15 @@ replay's, bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from featurizer._feature import Feature
 from featurizer.batch._combine import Combiner
 from featurizer.batch._executor import BatchExecutor
-from featurizer.batch._storage import ColumnarReplay
+from featurizer.batch._storage import ColumnarReplay, MergedChunk
 from featurizer.offline._range import StoredRange
 from featurizer.storage import Storage
 
@@ -156,28 +157,36 @@ class Backfill:
     def _tables(self) -> Iterator[pa.Table]:
         while True:
             restarted = False
-            for chunk in self.replay.chunks():
-                produced = self.executor.process(chunk.sources)
-                self.events_in += chunk.size
-                table, stamps = self.combiner.combine(chunk.size, produced, chunk.output_from)
-                if stamps is not None and not self._checked:
-                    earlier = self._needs_earlier_start(stamps)
-                    if earlier is not None and self.restarts < _MAX_RESTARTS:
-                        self.restarts += 1
-                        self.events_in = 0
-                        self._build(earlier)
-                        restarted = True
-                        break
-                    self._checked = True
-                if table is not None and table.num_rows:
-                    self.rows_out += table.num_rows
-                    yield table
+            # closed at once, also when a feature raises (else its reading threads would run
+            # on for as long as the exception's traceback holds the generator)
+            with contextlib.closing(self.replay.chunks()) as chunks:
+                restarted = yield from self._chunks(chunks)
             if not restarted:
                 break
         held = self.combiner.finish()
         if held is not None:
             self.rows_out += held.num_rows
             yield held
+
+    def _chunks(self, chunks: Iterable[MergedChunk]) -> Generator[pa.Table, None, bool]:
+        """The tables of ``chunks``; returns whether the warm-up was extended (the reading
+        starts again, earlier)."""
+        for chunk in chunks:
+            produced = self.executor.process(chunk.sources)
+            self.events_in += chunk.size
+            table, stamps = self.combiner.combine(chunk.size, produced, chunk.output_from)
+            if stamps is not None and not self._checked:
+                earlier = self._needs_earlier_start(stamps)
+                if earlier is not None and self.restarts < _MAX_RESTARTS:
+                    self.restarts += 1
+                    self.events_in = 0
+                    self._build(earlier)
+                    return True
+                self._checked = True
+            if table is not None and table.num_rows:
+                self.rows_out += table.num_rows
+                yield table
+        return False
 
     def table(self) -> pa.Table:
         """Every row as one table (``timestamp`` then ``<feature>.<field>`` columns)."""
@@ -224,6 +233,8 @@ def backfill(
     :param options: ``start``, ``end``, ``warmup``, ``per``, ``holes``, ``plugins``,
         ``chunk_rows``, ``kernels`` (see :class:`Backfill`).
     :returns: the rows.
+    :raises BackfillPartError: with ``workers`` > 1, when a part fails (one line naming the
+        part, its range and the cause).
     """
     if workers != 1:
         from featurizer.batch._parallel import backfill_parallel

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -243,7 +243,7 @@ class ColumnarReplay:
                         continue
                 yield conform(parquet.read_row_group(group), schema)
 
-    def chunks(self) -> Iterator[MergedChunk]:
+    def chunks(self) -> Generator[MergedChunk, None, None]:
         """The merged chunks, in order.
 
         :raises StorageError: when a block turns out to be damaged.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -82,10 +81,16 @@ def _check_out(out: str) -> Path:
     return path
 
 
+def _show_warnings(caught: list[warnings.WarningMessage], shown: int) -> int:
+    """Print the warnings caught since the first ``shown``; returns how many were caught."""
+    for warning in caught[shown:]:
+        write(f"featurizer: warning: {warning.message}", stream=sys.stderr)
+    return len(caught)
+
+
 def handle(args: argparse.Namespace) -> int:
     """Compute and write the rows; progress and a summary go to stderr."""
-    from featurizer.batch import Backfill
-    from featurizer.batch._parallel import iter_part_tables, run_parts
+    from featurizer.batch import Backfill, ParallelBackfill
     from featurizer.batch._write import write_tables
 
     out = _check_out(args.out)
@@ -101,41 +106,27 @@ def handle(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataHoleWarning)
+        range_ = {"start": args.start, "end": args.end, "plugins": plugins, "kernels": args.kernels}
+        job: Backfill | ParallelBackfill
         if args.workers == 1:
-            job = Backfill(
+            job = Backfill(config, root, **range_, **options)
+        else:
+            job = ParallelBackfill(
                 config,
                 root,
-                start=args.start,
-                end=args.end,
-                plugins=plugins,
-                kernels=args.kernels,
+                workers=args.workers,
+                scaler=args.scaler,
+                directory=out.parent,
+                **range_,
                 **options,
             )
-            for warning in caught:
-                write(f"featurizer: warning: {warning.message}", stream=sys.stderr)
-            bar = Progress(job.total_events, sys.stderr, enabled=args.progress)
-            with job:
-                rows = write_tables(job, out, on_table=lambda _t: bar.update(job.events_in))
-            bar.finish(job.events_in)
-            events, restarts = job.events_in, job.restarts
-        else:
-            with tempfile.TemporaryDirectory(dir=out.parent, prefix=".backfill-") as parts:
-                results = run_parts(
-                    config,
-                    root,
-                    Path(parts),
-                    workers=args.workers,
-                    scaler=args.scaler,
-                    start=args.start,
-                    end=args.end,
-                    kernels=args.kernels,
-                    **options,
-                )
-                for warning in caught:
-                    write(f"featurizer: warning: {warning.message}", stream=sys.stderr)
-                rows = write_tables(iter_part_tables(results), out)
-            events = sum(r.events_in for r in results)
-            restarts = sum(r.restarts for r in results)
+        shown = _show_warnings(caught, 0)
+        bar = Progress(job.total_events, sys.stderr, enabled=args.progress)
+        with job:
+            rows = write_tables(job, out, on_table=lambda _t: bar.update(job.events_in))
+        bar.finish(job.events_in)
+        _show_warnings(caught, shown)
+        events, restarts = job.events_in, job.restarts
     elapsed = time.perf_counter() - started
     rate = events / elapsed if elapsed > 0 else 0.0
     write(

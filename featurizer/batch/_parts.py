@@ -1,0 +1,142 @@
+"""Parts of a parallel backfill: consecutive ranges with equal numbers of stored events.
+
+:func:`featurizer.offline.split` gives the whole range and the warm-up each part replays
+before its start; the bounds between parts are then moved so that every part holds about the
+same number of stored events (the catalog's blocks give each block's rows and time span, and
+events are taken as evenly spread inside a block), so that skewed data (a busy hour among quiet
+ones) does not leave one worker with most of the work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from featurizer._config import FeaturizerConfig
+    from featurizer._feature import Feature
+    from featurizer._plugins import Plugins
+    from featurizer.storage import Storage
+
+__all__ = ["Part", "plan_parts"]
+
+
+def _when(value: dt.datetime | None, open_end: str) -> str:
+    if value is None:
+        return open_end
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@attrs.frozen(kw_only=True)
+class Part:
+    """One part of a parallel backfill.
+
+    :param index: its position (0 is the first range).
+    :param count: how many parts there are.
+    :param config: the config of the part (its dates and warm-up set).
+    """
+
+    index: int
+    count: int
+    config: FeaturizerConfig
+
+    @property
+    def label(self) -> str:
+        """``part 2 of 3 (T0 to T1)``: how errors name it."""
+        start = _when(self.config.start_date, "the first stored event")
+        end = _when(self.config.end_date, "the last stored event")
+        return f"part {self.index + 1} of {self.count} ({start} to {end})"
+
+
+class _Blocks:
+    """The stored blocks' time spans and rows, to estimate events before a time."""
+
+    def __init__(self, blocks: list[Any]) -> None:
+        import numpy as np
+
+        self._starts = np.array([b.start_ts for b in blocks], dtype=np.float64)
+        self._ends = np.array([b.end_ts for b in blocks], dtype=np.float64)
+        self._rows = np.array([b.rows for b in blocks], dtype=np.float64)
+        self._spans = np.maximum(self._ends - self._starts, np.finfo(np.float64).tiny)
+
+    def before(self, when: float) -> float:
+        """Estimated stored events with timestamps before ``when`` (evenly spread in a block)."""
+        import numpy as np
+
+        share = np.clip((when - self._starts) / self._spans, 0.0, 1.0)
+        share[when > self._ends] = 1.0
+        share[when <= self._starts] = 0.0
+        return float((self._rows * share).sum())
+
+
+def _balanced(blocks: _Blocks, start: float, end: float, n: int) -> list[float] | None:
+    """``n - 1`` timestamps inside ``(start, end)`` cutting the stored events into ``n`` equal
+    shares, or ``None`` when the catalog lists no events there."""
+    first = blocks.before(start)
+    total = blocks.before(end) - first
+    if total <= 0:
+        return None
+    cuts = []
+    for i in range(1, n):
+        target = first + total * i / n
+        lo, hi = start, end
+        for _ in range(80):  # bisection: bounded, and down to adjacent floats well before 80
+            mid = (lo + hi) / 2
+            if mid in (lo, hi):
+                break
+            if blocks.before(mid) < target:
+                lo = mid
+            else:
+                hi = mid
+        cuts.append(hi)
+    return cuts
+
+
+def plan_parts(
+    config: FeaturizerConfig,
+    storage: Storage,
+    count: int,
+    *,
+    plugins: Plugins | None = None,
+) -> list[Part]:
+    """``count`` consecutive parts of the config's range, each with about the same number of
+    stored events and with the warm-up of :func:`featurizer.offline.split`.
+
+    An open start or end stays open in the first or last part, as in one process.
+
+    :raises ConfigError: when the range cannot be determined or is empty.
+    """
+    from featurizer._config import construct_features_from_configs
+    from featurizer._graph import FeatureStreamGraph
+    from featurizer.offline import split
+    from featurizer.offline._split import to_datetime, to_timestamp
+
+    timed = split(config, count, storage=storage, plugins=plugins)
+    configs = list(timed)
+    if count > 1:
+        start = to_timestamp(timed[0].start_date)
+        end = to_timestamp(timed[-1].end_date)
+        assert start is not None and end is not None  # split sets every date
+        sources: list[Feature] = FeatureStreamGraph(
+            construct_features_from_configs(config, plugins)
+        ).get_ins()
+        blocks = [b for s in sources for b in storage.catalog.blocks(s.key, start, end)]
+        cuts = _balanced(_Blocks(blocks), start, end, count)
+        first, last = timed[0].start_date, timed[-1].end_date
+        if cuts is not None and first is not None and last is not None:
+            dates = [first, *(to_datetime(cut) for cut in cuts), last]
+            if all(a < b for a, b in itertools.pairwise(dates)):
+                configs = [
+                    attrs.evolve(part, start_date=a, end_date=b)
+                    for part, (a, b) in zip(timed, itertools.pairwise(dates), strict=True)
+                ]
+    # open ends stay open: the first part reads from the first stored event and the last to
+    # the last one, exactly as one process does (no hole reported beyond the data)
+    if config.start_date is None:
+        configs[0] = attrs.evolve(configs[0], start_date=None)
+    if config.end_date is None:
+        configs[-1] = attrs.evolve(configs[-1], end_date=None)
+    return [Part(index=i, count=count, config=c) for i, c in enumerate(configs)]
