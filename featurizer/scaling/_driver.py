@@ -743,7 +743,7 @@ def run_scaled(
                     raise ScalingError(
                         f"worker {error.worker} failed and the run was already restarted "
                         f"{restarts} time(s), the limit (--max-restarts {limit}): "
-                        f"{error.detail or error}".rstrip()
+                        f"{(error.detail or str(error)).splitlines()[0]}"
                     ) from error
                 restarts += 1
                 logger.warning(

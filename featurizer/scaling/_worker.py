@@ -285,14 +285,16 @@ class WorkerRuntime:
             restore_worker(self, load_ack(ack))
 
     def _open_outputs(self, outputs: WorkerOutputs) -> None:
-        if self.checkpoint is not None:
+        sink: Any
+        if self.checkpoint is not None:  # rows are published at checkpoints
             from featurizer.checkpoint import SegmentedJsonLinesSink
 
             path = outputs.path_for(self.index, self.plugins.sinks())
             directory = Path(self.checkpoint.directory) / "workers" / str(self.index)
-            self._sink = sink = SegmentedJsonLinesSink(path, directory)  # type: ignore[assignment]
+            sink = SegmentedJsonLinesSink(path, directory)
         else:
-            self._sink = sink = outputs.make_sink(self.index, self.plugins)
+            sink = outputs.make_sink(self.index, self.plugins)
+        self._sink = sink
         self._output_path = str(outputs.path_for(self.index, self.plugins.sinks()))
         write_row = sink.write_row
         write_text: Any = getattr(sink, "write_text", None)

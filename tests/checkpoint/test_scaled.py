@@ -1,0 +1,294 @@
+"""Checkpointed scaled-out runs (local scaler): aligned barriers, exactly-once outputs in both
+output modes, a dead worker restarted from the last checkpoint, the driver killed with
+SIGKILL and restarted, the restart limit. Every case ends with the output of an
+uninterrupted run, byte for byte (same rows, same order, same floats)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from featurizer import FeaturizerConfig, RunOptions
+from featurizer._sinks import JsonLinesSink
+from featurizer.checkpoint import (
+    FAULT_ENV,
+    CheckpointMismatchError,
+    CheckpointSettings,
+    inspect_directory,
+    make_scaled_checkpointer,
+    verify_directory,
+)
+from featurizer.scaling import ScalingError, WorkerOutputs, run_scaled
+from tests.checkpoint.checkpoint_support import (
+    CONFIG,
+    assert_killed,
+    assert_ok,
+    featurizer,
+    write_config,
+)
+
+EVENTS = 3_000
+"""Input events per worker (the synthetic market of :data:`CONFIG`, two workers)."""
+
+EVERY = "0.01s"
+
+
+def _options() -> RunOptions:
+    return RunOptions(max_events=EVENTS, seed=0)
+
+
+def _plain(out: Path, *, worker_outputs: bool = False) -> None:
+    """An uninterrupted scaled run without checkpoints (the reference output)."""
+    config = FeaturizerConfig.from_dict(CONFIG)
+    if worker_outputs:
+        run_scaled(
+            config,
+            _options(),
+            None,
+            workers=2,
+            outputs=WorkerOutputs(target=str(out) + "/"),
+        )
+    else:
+        run_scaled(config, _options(), JsonLinesSink(out), workers=2)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The reference outputs: the driver's file, and each worker's file."""
+    root = tmp_path_factory.mktemp("reference")
+    _plain(root / "out.jsonl")
+    (root / "workers").mkdir()
+    _plain(root / "workers", worker_outputs=True)
+    found = {"driver": (root / "out.jsonl").read_bytes()}
+    for index in (0, 1):
+        found[f"worker-{index}"] = (root / "workers" / f"worker-{index}.jsonl").read_bytes()
+    assert found["driver"].count(b"\n") > 1000
+    assert all(found[f"worker-{i}"].count(b"\n") > 500 for i in (0, 1))
+    return found
+
+
+def _checkpointed(
+    tmp: Path,
+    *,
+    worker_outputs: bool = False,
+    max_restarts: int = 3,
+    workers: int = 2,
+) -> tuple[Any, Any]:
+    """A checkpointed scaled run writing into ``tmp``; returns (summary, checkpointer)."""
+    directory = tmp / "ck"
+    target = tmp / ("workers" if worker_outputs else "out.jsonl")
+    if worker_outputs:
+        target.mkdir(exist_ok=True)
+    settings = CheckpointSettings.from_every(directory, EVERY, max_restarts=max_restarts)
+    checkpointer = make_scaled_checkpointer(
+        settings,
+        str(target) + ("/" if worker_outputs else ""),
+        _options(),
+        worker_outputs=worker_outputs,
+    )
+    summary = run_scaled(
+        FeaturizerConfig.from_dict(CONFIG),
+        _options(),
+        checkpointer.sink,
+        workers=workers,
+        outputs=WorkerOutputs(target=str(target) + "/") if worker_outputs else None,
+        checkpoint=checkpointer,
+    )
+    return summary, checkpointer
+
+
+def _outputs(tmp: Path, worker_outputs: bool) -> dict[str, bytes]:
+    if worker_outputs:
+        return {f"worker-{i}": (tmp / "workers" / f"worker-{i}.jsonl").read_bytes() for i in (0, 1)}
+    return {"driver": (tmp / "out.jsonl").read_bytes()}
+
+
+def _expected(reference: dict[str, bytes], worker_outputs: bool) -> dict[str, bytes]:
+    keys = ("worker-0", "worker-1") if worker_outputs else ("driver",)
+    return {key: reference[key] for key in keys}
+
+
+@pytest.fixture
+def fault(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Arm the fault hook in this process (worker points of the local scaler's threads)."""
+
+    def arm(value: str) -> None:
+        monkeypatch.setenv(FAULT_ENV, value)
+
+    yield arm
+
+
+@pytest.mark.parametrize("worker_outputs", [False, True], ids=["driver", "workers"])
+def test_checkpointed_scaled_run_writes_the_uninterrupted_output(
+    tmp_path: Path, reference: dict[str, bytes], worker_outputs: bool
+) -> None:
+    summary, checkpointer = _checkpointed(tmp_path, worker_outputs=worker_outputs)
+    assert _outputs(tmp_path, worker_outputs) == _expected(reference, worker_outputs)
+    assert summary.events_in == 2 * EVENTS
+    report = verify_directory(tmp_path / "ck")
+    assert report.ok, report.problems
+    latest = report.latest
+    assert latest is not None and latest.final and set(latest.workers) == {"0", "1"}
+    assert checkpointer.metrics.checkpoints >= 1 and checkpointer.metrics.restarts == 0
+
+
+@pytest.mark.parametrize("worker_outputs", [False, True], ids=["driver", "workers"])
+@pytest.mark.parametrize(
+    "point", ["worker-event:2000@1", "worker-event:1500@0", "worker-barrier:1@0"]
+)
+def test_a_dead_worker_is_restarted_from_the_last_checkpoint(
+    tmp_path: Path, reference: dict[str, bytes], fault: Any, worker_outputs: bool, point: str
+) -> None:
+    fault(point)
+    summary, checkpointer = _checkpointed(tmp_path, worker_outputs=worker_outputs)
+    assert checkpointer.metrics.restarts == 1, "the fault hook did not fire"
+    assert _outputs(tmp_path, worker_outputs) == _expected(reference, worker_outputs)
+    assert summary.events_in == 2 * EVENTS
+    assert verify_directory(tmp_path / "ck").ok
+
+
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    worker=st.sampled_from([0, 1]),
+    event=st.integers(min_value=1, max_value=EVENTS),
+    worker_outputs=st.booleans(),
+)
+def test_hypothesis_chosen_worker_deaths(
+    tmp_path_factory: pytest.TempPathFactory,
+    reference: dict[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    worker: int,
+    event: int,
+    worker_outputs: bool,
+) -> None:
+    tmp = tmp_path_factory.mktemp("death")
+    monkeypatch.setenv(FAULT_ENV, f"worker-event:{event}@{worker}")
+    _, checkpointer = _checkpointed(tmp, worker_outputs=worker_outputs)
+    assert checkpointer.metrics.restarts == 1
+    assert _outputs(tmp, worker_outputs) == _expected(reference, worker_outputs)
+
+
+def test_the_restart_limit_fails_naming_the_worker_and_the_cause(
+    tmp_path: Path, fault: Any
+) -> None:
+    fault("worker-event-always:1000@1")
+    with pytest.raises(ScalingError) as caught:
+        _checkpointed(tmp_path, max_restarts=2)
+    message = str(caught.value)
+    assert message.startswith("worker 1 failed and the run was already restarted 2 time(s)")
+    assert "--max-restarts 2" in message and "died at worker-event" in message
+    assert "\n" not in message
+
+
+def test_the_restart_limit_keeps_the_published_output_a_prefix(
+    tmp_path: Path, reference: dict[str, bytes], fault: Any
+) -> None:
+    fault("worker-event-always:2500@1")
+    with pytest.raises(ScalingError, match="worker 1 failed"):
+        _checkpointed(tmp_path, max_restarts=1)
+    published = (tmp_path / "out.jsonl").read_bytes()
+    assert reference["driver"].startswith(published)
+    latest = inspect_directory(tmp_path / "ck").latest  # none if it died before the first
+    assert len(published) == (0 if latest is None else latest.output_bytes)
+
+
+def test_a_checkpoint_of_another_plan_is_refused(tmp_path: Path) -> None:
+    _checkpointed(tmp_path)
+    with pytest.raises(CheckpointMismatchError, match=r"it was a scaled run \(2 workers"):
+        _checkpointed(tmp_path, workers=1)
+
+
+# -- the driver (the `featurizer run --scaler local --checkpoint` process) killed ---------------
+
+
+def _cli_run(tmp: Path, *extra: str, fault: str | None = None) -> Any:
+    config = tmp / "config.yaml"
+    if not config.exists():
+        write_config(tmp)
+    return featurizer(
+        "run",
+        str(config),
+        "--scaler",
+        "local",
+        "--workers",
+        "2",
+        "--max-events",
+        str(EVENTS),
+        "--checkpoint",
+        str(tmp / "ck"),
+        "--checkpoint-every",
+        EVERY,
+        "-q",
+        *extra,
+        fault=fault,
+    )
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        ("snapshot:2",),
+        ("checkpoint-commit:2",),
+        ("publish:2",),
+        ("checkpoint-commit:2", "publish:1"),
+    ],
+    ids=["snapshot", "commit", "publish", "twice"],
+)
+def test_the_driver_killed_then_restarted_writes_the_uninterrupted_output(
+    tmp_path: Path, reference: dict[str, bytes], faults: tuple[str, ...]
+) -> None:
+    out = ("--out", str(tmp_path / "out.jsonl"))
+    for point in faults:
+        assert_killed(_cli_run(tmp_path, *out, fault=point))
+        assert reference["driver"].startswith((tmp_path / "out.jsonl").read_bytes())
+    assert_ok(_cli_run(tmp_path, *out))
+    assert (tmp_path / "out.jsonl").read_bytes() == reference["driver"]
+    info = inspect_directory(tmp_path / "ck").latest
+    assert info is not None and info.final and info.restarts == len(faults)
+
+
+def test_the_driver_killed_with_worker_outputs_then_restarted(
+    tmp_path: Path, reference: dict[str, bytes]
+) -> None:
+    (tmp_path / "workers").mkdir()
+    args = ("--outputs", "workers", "--out", str(tmp_path / "workers") + "/")
+    assert_killed(_cli_run(tmp_path, *args, fault="checkpoint-commit:3"))
+    assert_ok(_cli_run(tmp_path, *args))
+    assert _outputs(tmp_path, True) == _expected(reference, True)
+
+
+def test_the_cli_restart_limit_is_one_error_line(tmp_path: Path) -> None:
+    result = _cli_run(
+        tmp_path,
+        "--out",
+        str(tmp_path / "out.jsonl"),
+        "--max-restarts",
+        "1",
+        fault="worker-event-always:1000@0",
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]  # the workers' own failures are logged above
+    assert last.startswith("featurizer: error: worker 0 failed and the run was already restarted")
+    assert "--max-restarts 1" in last
+
+
+def test_checkpoint_info_lists_the_workers(tmp_path: Path) -> None:
+    assert_ok(_cli_run(tmp_path, "--out", str(tmp_path / "out.jsonl")))
+    result = featurizer("checkpoint", "info", str(tmp_path / "ck"))
+    assert_ok(result)
+    assert "worker 0:" in result.stdout and "worker 1:" in result.stdout
+    verify = featurizer("checkpoint", "verify", str(tmp_path / "ck"))
+    assert_ok(verify)
+    assert ": ok:" in verify.stdout
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert rows
