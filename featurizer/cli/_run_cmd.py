@@ -10,6 +10,7 @@ from featurizer._errors import FeaturizerError
 from featurizer._graph import ERROR_POLICIES
 from featurizer._plugins import get_plugins
 from featurizer._runner import RunOptions, run
+from featurizer.checkpoint import Checkpointer
 from featurizer.cli._checkpoint_cmd import (
     add_checkpoint_arguments,
     checkpointed_from_args,
@@ -161,6 +162,7 @@ def handle(args: argparse.Namespace) -> int:
                     progress.close()
             else:
                 assert sink is not None  # --outputs workers needs --scaler
+                assert checkpointed is None or isinstance(checkpointed, Checkpointer)
                 try:
                     summary = run(
                         config,
