@@ -72,6 +72,9 @@ class CheckpointMetrics:
     :param replayed_events: events replayed from the log when this process resumed.
     :param recovery_seconds: time to restore and replay them.
     :param gaps: live sources that lost data while the run was down.
+    :param last_failure_at: scaled runs: Unix time the driver detected the last worker
+        failure that it restarted the workers for (``None``: none).
+    :param last_failure: that failure's first line.
     """
 
     checkpoints: int = 0
@@ -82,6 +85,8 @@ class CheckpointMetrics:
     replayed_events: int = 0
     recovery_seconds: float = 0.0
     gaps: int = 0
+    last_failure_at: float | None = None
+    last_failure: str = ""
 
 
 def run_fingerprint(

@@ -738,6 +738,8 @@ def run_scaled(
                 if checkpoint is None:
                     raise
                 detected = time.perf_counter()
+                checkpoint.metrics.last_failure_at = time.time()
+                checkpoint.metrics.last_failure = (error.detail or str(error)).splitlines()[0]
                 limit = checkpoint.settings.max_restarts
                 if restarts >= limit:
                     raise ScalingError(
