@@ -292,3 +292,26 @@ def test_checkpoint_info_lists_the_workers(tmp_path: Path) -> None:
     assert ": ok:" in verify.stdout
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert rows
+
+
+@pytest.mark.parametrize("point", ["worker-barrier:2@1", "worker-event:2500@0"])
+def test_barriers_align_across_worker_to_worker_channels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    """``split`` ships the sources and a feature from worker 0 to worker 1: worker 1 takes a
+    barrier once it arrived on its channel (later batches wait), and restores what its merges
+    held; one row per output event (``--no-combine``), so every record counts."""
+    config = FeaturizerConfig.from_yaml(Path(__file__).parents[2] / "examples/quickstart.yaml")
+    options = RunOptions(max_events=4_000, seed=0, combine_outputs=False)
+    plain = tmp_path / "plain.jsonl"
+    run_scaled(config, options, JsonLinesSink(plain), workers=2, strategy="split")
+    monkeypatch.setenv(FAULT_ENV, point)
+    settings = CheckpointSettings.from_every(tmp_path / "ck", EVERY)
+    out = tmp_path / "out.jsonl"
+    checkpointer = make_scaled_checkpointer(settings, out, options)
+    run_scaled(
+        config, options, checkpointer.sink, workers=2, strategy="split", checkpoint=checkpointer
+    )
+    assert checkpointer.metrics.restarts == 1
+    assert plain.read_bytes().count(b"\n") > 5_000
+    assert out.read_bytes() == plain.read_bytes()
