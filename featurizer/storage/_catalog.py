@@ -439,6 +439,16 @@ class Catalog:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('storage_id', ?)", (storage_id,)
             )
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a setting (replacing its value)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        """A recorded setting, if any."""
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
     # holes and coverage ---------------------------------------------------------------------
 
     def add_hole(self, hole: RecordedHole) -> None:

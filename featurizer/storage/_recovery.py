@@ -80,6 +80,8 @@ class RecoveryReport:
     :param unadopted: block files no catalog row points to that are not redundant (adopt
         them with ``featurizer storage rebuild-catalog``).
     :param dropped: events of unacknowledged partial writer cycles dropped with a torn tail.
+    :param snapshots: periodic book snapshots stored over the recovered events (continuing
+        those the crashed recorder stored).
     :param max_seq_on_disk: the largest arrival number held by a block file the catalog does
         not know (under ``blocks/`` or ``quarantine/``), -1 if none: a recorder starts after
         it, so that arrival numbers are never reused, whatever catalog is in place.
@@ -97,6 +99,7 @@ class RecoveryReport:
     unadopted: tuple[str, ...] = ()
     dropped: int = 0
     max_seq_on_disk: int = -1
+    snapshots: int = 0
 
     @property
     def ok(self) -> bool:
@@ -114,6 +117,8 @@ class RecoveryReport:
             line += f"; torn tails dropped: {'; '.join(self.torn)}"
         if self.dropped:
             line += f" ({self.dropped:,} unacknowledged events of partial writes)"
+        if self.snapshots:
+            line += f"; book snapshots stored over them: {self.snapshots:,}"
         lines = [line]
         lines += [f"hole: {hole}" for hole in self.holes]
         lines += [f"refused: {item}" for item in self.refused]
@@ -233,6 +238,7 @@ def recover(storage: Storage) -> RecoveryReport:
             batch = read_batch(segment.path, record)
             publisher.add(info, record.session, batch)
     publisher.flush_all()
+    snapshots = _extend_snapshots(storage, publisher.published)
     closed = []
     touched = publisher.sessions | {hole.session for hole in kept_holes}
     for session_info in catalog.sessions():
@@ -270,11 +276,54 @@ def recover(storage: Storage) -> RecoveryReport:
         refused=tuple(refused),
         unadopted=tuple(unadopted),
         dropped=dropped,
+        snapshots=snapshots,
         max_seq_on_disk=max_seq_on_disk,
     )
     if paths or removed or closed or moved or unadopted:
         logger.warning("storage %s: %s", root, report.describe())
     return report
+
+
+def _extend_snapshots(storage: Storage, published: set[tuple[str, str]]) -> int:
+    """Continue the periodic snapshots of the recovered sessions' book-like series over the
+    events just published (their definitions found among the installed plugins)."""
+    from featurizer.storage._snapshots import (
+        SNAPSHOT_INTERVAL,
+        extend_snapshots,
+        snapshot_interval_key,
+    )
+
+    stored = 0
+    definitions: dict[str, Any] | None = None
+    for series_key, session in sorted(published):
+        info = storage.catalog.series(series_key)
+        if info is None or info.kind != "data_source":
+            continue
+        try:
+            if definitions is None:
+                from featurizer._plugins import get_plugins
+
+                definitions = dict(get_plugins().definitions())
+            make = getattr(definitions.get(info.definition), "state_keeper", None)
+            if make is None:
+                continue
+            interval = storage.catalog.meta(snapshot_interval_key(session))
+            stored += extend_snapshots(
+                storage,
+                info,
+                make(),
+                session,
+                SNAPSHOT_INTERVAL if interval is None else float(interval),
+            )
+        except Exception as error:  # an optimisation of later replays: the data is safe
+            logger.warning(
+                "storing snapshots of %s over the recovered events failed (replays starting "
+                "late will read from earlier full-state events): %s: %s",
+                info.label,
+                type(error).__name__,
+                error,
+            )
+    return stored
 
 
 def _cycles(indexed: list[_Segment]) -> dict[tuple[str, int], _Cycle]:
@@ -399,6 +448,7 @@ class _Publisher:
         self.events = 0
         self.blocks = 0
         self.sessions: set[str] = set()
+        self.published: set[tuple[str, str]] = set()
 
     def add(self, info: SeriesInfo, session: str, batch: pa.RecordBatch) -> None:
         import pyarrow.compute as pc
@@ -458,6 +508,7 @@ class _Publisher:
         self.blocks += 1
         self.events += table.num_rows
         self.sessions.add(session)
+        self.published.add(key)
 
 
 def _recovery_schema(info: SeriesInfo, tables: list[pa.Table]) -> pa.Schema:

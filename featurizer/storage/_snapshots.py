@@ -3,14 +3,18 @@
 A data source definition that declares ``snapshot_field`` (the ``bool`` field marking
 full-state events) may also give ``state_keeper()``: an object with ``apply(event)`` and
 ``snapshot(last_event) -> event | None`` that keeps the whole state and writes it as one
-full-state event. When a recording session closes, storage replays each such series of the
-session through its keeper and stores a full-state event every ``interval`` seconds of event
-time in a companion series (kind ``snapshots``), each stamped with the arrival number of the
-event it is as of. A replay starting late then starts from the last stored snapshot before
-its start instead of the stream's last own full-state event (possibly its very first).
+full-state event. While a session records such a series, each block of it, once committed,
+is fed through its keeper, and a full-state event every ``interval`` seconds of event time is
+stored in a companion series (kind ``snapshots``), each stamped with the arrival number of
+the event it is as of: a :class:`SnapshotTrack` per series, its snapshots committed right
+after the block they come from. Recovery continues the snapshots of a crashed session over
+the events it publishes (:func:`extend_snapshots`): from the session's last stored snapshot
+(a full-state event: applied to a fresh keeper, it gives the state as of it) through the
+events after it. A replay starting late then starts from the last stored snapshot before its
+start instead of the stream's last own full-state event (possibly its very first).
 
-The work happens after the run (never on the recording's hot path), reading the session's
-committed blocks.
+The work happens in the recorder's publisher thread (or in recovery), never on the
+recording's hot path.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from featurizer._feature import Feature
 from featurizer.storage._blocks import schema_bytes, write_block
 from featurizer.storage._catalog import SeriesInfo
 from featurizer.storage._codec import SEQ_COLUMN, EventDecoder, EventEncoder
@@ -28,12 +31,24 @@ from featurizer.storage._reader import SeriesPlan, read_tables, series_arrow_sch
 if TYPE_CHECKING:
     from featurizer.storage._storage import Storage
 
-__all__ = ["SNAPSHOT_INTERVAL", "companion_key", "snapshot_series", "write_snapshots"]
+__all__ = [
+    "SNAPSHOT_INTERVAL",
+    "SnapshotTrack",
+    "companion_key",
+    "extend_snapshots",
+    "snapshot_interval_key",
+    "snapshot_series",
+]
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_INTERVAL = 60.0
 """Seconds of event time between two stored snapshots."""
+
+
+def snapshot_interval_key(session: str) -> str:
+    """The catalog setting holding a session's snapshot interval."""
+    return f"snapshot_interval/{session}"
 
 
 def companion_key(key: str) -> str:
@@ -54,56 +69,130 @@ def snapshot_series(info: SeriesInfo) -> SeriesInfo:
     )
 
 
-def write_snapshots(
-    storage: Storage, feature: Feature, session: str, interval: float = SNAPSHOT_INTERVAL
-) -> int:
-    """Store the periodic snapshots of one recorded series of ``session``.
+class SnapshotTrack:
+    """The periodic snapshots of one series of a recording session, taken as its blocks are
+    committed.
 
-    :returns: the number of snapshots stored (0 if the source declares no keeper).
+    :param storage: the storage root.
+    :param info: the recorded series.
+    :param keeper: its definition's state keeper (fresh, or restored from a snapshot).
+    :param session: the recording session.
+    :param interval: seconds of event time between two snapshots.
+    :param due: the event time from which the next snapshot is taken (``None``: at once).
     """
-    make = getattr(feature.definition, "state_keeper", None)
-    info = storage.catalog.series(feature.key)
-    if make is None or info is None:
-        return 0
-    blocks = tuple(b for b in storage.catalog.blocks(info.key) if b.session == session)
-    arrow_schema = series_arrow_schema(info)
-    if not blocks or arrow_schema is None:
-        return 0
-    keeper = make()
-    decoder = EventDecoder(arrow_schema, info.schema)
-    plan = SeriesPlan(series=info, start=None, end=None, blocks=blocks, holes=())
-    events: list[dict[str, Any]] = []
-    seqs: list[int] = []
-    due: float | None = None
-    for table in read_tables(storage.root, plan, raw_range=False):
-        table_seqs = table.column(SEQ_COLUMN).to_pylist()
-        for event, seq in zip(decoder.decode(table), table_seqs, strict=True):
+
+    def __init__(
+        self,
+        storage: Storage,
+        info: SeriesInfo,
+        keeper: Any,
+        session: str,
+        interval: float,
+        due: float | None = None,
+    ) -> None:
+        self.storage = storage
+        self.info = info
+        self.keeper = keeper
+        self.session = session
+        self.interval = interval
+        self.due = due
+        self.stored = 0
+        self._decoder: EventDecoder | None = None
+        self._events: list[dict[str, Any]] = []
+        self._seqs: list[int] = []
+
+    def feed(self, table: Any, after: int = -1) -> None:
+        """Apply a table of the series' events (arrival order) to the keeper, and take the
+        snapshots that fall due (kept until :meth:`write`).
+
+        :param after: only events with a larger arrival number count.
+        """
+        if self._decoder is None or self._decoder.names != tuple(
+            n for n in table.schema.names if n != SEQ_COLUMN
+        ):
+            self._decoder = EventDecoder(table.schema, self.info.schema)
+        seqs = table.column(SEQ_COLUMN).to_pylist()
+        keeper = self.keeper
+        for event, seq in zip(self._decoder.decode(table), seqs, strict=True):
+            if seq <= after:
+                continue
             keeper.apply(event)
             stamp = event["timestamp"]
-            if due is not None and stamp < due:
+            if self.due is not None and stamp < self.due:
                 continue
             snapshot = keeper.snapshot(event)
             if snapshot is None:
                 continue
-            events.append(snapshot)
-            seqs.append(seq)
-            due = stamp + interval
-    if not events:
-        return 0
-    companion = storage.catalog.register_series(snapshot_series(info))
-    encoder = EventEncoder(companion.label, companion.schema, arrow_schema)
-    batch = encoder.encode_with_seqs(events, seqs)
-    import pyarrow as pa
+            self._events.append(snapshot)
+            self._seqs.append(seq)
+            self.due = stamp + self.interval
 
-    table = pa.Table.from_batches([batch])
-    ordinal = storage.catalog.next_ordinal(companion.key, session)
-    block = write_block(
-        storage.root, table, companion, session, ordinal, storage.format, storage.storage_id
-    )
-    storage.catalog.commit_block(
-        block,
-        session_first_ts=block.start_ts,
-        session_last_ts=block.end_ts,
-        arrow_schema=schema_bytes(table.schema) if companion.arrow_schema is None else None,
-    )
-    return len(events)
+    def write(self) -> int:
+        """Store the snapshots taken since the last call as one block of the companion
+        series (committed); returns how many."""
+        if not self._events:
+            return 0
+        events, seqs = self._events, self._seqs
+        self._events, self._seqs = [], []
+        catalog = self.storage.catalog
+        arrow_schema = series_arrow_schema(self.info)
+        companion = catalog.register_series(snapshot_series(self.info))
+        encoder = EventEncoder(companion.label, companion.schema, arrow_schema)
+        batch = encoder.encode_with_seqs(events, seqs)
+        import pyarrow as pa
+
+        table = pa.Table.from_batches([batch])
+        block = write_block(
+            self.storage.root,
+            table,
+            companion,
+            self.session,
+            catalog.next_ordinal(companion.key, self.session),
+            self.storage.format,
+            self.storage.storage_id,
+        )
+        catalog.commit_block(
+            block,
+            session_first_ts=block.start_ts,
+            session_last_ts=block.end_ts,
+            arrow_schema=schema_bytes(table.schema) if companion.arrow_schema is None else None,
+        )
+        self.stored += len(events)
+        return len(events)
+
+
+def extend_snapshots(
+    storage: Storage, info: SeriesInfo, keeper: Any, session: str, interval: float
+) -> int:
+    """Continue the stored snapshots of one series of ``session`` through its committed
+    blocks (after a crash: over what recovery published).
+
+    :param keeper: a fresh state keeper of the series' definition.
+    :returns: the number of snapshots stored.
+    """
+    catalog = storage.catalog
+    arrow_schema = series_arrow_schema(info)
+    blocks = tuple(b for b in catalog.blocks(info.key) if b.session == session)
+    if not blocks or arrow_schema is None:
+        return 0
+    after, due = -1, None
+    companion = catalog.series(companion_key(info.key))
+    if companion is not None:
+        own = [b for b in catalog.blocks(companion.key) if b.session == session]
+        if own:
+            last = max(own, key=lambda b: b.max_seq)
+            plan = SeriesPlan(series=companion, start=None, end=None, blocks=(last,), holes=())
+            table = list(read_tables(storage.root, plan, raw_range=False))[-1]
+            row = table.slice(table.num_rows - 1, 1)
+            (snapshot,) = EventDecoder(table.schema, info.schema).decode(row)
+            keeper.apply(snapshot)
+            after = int(row.column(SEQ_COLUMN)[0].as_py())
+            due = float(snapshot["timestamp"]) + interval
+    track = SnapshotTrack(storage, info, keeper, session, interval, due)
+    todo = tuple(b for b in blocks if b.max_seq > after)
+    if not todo:
+        return 0
+    plan = SeriesPlan(series=info, start=None, end=None, blocks=todo, holes=())
+    for table in read_tables(storage.root, plan, raw_range=False):
+        track.feed(table, after)
+    return track.write()

@@ -20,6 +20,7 @@ from featurizer.storage._columns import ColumnBuffer
 from featurizer.storage._compactors import Compactor, MemoryBasedCompactor, OpenBlockState
 from featurizer.storage._errors import StorageError
 from featurizer.storage._reader import float_view, series_arrow_schema
+from featurizer.storage._snapshots import SnapshotTrack, snapshot_interval_key
 from featurizer.storage._wal import WalWriter, encode_record
 
 if TYPE_CHECKING:
@@ -192,8 +193,9 @@ class BlockWriter:
         seconds (of event time) behind the newest acknowledged event, so that readers of the
         running session (who see a consistent cut: up to where every series has committed)
         are never held back further by a slow series; ``None``: only the compactor decides.
-    :param snapshot_interval: seconds of event time between the snapshots stored, when the
-        session closes, of sources whose definition gives a ``state_keeper`` (order books).
+    :param snapshot_interval: seconds of event time between the snapshots stored of sources
+        whose definition gives a ``state_keeper`` (order books), taken as their blocks are
+        committed (``None``: none are stored).
     :param allow_overlap: record events of a series for times another session already
         stored (replays of those times then fail with :class:`OverlapError` until one session
         is dropped). By default the writer refuses them before acknowledging anything of
@@ -228,10 +230,15 @@ class BlockWriter:
         on_acknowledged: Callable[[int], None] | None = None,
         block_format: BlockFormat | None = None,
         allow_overlap: bool = False,
-        snapshot_interval: float = 60.0,
+        snapshot_interval: float | None = 60.0,
         max_block_lag: float | None = 60.0,
     ) -> None:
         require_pyarrow()
+        # Import what the background threads use now: an import there holds the GIL for a
+        # good fraction of a second while the recording's hot path waits for it.
+        import pyarrow.compute
+        import pyarrow.parquet  # noqa: F401
+
         unique: dict[str, Feature] = {}
         for feature in features:
             unique.setdefault(feature.key, feature)
@@ -271,6 +278,9 @@ class BlockWriter:
             for i, (feature, info) in enumerate(zip(self._features, infos, strict=True))
         ]
         self._by_key = {s.feature.key: s for s in self._series}
+        self._tracks = self._snapshot_tracks()
+        if self._tracks:  # what recovery continues them with after a crash
+            storage.catalog.set_meta(snapshot_interval_key(self.session), str(snapshot_interval))
         self._stored_extents = (
             {} if allow_overlap else _stored_extents(storage, [s.info.key for s in self._series])
         )
@@ -700,6 +710,39 @@ class BlockWriter:
             series.ordinal += 1
             self.blocks_written += 1
             self.bytes_written += block.bytes
+        for series, table in pending:
+            if series.index in self._tracks:
+                self._snapshot(series, table)
+
+    def _snapshot_tracks(self) -> dict[int, SnapshotTrack]:
+        """Per series index, the periodic snapshots of sources with a state keeper."""
+        if self.snapshot_interval is None:
+            return {}
+        tracks = {}
+        for series in self._series:
+            make = getattr(series.feature.definition, "state_keeper", None)
+            if series.feature.is_data_source and make is not None:
+                tracks[series.index] = SnapshotTrack(
+                    self.storage, series.info, make(), self.session, self.snapshot_interval
+                )
+        return tracks
+
+    def _snapshot(self, series: _Series, table: pa.Table) -> None:
+        """Feed a committed block to its series' snapshots and store those that fell due."""
+        track = self._tracks[series.index]
+        try:
+            track.info = series.info
+            track.feed(table)
+            track.write()
+        except Exception as error:  # an optimisation of later replays: the data is safe
+            del self._tracks[series.index]
+            logger.warning(
+                "storing snapshots of %s failed (replays starting late will read from its "
+                "earlier full-state events): %s: %s",
+                series.info.label,
+                type(error).__name__,
+                error,
+            )
 
     def _take_table(self, series: _Series) -> pa.Table | None:
         """The open block's events as one table (the open block is emptied), if any."""
@@ -746,22 +789,7 @@ class BlockWriter:
         return covers
 
     def _finish(self) -> None:
-        from featurizer.storage._snapshots import write_snapshots
-
         self._flush_all()
-        for series in self._series:
-            if not series.feature.is_data_source:
-                continue
-            try:
-                write_snapshots(self.storage, series.feature, self.session, self.snapshot_interval)
-            except Exception as error:  # an optimisation of later replays: the data is safe
-                logger.warning(
-                    "storing snapshots of %s failed (replays starting late will read from "
-                    "its earlier full-state events): %s: %s",
-                    series.info.label,
-                    type(error).__name__,
-                    error,
-                )
         self._wal.close_and_delete()
         self.storage.catalog.end_session(self.session, "closed")
 
