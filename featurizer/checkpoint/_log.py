@@ -99,7 +99,15 @@ class InputLog:
         )
         number = max(numbers, default=0) + 1
         self._storage = Storage(self._directory / f"{number:06d}")
-        self._writer = self._storage.writer(self._sources, sync_interval=self._sync_interval)
+        # Nobody reads a root while its process writes it (tail() skips it): no block is
+        # written early for readers (max_block_lag), and no book snapshots are stored (a
+        # resumed run replays the log from a cut, never from a time).
+        self._writer = self._storage.writer(
+            self._sources,
+            sync_interval=self._sync_interval,
+            max_block_lag=None,
+            snapshot_interval=None,
+        )
 
     def rotate(self) -> None:
         """Close the current root (every event written) and record into a new one."""
