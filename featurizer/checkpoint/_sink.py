@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,6 +28,9 @@ from featurizer.storage._files import fsync_dir
 __all__ = ["SegmentedJsonLinesSink"]
 
 _PENDING = "pending.jsonl"
+
+_COPY_CHUNK = 1 << 20
+"""Bytes copied at a time when a segment is appended to the output."""
 
 
 class SegmentedJsonLinesSink:
@@ -97,16 +101,28 @@ class SegmentedJsonLinesSink:
         """Append a committed checkpoint's segment to the target (it then holds
         ``output_bytes`` bytes) and delete the segment."""
         segment = self.segment_path(checkpoint_id)
-        data = segment.read_bytes()
-        with self.path.open("ab") as handle:
-            if fault_armed("publish") and len(data) > 1:
+        armed = fault_armed("publish")
+        if not armed and self.path.is_file() and self.path.stat().st_size == 0:
+            # the first rows: the (fsynced) segment becomes the output, nothing is copied
+            os.replace(segment, self.path)
+            fsync_dir(self.path.parent)
+            size = self.path.stat().st_size
+            if size != output_bytes:
+                raise CheckpointError(
+                    f"{str(self.path)!r} holds {size:,} bytes after publishing checkpoint "
+                    f"{checkpoint_id}, expected {output_bytes:,}"
+                )
+            return
+        with segment.open("rb") as source, self.path.open("ab") as handle:
+            if armed:
+                data = source.read()
                 handle.write(data[: len(data) // 2])
                 handle.flush()
                 os.fsync(handle.fileno())
                 fault_point("publish")
                 handle.write(data[len(data) // 2 :])
             else:
-                handle.write(data)
+                shutil.copyfileobj(source, handle, _COPY_CHUNK)
             handle.flush()
             os.fsync(handle.fileno())
             if handle.tell() != output_bytes:
