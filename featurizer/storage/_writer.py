@@ -233,11 +233,14 @@ class BlockWriter:
         snapshot_interval: float | None = 60.0,
         max_block_lag: float | None = 60.0,
     ) -> None:
-        require_pyarrow()
+        pa = require_pyarrow()
         # Import what the background threads use now: an import there holds the GIL for a
-        # good fraction of a second while the recording's hot path waits for it.
+        # good fraction of a second while the recording's hot path waits for it. (Arrow's
+        # first conversion of a Python sequence imports pandas, when it is installed.)
         import pyarrow.compute
         import pyarrow.parquet  # noqa: F401
+
+        pa.array([0.0])
 
         unique: dict[str, Feature] = {}
         for feature in features:
