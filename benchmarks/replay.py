@@ -180,7 +180,11 @@ def record_reference(root: Path, events: int, repeats: int = 1) -> dict[str, Any
         entry[1] += rows
         entry[2] += size
     best = max(record_rates) if record_rates else summary.run.events_in / elapsed
+    pair_ratios = sorted(r / p for r, p in zip(record_rates, plain_rates, strict=False))
     return {
+        "median_pair_ratio": pair_ratios[len(pair_ratios) // 2] if pair_ratios else None,
+        "all_plain": plain_rates,
+        "all_recording": record_rates[: len(plain_rates)],
         "input_events": summary.run.events_in,
         "stored_events": summary.acknowledged,
         "elapsed": elapsed,
@@ -253,7 +257,10 @@ def replay_throughput(root: Path, events: int, repeats: int) -> dict[str, float]
             plugins = Plugins(make_plugin_manager(extra_plugins=[plugin]))
             results[name].append(_run(config, RunOptions(emitter=name, max_events=events), plugins))
     gc.unfreeze()
-    return {name: max(rates) for name, rates in results.items()}
+    return {
+        **{name: max(rates) for name, rates in results.items()},
+        **{f"{name}_median": sorted(rates)[len(rates) // 2] for name, rates in results.items()},
+    }
 
 
 def _peak_rss() -> int:
@@ -323,7 +330,10 @@ def main() -> None:
                 f"{recorded['input_events_per_s']:,.0f} input events/s "
                 f"({recorded['stored_events_per_s']:,.0f} stored events/s, data sources and "
                 f"outputs); run without recording: "
-                f"{plain:,.0f} events/s; ratio {recorded['input_events_per_s'] / plain:.2f}"
+                f"{plain:,.0f} events/s; ratio {recorded['input_events_per_s'] / plain:.2f}; "
+                f"median ratio of the interleaved pairs {recorded['median_pair_ratio']:.2f} "
+                f"(recording {[round(r) for r in recorded['all_recording']]}, without "
+                f"{[round(r) for r in recorded['all_plain']]} events/s)"
             )
             running = recorded["input_events_per_s_while_running"]
             print(
@@ -360,7 +370,11 @@ def main() -> None:
             ("memory_events", "from memory: per-event InMemoryEmitter"),
         ):
             ratio = rates["storage"] / rates[name]
-            print(f"  {label:40} {rates[name]:>10,.0f} events/s   storage/this {ratio:.3f}")
+            median = rates["storage_median"] / rates[f"{name}_median"]
+            print(
+                f"  {label:40} {rates[name]:>10,.0f} events/s   storage/this {ratio:.3f} "
+                f"(medians: {rates[f'{name}_median']:,.0f} events/s, {median:.3f})"
+            )
 
 
 if __name__ == "__main__":

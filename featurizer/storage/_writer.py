@@ -681,7 +681,7 @@ class BlockWriter:
                 blocks = list(pool.map(lambda item: self._write(*item), pending))
         else:
             blocks = [self._write(*pending[0])]
-        schemas = []
+        schemas: list[bytes | None] = []
         for series, table in pending:
             before = saved[series.index]  # events of the batch being added, not yet in a block
             if before is None:
@@ -705,11 +705,11 @@ class BlockWriter:
             session_last_ts=last,
             covers=self._covers(),
         )
-        for (series, _), block, new_schema in zip(pending, blocks, schemas, strict=True):
-            if new_schema is not None:
+        for (series, _), block, recorded in zip(pending, blocks, schemas, strict=True):
+            if recorded is not None:
                 import attrs
 
-                series.info = attrs.evolve(series.info, arrow_schema=new_schema)
+                series.info = attrs.evolve(series.info, arrow_schema=recorded)
             series.ordinal += 1
             self.blocks_written += 1
             self.bytes_written += block.bytes
