@@ -127,7 +127,8 @@ def _verify_output(
         return
     if 0 <= published - segment_bytes <= size < published and segment.is_file():
         notes.append(
-            f"the publish of {output} at checkpoint {checkpoint_id} was interrupted; resuming ends it"
+            f"the publish of {output} at checkpoint {checkpoint_id} was interrupted; "
+            f"resuming ends it"
         )
     elif size > published:
         notes.append(

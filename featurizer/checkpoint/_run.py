@@ -61,6 +61,12 @@ def make_scaled_checkpointer(
 
         target = WorkerOutputs(target=str(out), format_name=format_name).path_for(0)
     name = format_name or (Path(str(target)).suffix.lstrip(".") if target else "")
+    if worker_outputs and name not in ("jsonl", "json"):
+        raise CheckpointError(
+            f"--checkpoint publishes worker outputs as JSON Lines at each checkpoint: "
+            f"--outputs workers --out {out} gives {target} ({name or 'no format'}); use "
+            f"--format jsonl or .jsonl files"
+        )
     if out is None or name not in ("jsonl", "json"):
         raise CheckpointError(
             "--checkpoint publishes its output to JSON Lines files at each checkpoint: pass "

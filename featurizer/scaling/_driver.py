@@ -710,6 +710,13 @@ def run_scaled(
                 else _worker_checkpointing(checkpoint, restored, collector, rows),
             )
             launched = scaler_obj.launch(request, plan, plugins)
+            if checkpoint is not None and (
+                type(launched).request_barrier is ScaledRun.request_barrier
+            ):
+                raise ScalingError(
+                    f"the {scaler!r} scaler cannot take checkpoint barriers: run it without "
+                    f"--checkpoint, or use --scaler local or ray"
+                )
             if observer is not None:
                 observer.bind(launched, _bytes_received(inboxes), collector)
             started = time.perf_counter()

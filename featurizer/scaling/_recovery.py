@@ -17,7 +17,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from featurizer.scaling._barriers import load_ack
 from featurizer.scaling._errors import TransportError
@@ -116,7 +116,3 @@ class BarrierCoordinator:
         self._commit(number)
         self.in_flight = None
         return number
-
-    def restore_state(self, state: dict[str, Any]) -> None:
-        """Restore the collector from a checkpoint's state."""
-        self.collector.restore(pickle.loads(state["collector"]))

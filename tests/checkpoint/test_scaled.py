@@ -315,3 +315,56 @@ def test_barriers_align_across_worker_to_worker_channels(
     assert checkpointer.metrics.restarts == 1
     assert plain.read_bytes().count(b"\n") > 5_000
     assert out.read_bytes() == plain.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("--checkpoint-every", "1000"), "--checkpoint-every 1000 counts input events"),
+        (("--watermark-delay", "1"), "needs exact event-time order (replayed input)"),
+        (
+            ("--outputs", "workers", "--format", "parquet"),
+            "publishes worker outputs as JSON Lines",
+        ),
+    ],
+)
+def test_what_a_scaled_run_cannot_checkpoint_is_one_error_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    arguments: tuple[str, ...],
+    message: str,
+) -> None:
+    from featurizer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path)
+    out = ["--out", str(tmp_path / "out") + ("/" if "workers" in arguments else ".jsonl")]
+    (tmp_path / "out").mkdir()
+    scaled = ["--scaler", "local", "--workers", "2", "--max-events", "100"]
+    code = main(["run", str(config), *scaled, "--checkpoint", "ck", *out, *arguments])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and message in line, line
+    assert not (tmp_path / "ck" / "checkpoints").exists()
+
+
+def test_max_restarts_in_the_config_section_and_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from featurizer import ConfigError
+    from featurizer.cli import main
+
+    settings = CheckpointSettings.from_config_value({"dir": "x", "max_restarts": 5})
+    assert settings.max_restarts == 5
+    assert CheckpointSettings.from_config_value("x").max_restarts == 3
+    with pytest.raises(ConfigError, match=r"checkpoint\.max_restarts"):
+        CheckpointSettings.from_config_value({"dir": "x", "max_restarts": -1})
+    config = write_config(tmp_path)
+    code = main(["run", str(config), "--max-events", "100", "--max-restarts", "2"])
+    assert code == 1
+    assert "--max-restarts needs --checkpoint DIR" in capsys.readouterr().err
+    out = str(tmp_path / "out.jsonl")
+    checkpointed = ["--checkpoint", str(tmp_path / "ck"), "--max-restarts", "2"]
+    code = main(["run", str(config), "--max-events", "100", "--out", out, *checkpointed])
+    assert code == 1
+    assert "--max-restarts bounds the restarts of a scaled run" in capsys.readouterr().err
