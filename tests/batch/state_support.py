@@ -12,6 +12,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):  # in insertion order, NaN keys comparable
+        return [(_plain(k), _plain(v)) for k, v in value.items()]
     if isinstance(value, float) and math.isnan(value):
         return "nan"
     if hasattr(value, "__slots__") and not isinstance(value, int | float | str | bool):

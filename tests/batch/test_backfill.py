@@ -32,7 +32,7 @@ def test_quickstart_dag_equals_the_replay(
         names = {f.name for f in job.executor.kernel_nodes}
         table = job.table()
     assert {"mid_btc", "vol_btc", "tvi_btc", "spread_btc", "vwap_btc"} <= names
-    assert "book_btc" not in names  # the L2 features run per event beside the kernels
+    assert {"book_btc", "obi_btc"} <= names  # the book, rebuilt from stored level lists
     assert_rows_equal(table.to_pylist(), replay_rows(cfg, root, per=per))
 
 

@@ -145,31 +145,41 @@ class L2Book:
         self.asks = BookSide(bids=False, depth=depth)
         self.synced = False
 
-    def update(self, event: Event) -> Event | None:
-        """Apply one ``l2_book`` message; return the top levels, or ``None`` when not in sync."""
+    def apply_message(
+        self, gap: Any, is_snapshot: Any, bid_levels: Iterable[Level], ask_levels: Iterable[Level]
+    ) -> bool:
+        """Apply one message's parts (what :meth:`update` does, without the event dicts: the
+        backfill kernel calls it); returns whether the book is in sync after it (then the
+        top levels are an output)."""
         bids = self.bids
         asks = self.asks
-        if event["gap"]:
+        if gap:
             bids.clear()
             asks.clear()
             self.synced = False
-            return None
-        if event["is_snapshot"]:
-            bids.replace(event["bids"])
-            asks.replace(event["asks"])
+            return False
+        if is_snapshot:
+            bids.replace(bid_levels)
+            asks.replace(ask_levels)
             self.synced = True
         elif self.synced:
-            for price, size in event["bids"]:
+            for price, size in bid_levels:
                 bids.apply(price, size)
-            for price, size in event["asks"]:
+            for price, size in ask_levels:
                 asks.apply(price, size)
         else:
+            return False
+        return True
+
+    def update(self, event: Event) -> Event | None:
+        """Apply one ``l2_book`` message; return the top levels, or ``None`` when not in sync."""
+        if not self.apply_message(event["gap"], event["is_snapshot"], event["bids"], event["asks"]):
             return None
         return {
             "timestamp": event["timestamp"],
             "receipt_timestamp": event["receipt_timestamp"],
-            "bids": bids.top(),
-            "asks": asks.top(),
+            "bids": self.bids.top(),
+            "asks": self.asks.top(),
         }
 
 
@@ -205,3 +215,10 @@ class L2Snapshot(FeatureDefinition):
         """A ``map`` over an :class:`L2Book` (returned as the state)."""
         book = L2Book(params["depth"])
         return upstreams["l2_book"].map(book.update), book
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel (:class:`featurizer_features.batch.L2SnapshotKernel`)."""
+        from featurizer_features.batch import L2SnapshotKernel
+
+        return L2SnapshotKernel(state if state is not None else L2Book(params["depth"]))

@@ -59,3 +59,10 @@ class MidPriceL2(FeatureDefinition):
     def stream(cls, upstreams: Mapping[str, Stream], params: Mapping[str, Any]) -> Stream:
         """A single ``map``."""
         return upstreams["l2_snapshot"].map(mid_from_snapshot)
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel (:class:`featurizer_features.batch.MidPriceL2Kernel`)."""
+        from featurizer_features.batch import MidPriceL2Kernel
+
+        return MidPriceL2Kernel()

@@ -52,9 +52,17 @@ class BookImbalance:
 
     def update(self, event: Event) -> Event:
         """Return the imbalance event of one ``l2_snapshot`` event."""
+        return {
+            "timestamp": event["timestamp"],
+            "receipt_timestamp": event["receipt_timestamp"],
+            "obi": self.value(event["bids"], event["asks"]),
+        }
+
+    def value(self, bids: Sequence[Level], asks: Sequence[Level]) -> float:
+        """The imbalance of one snapshot's sides (the backfill kernel calls it directly)."""
         depth = self.depth
-        bids = event["bids"][:depth]
-        asks = event["asks"][:depth]
+        bids = bids[:depth]
+        asks = asks[:depth]
         # Fast path: every size is an integer at the current scale (the usual case once the
         # scale has grown to the sizes' resolution); otherwise grow it through ``to_int``.
         factor = self._scale.factor
@@ -76,11 +84,7 @@ class BookImbalance:
         except (ArithmeticError, ValueError):
             bid, ask = self._exact_sums(bids, asks)
         total = bid + ask
-        return {
-            "timestamp": event["timestamp"],
-            "receipt_timestamp": event["receipt_timestamp"],
-            "obi": (bid - ask) / total if total else 0.0,
-        }
+        return (bid - ask) / total if total else 0.0
 
 
 class OrderBookImbalance(FeatureDefinition):
@@ -116,3 +120,12 @@ class OrderBookImbalance(FeatureDefinition):
         """A ``map`` over a :class:`BookImbalance` (returned as the state)."""
         imbalance = BookImbalance(params["depth"])
         return upstreams["l2_snapshot"].map(imbalance.update), imbalance
+
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel (:class:`featurizer_features.batch.OrderBookImbalanceKernel`)."""
+        from featurizer_features.batch import OrderBookImbalanceKernel
+
+        return OrderBookImbalanceKernel(
+            state if state is not None else BookImbalance(params["depth"])
+        )

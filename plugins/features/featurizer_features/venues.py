@@ -88,6 +88,13 @@ class RelativeSpreadL2(FeatureDefinition):
         """A single ``map``."""
         return upstreams["l2_snapshot"].map(spread_from_snapshot)
 
+    @classmethod
+    def batch_kernel(cls, params: Mapping[str, Any], state: Any = None) -> Any:
+        """The columnar kernel (:class:`featurizer_features.batch.RelativeSpreadL2Kernel`)."""
+        from featurizer_features.batch import RelativeSpreadL2Kernel
+
+        return RelativeSpreadL2Kernel()
+
 
 class Basis(FeatureDefinition):
     """Cross-venue basis: ``venue mid / reference mid - 1``, on every new mid of either.

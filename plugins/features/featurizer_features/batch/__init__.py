@@ -8,6 +8,12 @@ sums stay exact, and when a chunk falls back to the per-event code).
 
 from __future__ import annotations
 
+from featurizer_features.batch._book import (
+    L2SnapshotKernel,
+    MidPriceL2Kernel,
+    OrderBookImbalanceKernel,
+    RelativeSpreadL2Kernel,
+)
 from featurizer_features.batch._ohlcv import OHLCVKernel
 from featurizer_features.batch._stateless import MidPriceKernel, RelativeSpreadKernel
 from featurizer_features.batch._windows import (
@@ -17,8 +23,12 @@ from featurizer_features.batch._windows import (
 )
 
 __all__ = [
-    "OHLCVKernel",
+    "L2SnapshotKernel",
     "MidPriceKernel",
+    "MidPriceL2Kernel",
+    "OHLCVKernel",
+    "OrderBookImbalanceKernel",
+    "RelativeSpreadL2Kernel",
     "RelativeSpreadKernel",
     "TradeVolumeImbalanceKernel",
     "VWAPKernel",
