@@ -15,7 +15,7 @@ columns, typed from their values), and every later event must carry the same fie
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any
 
 from featurizer._events import Event
@@ -61,7 +61,7 @@ class ColumnBuffer:
     def recorder(
         self,
         index: int,
-        order: list[int],
+        order: MutableSequence[int],
         high: int,
         wait: Callable[[], None],
         fail: Callable[[BaseException], None],
@@ -69,7 +69,8 @@ class ColumnBuffer:
         """The hot-path callback: copy the fields, then commit the event in ``order``.
 
         :param index: the series' index (what ``order`` records).
-        :param order: the shared list committing events in arrival order.
+        :param order: the shared sequence (a list or ``array("i")``) committing events in
+            arrival order.
         :param high: the length of ``order`` at which producers wait.
         :param wait: called to wait for room (backpressure).
         :param fail: called with the schema error of a malformed event (before it is raised).
