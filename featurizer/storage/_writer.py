@@ -288,9 +288,7 @@ class BlockWriter:
         self._stored_extents = (
             {} if allow_overlap else _stored_extents(storage, [s.info.key for s in self._series])
         )
-        # The series of each event not yet taken, in arrival order (an array: the WAL thread
-        # hands it to Arrow without converting Python ints).
-        self._order = array("i")
+        self._order: list[int] = []  # the series of each event not yet taken, in arrival order
         self._recorders: dict[int, Callable[[Event], None]] = {}
         # Arrival numbers are never reused within a root: after every block the catalog
         # knows and every block file it does not (an older catalog in place).
@@ -486,7 +484,8 @@ class BlockWriter:
             self._room.notify_all()
         base = self._next_seq
         self._next_seq += n
-        indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(taken)])
+        # (a list on the hot path: appending to it is cheaper than to an array)
+        indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(array("i", taken))])
         counts = pc.value_counts(indices)
         batches: list[tuple[_Series, Any]] = []
         spans: list[tuple[float | None, float | None]] = []
