@@ -870,15 +870,14 @@ def _worker_checkpointing(
     rows: list[int],
 ) -> WorkerCheckpointing:
     """What the workers of a (re)launch restore from; the collector is restored here."""
+    directory = str(checkpoint.directory.resolve())  # workers elsewhere (Ray) write there
     if restored is None:
         rows[0] = 0
-        return WorkerCheckpointing(directory=str(checkpoint.directory))
+        return WorkerCheckpointing(directory=directory)
     info, state = restored
     collector.restore(pickle.loads(state["collector"]))
     rows[0] = info.rows if checkpoint.sink is not None else 0
-    return WorkerCheckpointing(
-        directory=str(checkpoint.directory), last_id=info.id, restore=dict(state["workers"])
-    )
+    return WorkerCheckpointing(directory=directory, last_id=info.id, restore=dict(state["workers"]))
 
 
 def _stop_quietly(launched: ScaledRun) -> None:

@@ -147,38 +147,48 @@ def test_a_ray_worker_killed_by_pid_is_replaced_from_the_last_checkpoint(
     assert addresses == {"127.0.0.1"}, f"Ray left loopback: {addresses}"
 
 
-def test_a_checkpoint_of_the_local_scaler_resumes_on_ray(
-    ray_cluster: Any, tmp_path: Path, reference: bytes, monkeypatch: pytest.MonkeyPatch
+def test_a_checkpoint_of_the_local_scaler_resumes_on_ray_with_worker_outputs(
+    ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The checkpoint holds the plan, not the scaler: a local run that failed for good (a
-    worker dying in every incarnation, no restart allowed) resumes on Ray actors."""
+    """The checkpoint holds the plan, not the scaler: a local run writing worker files that
+    failed for good (a worker dying in every incarnation, no restart allowed) resumes on Ray
+    actors, which bring the files back to the checkpoint and publish the rest; each file is
+    then that of an uninterrupted run."""
     from featurizer.checkpoint import FAULT_ENV, inspect_directory
-    from featurizer.scaling import ScalingError
+    from featurizer.scaling import ScalingError, WorkerOutputs
 
+    config = FeaturizerConfig.from_dict(CONFIG)
+    (tmp_path / "plain").mkdir()
+    run_scaled(
+        config, _options(), None, workers=2, outputs=WorkerOutputs(target=f"{tmp_path}/plain/")
+    )
+    target = f"{tmp_path}/out/"
+    (tmp_path / "out").mkdir()
     settings = CheckpointSettings.from_every(tmp_path / "ck", "0.05s", max_restarts=0)
-    out = tmp_path / "out.jsonl"
-    local = make_scaled_checkpointer(settings, out, _options())
+
+    def checkpointed(**scaled: Any) -> Any:
+        checkpointer = make_scaled_checkpointer(settings, target, _options(), worker_outputs=True)
+        run_scaled(
+            config,
+            _options(),
+            None,
+            workers=2,
+            outputs=WorkerOutputs(target=target),
+            checkpoint=checkpointer,
+            **scaled,
+        )
+        return checkpointer
+
     monkeypatch.setenv(FAULT_ENV, f"worker-event-always:{EVENTS * 3 // 4}@0")
     with pytest.raises(ScalingError, match="the limit \\(--max-restarts 0\\)"):
-        run_scaled(
-            FeaturizerConfig.from_dict(CONFIG),
-            _options(),
-            local.sink,
-            workers=2,
-            checkpoint=local,
-        )
+        checkpointed()
     monkeypatch.delenv(FAULT_ENV)
     latest = inspect_directory(tmp_path / "ck").latest
     assert latest is not None and not latest.final
-    assert reference.startswith(out.read_bytes())
-    on_ray = make_scaled_checkpointer(settings, out, _options())
-    run_scaled(
-        FeaturizerConfig.from_dict(CONFIG),
-        _options(),
-        on_ray.sink,
-        scaler="ray",
-        workers=2,
-        checkpoint=on_ray,
-    )
+    on_ray = checkpointed(scaler="ray")
     assert on_ray.metrics.restarts == 1  # this process resumed the directory
-    assert out.read_bytes() == reference
+    for index in (0, 1):
+        name = f"worker-{index}.jsonl"
+        plain = (tmp_path / "plain" / name).read_bytes()
+        assert plain.count(b"\n") > 1000
+        assert (tmp_path / "out" / name).read_bytes() == plain
