@@ -18,6 +18,11 @@ the combined vector on every update) is stored once, then computed in one run:
   seconds each used (this process and its children), a figure that the machine's load does not
   change much.
 
+With ``--book N``, the book features (``l2_snapshot`` depth 10, ``order_book_imbalance`` over 5
+levels, ``mid_price_l2``, ``relative_spread_l2``) over N stored synthetic ``l2_book`` messages:
+the batch path with the book kernels vs without them (the per-event graph inside the batch
+executor) vs the per-event replay, rows checked equal.
+
 Values are checked: the batch rows equal the per-event rows bit for bit, and the plain loop's
 last vector equals the batch's. The machine is shared with other work: numbers are noisy;
 each figure is the best of ``--repeats`` runs.
@@ -206,12 +211,88 @@ def peak_rss(config: FeaturizerConfig, counts: list[int]) -> None:
             shutil.rmtree(root, ignore_errors=True)
 
 
+BOOK = {
+    "feature_configs": [
+        {
+            "name": "book",
+            "feature_definition": "l2_snapshot",
+            "params": {
+                "depth": 10,
+                "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
+            },
+        },
+        *(
+            {
+                "name": name,
+                "feature_definition": definition,
+                "params": {
+                    **extra,
+                    "data_source": {"exchange": "synthetic", "symbol": "BTC-USDT"},
+                    "feature": {"l2_snapshot": {"depth": 10}},
+                },
+            }
+            for name, definition, extra in (
+                ("obi", "order_book_imbalance", {"depth": 5}),
+                ("mid", "mid_price_l2", {}),
+                ("spread", "relative_spread_l2", {}),
+            )
+        ),
+    ]
+}
+
+
+def _lists(value: Any) -> Any:
+    """Tuples as lists, recursively (how Arrow gives the book levels back)."""
+    if isinstance(value, list | tuple):
+        return [_lists(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _lists(item) for key, item in value.items()}
+    return value
+
+
+def book(count: int, repeats: int) -> None:
+    """The book features over ``count`` stored messages: kernels, no kernels, replay."""
+    import itertools
+
+    from featurizer_synthetic.market import SyntheticMarket
+
+    config = FeaturizerConfig.from_dict(BOOK)
+    (source,) = FeatureStreamGraph(construct_features_from_configs(config)).get_ins()
+    fields = list(full_schema(source.definition.event_schema()))
+    market = SyntheticMarket([("l2_book", "BTC-USDT")], seed=3)
+    root = Path(tempfile.mkdtemp(prefix="featurizer-bench-book-"))
+    try:
+        compactor = MemoryBasedCompactor(max_block_bytes=16 * 1024 * 1024)
+        with Storage(root) as storage, storage.writer([source], compactor=compactor) as w:
+            callback = w.event_callback(source)
+            for _, event in itertools.islice(market.events(), count):
+                callback({name: event[name] for name in fields})
+
+        def batch(kernels: bool) -> Any:
+            with Backfill(config, root, kernels=kernels) as job:
+                return job.table()
+
+        with_time, table = best(repeats, lambda: batch(True))
+        without_time, plain = best(repeats, lambda: batch(False))
+        replay_time, (_, rows) = best(1, lambda: per_event_from_storage(config, root))
+        same = table.equals(plain) and table.to_pylist() == _lists(rows)
+        print(f"book features, {count:,} stored l2_book messages (rows equal: {same}):")
+        print(f"  batch, book kernels       {count / with_time:>12,.0f} events/s")
+        print(f"  batch, without kernels    {count / without_time:>12,.0f} events/s")
+        print(f"  per-event replay          {count / replay_time:>12,.0f} events/s")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--rss", help="also measure peak RSS of `featurizer backfill` for these event counts"
+    )
+    parser.add_argument(
+        "--book", type=int, default=0, help="also measure the book features over N messages"
     )
     args = parser.parse_args()
     n = args.events
@@ -269,6 +350,8 @@ def main() -> None:
             f"{min(CPU[1]):.2f}, 2 workers {min(CPU[2]):.2f} (machine load: "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
         )
+        if args.book:
+            book(args.book, args.repeats)
         if args.rss:
             peak_rss(config, [int(n) for n in args.rss.split(",")])
     finally:

@@ -123,6 +123,9 @@ class ParallelBackfill:
             config = attrs.evolve(
                 config, end_date=to_datetime(end) if isinstance(end, float | int) else end
             )
+        warmup = options.pop("warmup", None)
+        if warmup is not None:  # the parts' own warm-up, with the margin of plan_parts
+            config = attrs.evolve(config, warmup=float(warmup))
         self.root = _resolve(config, storage)
         with Storage.open(self.root, readonly=True) as opened:
             self.parts: list[Part] = plan_parts(config, opened, workers, plugins=plugins)

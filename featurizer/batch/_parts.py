@@ -21,7 +21,11 @@ if TYPE_CHECKING:
     from featurizer._plugins import Plugins
     from featurizer.storage import Storage
 
-__all__ = ["Part", "plan_parts"]
+__all__ = ["WARMUP_MARGIN", "Part", "plan_parts"]
+
+WARMUP_MARGIN = 0.1
+"""Parts replay this much more warm-up than :func:`featurizer.offline.split` gives (a
+fraction of it; see :func:`plan_parts`)."""
 
 
 def _when(value: dt.datetime | None, open_end: str) -> str:
@@ -133,6 +137,11 @@ def plan_parts(
                     attrs.evolve(part, start_date=a, end_date=b)
                     for part, (a, b) in zip(timed, itertools.pairwise(dates), strict=True)
                 ]
+    # A part whose outputs were last updated before its start reads again from further back
+    # (as a replay from that start does), throwing its first chunk away; a margin on the
+    # warm-up makes that rare (an output needs more only when its last update came more than
+    # the margin before the start). More warm-up never changes a part's rows.
+    configs = [attrs.evolve(c, warmup=(c.warmup or 0.0) * (1.0 + WARMUP_MARGIN)) for c in configs]
     # open ends stay open: the first part reads from the first stored event and the last to
     # the last one, exactly as one process does (no hole reported beyond the data)
     if config.start_date is None:

@@ -331,3 +331,21 @@ def test_a_failed_ray_part_is_one_line(
         assert "its Ray worker died before finishing the part" in str(died.value)
     finally:
         ray.shutdown()
+
+
+def test_parts_do_not_start_over_for_a_late_output(
+    windowed: tuple[Path, FeaturizerConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the warm-up margin, no part reads its range twice because an output was last
+    updated just before the part's start (without it, this range's parts do)."""
+    import featurizer.batch._parts as parts_module
+
+    root, cfg = windowed
+    one = backfill(cfg, root)
+    restarts = {}
+    for margin in (0.0, parts_module.WARMUP_MARGIN):
+        monkeypatch.setattr(parts_module, "WARMUP_MARGIN", margin)
+        job = ParallelBackfill(cfg, root, workers=3)
+        assert job.table().equals(one)
+        restarts[margin] = job.restarts
+    assert restarts[0.0] > 0 and restarts[0.1] == 0, restarts
