@@ -70,7 +70,8 @@ class CheckpointMetrics:
     :param restarts: times this run was restarted in its directory (every process that found
         a checkpoint or a logged input to resume, whether or not it reached a checkpoint).
     :param replayed_events: events replayed from the log when this process resumed.
-    :param recovery_seconds: time to restore and replay them.
+    :param recovery_seconds: time to restore and replay them; in a scaled run, from detecting
+        the last worker failure to the replaced workers running.
     :param gaps: live sources that lost data while the run was down.
     :param last_failure_at: scaled runs: Unix time the driver detected the last worker
         failure that it restarted the workers for (``None``: none).

@@ -675,6 +675,7 @@ def run_scaled(
         if checkpoint is not None:
             restored = checkpoint.start(graph, _scaled_identity(plan, strategy, outputs))
         restarts = 0
+        detected: float | None = None
         plugins.before_run(context)
         launched_at = time.perf_counter()  # the workers' emitters bound their own duration
         while True:
@@ -710,6 +711,8 @@ def run_scaled(
                 else _worker_checkpointing(checkpoint, restored, collector, rows),
             )
             launched = scaler_obj.launch(request, plan, plugins)
+            if detected is not None and checkpoint is not None:  # a restart: running again
+                checkpoint.metrics.recovery_seconds = time.perf_counter() - detected
             if checkpoint is not None and (
                 type(launched).request_barrier is ScaledRun.request_barrier
             ):
@@ -765,7 +768,6 @@ def run_scaled(
                 _stop_quietly(launched)
                 launched = None
                 restored = checkpoint.reload()
-                checkpoint.metrics.recovery_seconds = time.perf_counter() - detected
                 continue
             break
         if barriers is not None:

@@ -139,7 +139,9 @@ def test_a_ray_worker_killed_by_pid_is_replaced_from_the_last_checkpoint(
     assert metrics.restarts == 1, "the kill came after the end of the run"
     assert metrics.last_failure_at is not None
     detection = metrics.last_failure_at - killed_at
-    print(f"worker death detected {detection:.2f} s after the SIGKILL")
+    print(
+        f"worker death detected {detection:.2f} s after the SIGKILL, workers replaced in {metrics.recovery_seconds:.2f} s"
+    )
     assert detection < 10.0  # the target is 2 s; the bound leaves room for a busy machine
     assert run.out.read_bytes() == reference
     assert run.summary.events_in == 2 * EVENTS
