@@ -368,3 +368,24 @@ def test_max_restarts_in_the_config_section_and_on_the_command_line(
     code = main(["run", str(config), "--max-events", "100", "--out", out, *checkpointed])
     assert code == 1
     assert "--max-restarts bounds the restarts of a scaled run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("worker_outputs", [False, True], ids=["driver", "workers"])
+def test_a_damaged_newest_checkpoint_resumes_from_the_older_one(
+    tmp_path: Path, reference: dict[str, bytes], worker_outputs: bool
+) -> None:
+    """A flipped byte in the newest checkpoint's state: verify names it, and a resumed run
+    goes back to the older checkpoint (the outputs are cut back to it) and ends with the
+    uninterrupted output again."""
+    _checkpointed(tmp_path, worker_outputs=worker_outputs)
+    kept = sorted((tmp_path / "ck" / "checkpoints").glob("*.ckpt"))
+    assert len(kept) == 2, "one periodic checkpoint at least, and the final one"
+    newest = kept[-1]
+    data = bytearray(newest.read_bytes())
+    data[-10] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    report = verify_directory(tmp_path / "ck")
+    assert not report.ok and "checksum mismatch" in report.problems[0]
+    _, checkpointer = _checkpointed(tmp_path, worker_outputs=worker_outputs)
+    assert checkpointer.metrics.restarts == 1
+    assert _outputs(tmp_path, worker_outputs) == _expected(reference, worker_outputs)
