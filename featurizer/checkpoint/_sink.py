@@ -18,7 +18,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, TextIO
 
 from featurizer._sinks import _json_default
 from featurizer.checkpoint._errors import CheckpointError
@@ -52,31 +52,26 @@ class SegmentedJsonLinesSink:
         self._segments = directory / "segments"
         self._segments.mkdir(parents=True, exist_ok=True)
         self._encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
-        self._pending: BinaryIO | None = None
-        self._pending_bytes = 0
+        self._pending: TextIO | None = None
         self.rows = 0
         self.pending_rows = 0
 
-    def _open_pending(self) -> BinaryIO:
-        self._pending = (self._segments / _PENDING).open("wb")
-        self._pending_bytes = 0
+    def _open_pending(self) -> TextIO:
+        # UTF-8 text, "\n" line ends; its length in bytes is read from the file at the cut
+        self._pending = (self._segments / _PENDING).open("w", encoding="utf-8", newline="\n")
         return self._pending
 
     def write_row(self, row: Mapping[str, Any]) -> None:
         """Add a row to the pending segment."""
         pending = self._pending or self._open_pending()
-        data = (self._encode(row) + "\n").encode()
-        pending.write(data)
-        self._pending_bytes += len(data)
+        pending.write(self._encode(row) + "\n")
         self.pending_rows += 1
 
     def write_text(self, text: str) -> None:
         """Add a row already encoded as :data:`featurizer._sinks.encode_json` encodes it (one
         JSON object, without its newline): scaled runs join rows from their workers' parts."""
         pending = self._pending or self._open_pending()
-        data = (text + "\n").encode()
-        pending.write(data)
-        self._pending_bytes += len(data)
+        pending.write(text + "\n")
         self.pending_rows += 1
 
     def segment_path(self, checkpoint_id: int) -> Path:
@@ -88,9 +83,9 @@ class SegmentedJsonLinesSink:
         pending = self._pending or self._open_pending()
         pending.flush()
         os.fsync(pending.fileno())
+        size = os.fstat(pending.fileno()).st_size
         pending.close()
         self._pending = None
-        size = self._pending_bytes
         os.replace(self._segments / _PENDING, self.segment_path(checkpoint_id))
         fsync_dir(self._segments)
         self.rows += self.pending_rows
