@@ -325,7 +325,12 @@ class LocalScaler(Scaler):
     It runs the same worker code as distributed scalers, so it tests plans and ordering
     without a cluster; it does not use more than one core.
 
-    :param options: unused.
+    With ``processes`` (Python API), every worker runs in a process of its own on this
+    machine instead, over ``transport="zmq"`` (see :mod:`featurizer.scaling._processes`): a
+    worker can then be killed by its PID, as a Ray actor can.
+
+    :param options: ``processes`` (default false) and, with it, ``timeout`` (seconds each
+        request to a worker process may take, default 60); others are ignored.
     """
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -334,7 +339,11 @@ class LocalScaler(Scaler):
     def launch(
         self, request: ScaledRunRequest, plan: FeatureStreamWorkerGraph, plugins: Plugins
     ) -> ScaledRun:
-        """Build, wire and start one :class:`WorkerRuntime` per worker."""
+        """Build, wire and start one :class:`WorkerRuntime` per worker (thread or process)."""
+        if self.options.get("processes"):
+            from featurizer.scaling._processes import start_processes
+
+            return start_processes(request, plan.size, float(self.options.get("timeout", 60.0)))
         transport = make_transport(request.transport, request.transport_options, plugins)
         runtimes: list[WorkerRuntime] = []
         try:

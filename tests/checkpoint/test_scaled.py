@@ -6,6 +6,10 @@ uninterrupted run, byte for byte (same rows, same order, same floats)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -389,3 +393,66 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_older_one(
     _, checkpointer = _checkpointed(tmp_path, worker_outputs=worker_outputs)
     assert checkpointer.metrics.restarts == 1
     assert _outputs(tmp_path, worker_outputs) == _expected(reference, worker_outputs)
+
+
+def _our_spawned_processes() -> list[int]:
+    """The PIDs of the worker processes this process spawned (multiprocessing ``spawn``)."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == me and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def test_a_local_worker_process_killed_by_pid_is_replaced(tmp_path: Path) -> None:
+    """The local scaler with ``processes``: every worker in a process of its own (ZeroMQ
+    between them). One is killed with SIGKILL by its PID mid-run: the driver sees it die,
+    replaces the workers from the last checkpoint, and the output is the uninterrupted one."""
+    config = FeaturizerConfig.from_dict(CONFIG)
+    options = RunOptions(max_events=40_000, seed=3)
+    plain = tmp_path / "plain.jsonl"
+    run_scaled(config, options, JsonLinesSink(plain), workers=2)
+    settings = CheckpointSettings.from_every(tmp_path / "ck", "0.2s")
+    out = tmp_path / "out.jsonl"
+    checkpointer = make_scaled_checkpointer(settings, out, options)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_scaled(
+                config,
+                options,
+                checkpointer.sink,
+                workers=2,
+                transport="zmq",
+                scaler_options={"processes": True},
+                checkpoint=checkpointer,
+            )
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120.0
+    while not list((tmp_path / "ck").glob("checkpoints/*.ckpt")):
+        assert thread.is_alive() and time.monotonic() < deadline, "no checkpoint committed"
+        time.sleep(0.02)
+    pids = _our_spawned_processes()
+    assert len(pids) == 2, pids
+    killed_at = time.time()
+    os.kill(pids[0], signal.SIGKILL)
+    thread.join(180.0)
+    assert not thread.is_alive() and not errors, errors
+    metrics = checkpointer.metrics
+    assert metrics.restarts == 1, "the kill came after the end of the run"
+    assert "killed by SIGKILL" in metrics.last_failure
+    assert metrics.last_failure_at is not None and metrics.last_failure_at - killed_at < 10.0
+    assert out.read_bytes() == plain.read_bytes()
+    assert not _our_spawned_processes(), "a worker process was left behind"
