@@ -52,6 +52,13 @@ class Backfill:
     :param plugins: the plugins to resolve definitions with.
     :param chunk_rows: rows per source per chunk.
     :param kernels: use the features' kernels (``False``: every node per event).
+    :param part_floor: compute this range as a later part of a longer backfill whose reading
+        starts at ``part_floor`` (``-inf``: at the first stored event): when an output has no
+        value at ``start`` after the warm-up (its last update came before a hole in the data,
+        say) while the longer backfill has an older one, the warm-up is extended back (never
+        before ``part_floor``) until the rows from ``start`` are the longer backfill's.
+        ``None`` (the default): the rows of ``featurizer replay`` from ``start``, which has no
+        such rows.
     :raises NoDataError: a data source is not stored or has no data in the range.
     :raises StorageError: damaged blocks, overlapping recordings, schema mismatches.
     """
@@ -69,6 +76,7 @@ class Backfill:
         plugins: Plugins | None = None,
         chunk_rows: int = 65_536,
         kernels: bool = True,
+        part_floor: float | None = None,
     ) -> None:
         stored = StoredRange.resolve(
             config, storage, start=start, end=end, warmup=warmup, per=per, plugins=plugins
@@ -84,6 +92,7 @@ class Backfill:
         self._holes = holes
         self._chunk_rows = chunk_rows
         self._kernels = kernels
+        self._floor = part_floor
         self._needs = stored.needs
         self.restarts = 0
         """How many times the warm-up was extended (as the replay does)."""
@@ -134,19 +143,40 @@ class Backfill:
 
     def _needs_earlier_start(self, stamps: list[float]) -> float | None:
         assert self.replay_start is not None
-        stats = self.storage.catalog.series_stats()
-        firsts = [stats[s.key][3] for s in self.executor.sources if s.key in stats]
-        known = [first for first in firsts if first is not None]
-        data_start = min(known) if known else None
+        data_start = self._data_start()
         if data_start is None or self.replay_start <= data_start:
             return None
         required = min(
             stamp - self._needs.get(feature, 0.0)
             for feature, stamp in zip(self.executor.outputs, stamps, strict=True)
         )
+        if self._floor is not None:  # a part never reads before its longer backfill
+            required = max(required, self._floor)
         if required >= self.replay_start:
             return None
         return max(required, data_start)
+
+    def _data_start(self) -> float | None:
+        stats = self.storage.catalog.series_stats()
+        firsts = [stats[s.key][3] for s in self.executor.sources if s.key in stats]
+        known = [first for first in firsts if first is not None]
+        return min(known) if known else None
+
+    def _further_back(self) -> float | None:
+        """Where to read from when rows at the start were withheld for want of an output's
+        value (a part of a longer backfill): twice as far back as now, the floor at the end."""
+        assert self.replay_start is not None and self.start is not None
+        assert self._floor is not None
+        lowest = self._floor
+        data_start = self._data_start()
+        if data_start is not None:
+            lowest = max(lowest, data_start)
+        if self.replay_start <= lowest:
+            return None
+        if self.restarts + 1 >= _MAX_RESTARTS:
+            return lowest
+        span = max(self.start - self.replay_start, 1.0)
+        return max(self.start - 2.0 * span, lowest)
 
     def __iter__(self) -> Iterator[pa.Table]:
         try:
@@ -177,6 +207,8 @@ class Backfill:
             table, stamps = self.combiner.combine(chunk.size, produced, chunk.output_from)
             if stamps is not None and not self._checked:
                 earlier = self._needs_earlier_start(stamps)
+                if earlier is None and self._floor is not None and self.combiner.withheld:
+                    earlier = self._further_back()
                 if earlier is not None and self.restarts < _MAX_RESTARTS:
                     self.restarts += 1
                     self.events_in = 0

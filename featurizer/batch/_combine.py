@@ -61,6 +61,9 @@ class Combiner:
         self._held: pa.Table | None = None
         self.rows_out = 0
         self.vectors = 0
+        self.withheld = 0
+        """Input events after the warm-up that updated an output before the first vector but
+        gave no row, for want of a value of every output."""
 
     def combine(
         self, size: int, produced: Mapping[Feature, NodeOutput], output_from: int = 0
@@ -87,6 +90,8 @@ class Combiner:
             if last is None:
                 ready = max(ready, int(part.positions[0]) if part is not None else size)
         emit = fired[fired >= ready]
+        if not self.vectors:
+            self.withheld += int(((fired >= output_from) & (fired < ready)).sum())
         names: list[str] = ["timestamp"]
         arrays: list[Any] = []
         stamps = None

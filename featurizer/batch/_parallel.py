@@ -106,7 +106,6 @@ class ParallelBackfill:
         directory: str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> None:
-        from featurizer.offline._split import to_datetime
         from featurizer.storage import Storage
 
         if scaler not in SCALERS:
@@ -115,20 +114,25 @@ class ParallelBackfill:
             )
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise FeaturizerError(f"workers must be a positive integer, received {workers!r}")
-        if start is not None:
-            config = attrs.evolve(
-                config, start_date=to_datetime(start) if isinstance(start, float | int) else start
-            )
-        if end is not None:
-            config = attrs.evolve(
-                config, end_date=to_datetime(end) if isinstance(end, float | int) else end
-            )
+        import datetime as dt_
+
+        # datetimes go into the config; epoch seconds stay exact (a microsecond datetime
+        # could move the bound past an event)
+        exact: dict[str, float | None] = {"start": None, "end": None}
+        if isinstance(start, dt_.datetime):
+            config = attrs.evolve(config, start_date=start)
+        elif start is not None:
+            exact["start"] = float(start)
+        if isinstance(end, dt_.datetime):
+            config = attrs.evolve(config, end_date=end)
+        elif end is not None:
+            exact["end"] = float(end)
         warmup = options.pop("warmup", None)
         if warmup is not None:  # the parts' own warm-up, with the margin of plan_parts
             config = attrs.evolve(config, warmup=float(warmup))
         self.root = _resolve(config, storage)
         with Storage.open(self.root, readonly=True) as opened:
-            self.parts: list[Part] = plan_parts(config, opened, workers, plugins=plugins)
+            self.parts: list[Part] = plan_parts(config, opened, workers, plugins=plugins, **exact)
             self.total_events = _stored_rows(opened, self.parts, plugins)
             """An estimate of the input events (for progress bars)."""
         self._scaler = scaler
@@ -186,7 +190,14 @@ class ParallelBackfill:
     def _own(self) -> Iterator[pa.Table]:
         part = self.parts[0]
         try:
-            self._job = Backfill(part.config, self.root, plugins=self._plugins, **self._options)
+            self._job = Backfill(
+                part.config,
+                self.root,
+                start=part.start,
+                end=part.end,
+                plugins=self._plugins,
+                **self._options,
+            )
         except FeaturizerError as error:
             raise part_error(part, describe(error)) from error
         with self._job as job:
@@ -256,8 +267,10 @@ def _stored_rows(storage: Storage, parts: list[Part], plugins: Plugins | None) -
     sources = FeatureStreamGraph(
         construct_features_from_configs(parts[0].config, plugins)
     ).get_ins()
-    start = to_timestamp(parts[0].config.start_date)
-    end = to_timestamp(parts[-1].config.end_date)
+    start = (
+        parts[0].start if parts[0].start is not None else to_timestamp(parts[0].config.start_date)
+    )
+    end = parts[-1].end if parts[-1].end is not None else to_timestamp(parts[-1].config.end_date)
     return sum(b.rows for s in sources for b in storage.catalog.blocks(s.key, start, end))
 
 

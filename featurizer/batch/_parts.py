@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -41,11 +42,20 @@ class Part:
     :param index: its position (0 is the first range).
     :param count: how many parts there are.
     :param config: the config of the part (its dates and warm-up set).
+    :param floor: for a later part, where the whole backfill starts reading (its start less
+        its warm-up; ``-inf``: the first stored event): how far back the part may go for the
+        values the whole backfill has at the part's start (``None`` for the first part).
+    :param start: the exact start when it is a float that ``config``'s microsecond datetimes
+        cannot hold (the first part's, given in epoch seconds); ``None``: the config's.
+    :param end: likewise, the last part's exact end.
     """
 
     index: int
     count: int
     config: FeaturizerConfig
+    floor: float | None = None
+    start: float | None = None
+    end: float | None = None
 
     @property
     def label(self) -> str:
@@ -105,11 +115,14 @@ def plan_parts(
     count: int,
     *,
     plugins: Plugins | None = None,
+    start: float | None = None,
+    end: float | None = None,
 ) -> list[Part]:
     """``count`` consecutive parts of the config's range, each with about the same number of
     stored events and with the warm-up of :func:`featurizer.offline.split`.
 
-    An open start or end stays open in the first or last part, as in one process.
+    An open start or end stays open in the first or last part, as in one process. ``start``
+    and ``end`` override the config's dates exactly (epoch seconds).
 
     :raises ConfigError: when the range cannot be determined or is empty.
     """
@@ -118,6 +131,10 @@ def plan_parts(
     from featurizer.offline import split
     from featurizer.offline._split import to_datetime, to_timestamp
 
+    if start is not None:
+        config = attrs.evolve(config, start_date=_microseconds(start, math.floor))
+    if end is not None:
+        config = attrs.evolve(config, end_date=_microseconds(end, math.ceil))
     timed = split(config, count, storage=storage, plugins=plugins)
     configs = list(timed)
     if count > 1:
@@ -141,11 +158,42 @@ def plan_parts(
     # (as a replay from that start does), throwing its first chunk away; a margin on the
     # warm-up makes that rare (an output needs more only when its last update came more than
     # the margin before the start). More warm-up never changes a part's rows.
-    configs = [attrs.evolve(c, warmup=(c.warmup or 0.0) * (1.0 + WARMUP_MARGIN)) for c in configs]
+    # The first part is the start of the whole backfill: its warm-up stays the whole's.
+    configs[1:] = [
+        attrs.evolve(c, warmup=(c.warmup or 0.0) * (1.0 + WARMUP_MARGIN)) for c in configs[1:]
+    ]
+    begins = start if start is not None else to_timestamp(config.start_date)
+    floor = -math.inf if begins is None else begins - (timed[0].warmup or 0.0)
     # open ends stay open: the first part reads from the first stored event and the last to
     # the last one, exactly as one process does (no hole reported beyond the data)
     if config.start_date is None:
         configs[0] = attrs.evolve(configs[0], start_date=None)
     if config.end_date is None:
         configs[-1] = attrs.evolve(configs[-1], end_date=None)
-    return [Part(index=i, count=count, config=c) for i, c in enumerate(configs)]
+    return [
+        Part(
+            index=i,
+            count=count,
+            config=c,
+            floor=floor if i else None,
+            start=start if i == 0 else None,
+            end=end if i == count - 1 else None,
+        )
+        for i, c in enumerate(configs)
+    ]
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _microseconds(value: float, rounding: Any) -> dt.datetime:
+    """``value`` as a microsecond datetime at or before it (``math.floor``) or at or after it
+    (``math.ceil``)."""
+    step = dt.timedelta(microseconds=1)
+    result = _EPOCH + dt.timedelta(microseconds=rounding(value * 1e6))
+    sign = 1 if rounding is math.floor else -1
+    for _ in range(4):  # the float product is off by at most a microsecond or two
+        if (result.timestamp() - value) * sign <= 0:
+            break
+        result -= step * sign
+    return result

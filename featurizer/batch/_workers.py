@@ -100,7 +100,14 @@ def compute_part(part: Part, root: str, path: str, options: dict[str, Any]) -> P
         schema: pa.Schema | None = None
         rows = 0
         try:
-            with Backfill(part.config, root, **options) as job:
+            with Backfill(
+                part.config,
+                root,
+                start=part.start,
+                end=part.end,
+                part_floor=part.floor,
+                **options,
+            ) as job:
                 for table in job:
                     if writer is None or schema is None:
                         schema = table.schema

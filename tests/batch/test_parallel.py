@@ -23,6 +23,7 @@ from featurizer.storage import Storage
 from tests.batch.batch_support import (
     REFERENCE,
     SYMBOL,
+    WINDOWED,
     features_of,
     reference_events,
     store_events,
@@ -60,6 +61,7 @@ def _stored_span(root: Path) -> tuple[float, float]:
     length=st.floats(0.05, 1.0),
     chunk_rows=st.sampled_from([997, 8_192, 65_536]),
     per=st.sampled_from(["event", "timestamp"]),
+    on_event=st.booleans(),
 )
 def test_parallel_equals_one_process_over_any_range(
     windowed: tuple[Path, FeaturizerConfig],
@@ -68,10 +70,14 @@ def test_parallel_equals_one_process_over_any_range(
     length: float,
     chunk_rows: int,
     per: str,
+    on_event: bool,
 ) -> None:
     root, cfg = windowed
     first, last = _stored_span(root)
     start = first + (last - first) * lo
+    if on_event:  # exactly an event's timestamp (no microsecond datetime holds most of them)
+        stamps = _row_stamps(root)
+        start = stamps[min(int(lo * len(stamps)), len(stamps) - 1)]
     end = min(last + 1.0, start + (last - first) * length)
     options: dict[str, Any] = {"start": start, "end": end, "chunk_rows": chunk_rows, "per": per}
     options["holes"] = "ignore"  # a range may reach past the stored data
@@ -79,6 +85,15 @@ def test_parallel_equals_one_process_over_any_range(
         one = job.table()
     parts = backfill(cfg, root, workers=workers, **options)
     assert parts.equals(one)
+
+
+_STAMPS: dict[Path, list[float]] = {}
+
+
+def _row_stamps(root: Path) -> list[float]:
+    if root not in _STAMPS:
+        _STAMPS[root] = backfill(WINDOWED, root).column("timestamp").to_pylist()
+    return _STAMPS[root]
 
 
 def _skewed(tmp_path: Path) -> Path:
@@ -349,3 +364,23 @@ def test_parts_do_not_start_over_for_a_late_output(
         assert job.table().equals(one)
         restarts[margin] = job.restarts
     assert restarts[0.0] > 0 and restarts[0.1] == 0, restarts
+
+
+def test_parts_across_a_hole_longer_than_the_warm_up(tmp_path: Path) -> None:
+    """After a 10,000 s hole, one process's first rows carry values from before the hole (the
+    trade volume imbalance of the last trades); a part starting in or after the hole reads back
+    across it for them, and never before the whole backfill's own start."""
+    events = reference_events(features_of(REFERENCE), 6_000, seed=1)
+    for _, event in events[3_000:]:
+        event["timestamp"] += 10_000.0
+        event["receipt_timestamp"] += 10_000.0
+    root = tmp_path / "holey"
+    store_events(root, events, block_bytes=30_000)
+    after = events[3_000][1]["timestamp"]
+    for options in ({}, {"start": events[1_000][1]["timestamp"]}, {"start": after - 5_000.0}):
+        one = backfill(REFERENCE, root, holes="ignore", **options)
+        assert one.num_rows > 1_000
+        for workers in (2, 3, 5):
+            assert backfill(REFERENCE, root, workers=workers, holes="ignore", **options).equals(
+                one
+            ), (options, workers)
