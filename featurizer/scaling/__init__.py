@@ -10,12 +10,19 @@
   :class:`WorkerOutputs`, lets each worker write its own outputs); given a
   :class:`~featurizer.metrics.RunMetrics`, it reports every worker's counters and every
   channel's transport stats to it while the run goes.
+* With ``checkpoint=`` (a :class:`~featurizer.checkpoint.ScaledCheckpointer`), aligned
+  checkpoint barriers travel through the channels (:class:`WorkerCheckpointing` tells the
+  workers where and from what to restore; a scaler's :class:`ScaledRun` forwards
+  ``request_barrier`` and ``commit`` to :meth:`WorkerRuntime.request_barrier` and
+  :meth:`WorkerRuntime.commit`), outputs are published exactly once at commits, and dead
+  workers are replaced from the last checkpoint (``docs/fault-tolerance.md``).
 
 See ``docs/scaling.md``.
 """
 
 from __future__ import annotations
 
+from featurizer.scaling._barriers import WorkerCheckpointing
 from featurizer.scaling._driver import (
     LocalScaler,
     ScaledRun,
@@ -81,6 +88,7 @@ __all__ = [
     "SourceGroup",
     "Transport",
     "TransportError",
+    "WorkerCheckpointing",
     "WorkerError",
     "WorkerOutputs",
     "WorkerPlan",
