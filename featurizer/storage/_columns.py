@@ -2,10 +2,13 @@
 
 Converting event dicts to columns long after they were produced is dominated by cache misses
 (the dicts and their floats are scattered over the heap and cold by then), so the recorder
-copies each field while the event is still hot: ``float`` fields into an ``array('d')``,
-``int`` fields into an ``array('q')`` (both become Arrow arrays without a copy), other fields
-into lists. An event is committed by appending its series to the shared order list last, so
-the writer's thread always takes whole events.
+copies each field while the event is still hot, one call per kind of field: the ``float``
+fields of an event into one ``array('d')`` (``fromlist``: checked and appended at once, or
+not at all), its ``int`` fields into an ``array('q')``, its other fields into a list, each
+interleaved (event after event). The writer's thread takes every ``k``-th value as a column
+(the numeric ones become Arrow arrays without converting Python objects). An event is
+committed by appending its series to the shared order list last, so the writer's thread
+always takes whole events; a malformed event leaves nothing behind.
 
 Fields beyond the definition's schema (a venue that sends optional fields, such as a ticker's
 sizes) are stored too, never dropped: the first event of a series fixes them (as extra
@@ -28,6 +31,13 @@ if TYPE_CHECKING:
 __all__ = ["ColumnBuffer"]
 
 _TYPECODES = {"float": "d", "int": "q"}
+_GROUPS = ("int", "float", "other")  # the hot path fills them in this order (ints fail most)
+
+
+def _group(kind: str) -> str:
+    return kind if kind in _TYPECODES else "other"
+
+
 _EXTRA_KINDS = {float: "float", int: "int", str: "str", bool: "bool", bytes: "bytes"}
 
 
@@ -52,9 +62,11 @@ class ColumnBuffer:
         known = {name for name, _ in self.fields}
         extras = [name for name in encoder.columns or () if name not in known]
         self.fields += tuple((name, encoder.schema[name]) for name in extras)
-        self.buffers: list[Any] = [
-            array(_TYPECODES[kind]) if kind in _TYPECODES else [] for _, kind in self.fields
-        ]
+        self.buffers: dict[str, Any] = {
+            "int": array("q"),
+            "float": array("d"),
+            "other": [],
+        }
         self.sample: list[Event] = []
         self._namespace: dict[str, Any] | None = None
 
@@ -113,11 +125,24 @@ class ColumnBuffer:
             body.append("            if not _sample and _extras(event):")
             body.append("                return record(event)")
         body.append("            raise _FieldCountError()")
-        for i, ((name, _), buffer) in enumerate(zip(self.fields, self.buffers, strict=True)):
-            namespace[f"_a{i}"] = buffer.append
-            body.append(f"        _a{i}(event[{name!r}])")
+        filled = []
+        for group in _GROUPS:
+            names = [name for name, kind in self.fields if _group(kind) == group]
+            if not names:
+                continue
+            values = ", ".join(f"event[{name!r}]" for name in names)
+            if group == "other":
+                namespace["_add_other"] = self.buffers[group].extend
+                body.append(f"        _v_other = ({values},)")
+            else:
+                namespace[f"_add_{group}"] = self.buffers[group].fromlist
+                body.append(f"        _v_{group} = [{values}]")
+            filled.append(group)
+        body += [f"        _add_{group}(_v_{group})" for group in filled]
+        namespace["_trim"] = self._trim
         body += [
             "    except Exception as error:",
+            "        _trim()",
             "        _fail(event, error)",
             "        raise",
             "    if not _sample:",
@@ -154,8 +179,7 @@ class ColumnBuffer:
         for name, kind in zip(extras, kinds, strict=True):
             assert kind is not None
             self.fields += ((name, kind),)
-            self.buffers.append(array(_TYPECODES[kind]) if kind in _TYPECODES else [])
-            self.encoder.add_field(name, kind)
+            self.encoder.add_field(name, kind)  # (no event recorded yet: buffers are empty)
         self._compile(self._namespace, index, slow=False)
         return True
 
@@ -199,6 +223,21 @@ class ColumnBuffer:
 
         return describe
 
+    def _widths(self) -> dict[str, int]:
+        """Per group, the number of fields an event has in it."""
+        widths = dict.fromkeys(_GROUPS, 0)
+        for _, kind in self.fields:
+            widths[_group(kind)] += 1
+        return widths
+
+    def _trim(self) -> None:
+        """Drop what a failed event left in some groups and not in others (each group takes an
+        event whole or not at all, so the complete events are the fewest any group holds)."""
+        widths = self._widths()
+        complete = min((len(self.buffers[g]) // w for g, w in widths.items() if w), default=0)
+        for group, width in widths.items():
+            del self.buffers[group][complete * width :]
+
     def take(self, count: int, seqs: pa.Array) -> pa.RecordBatch:
         """Remove the first ``count`` events' fields and return them as a record batch.
 
@@ -206,18 +245,29 @@ class ColumnBuffer:
         :param seqs: their arrival numbers.
         """
         pa = require_pyarrow()
+        widths = self._widths()
+        parts = {}
+        for group, width in widths.items():
+            buffer = self.buffers[group]
+            parts[group] = buffer[: count * width]
+            del buffer[: count * width]
+        positions = dict.fromkeys(_GROUPS, 0)
         values: dict[str, Any] = {}
-        for (name, kind), buffer in zip(self.fields, self.buffers, strict=True):
-            part = buffer[:count]
-            del buffer[:count]
+        for name, kind in self.fields:
+            group = _group(kind)
+            width, part = widths[group], parts[group]
+            column = part if width == 1 else part[positions[group] :: width]
+            positions[group] += 1
             if kind == "float":
                 values[name] = pa.Array.from_buffers(
-                    pa.float64(), count, [None, pa.py_buffer(part)]
+                    pa.float64(), count, [None, pa.py_buffer(column)]
                 )
             elif kind == "int":
-                values[name] = pa.Array.from_buffers(pa.int64(), count, [None, pa.py_buffer(part)])
+                values[name] = pa.Array.from_buffers(
+                    pa.int64(), count, [None, pa.py_buffer(column)]
+                )
             else:
-                values[name] = self.encoder.column(name, part)
+                values[name] = self.encoder.column(name, column)
         if self.encoder.columns is None:
             keys = list(self.sample[0]) if self.sample else []
             self.encoder.set_columns(keys if set(keys) == set(values) else list(values))
