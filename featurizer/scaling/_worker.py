@@ -941,6 +941,8 @@ class WorkerRuntime:
         )
         destination.number += 1
         destination.sent_marks = marks
+        if end:
+            self._ended_ack()
         now = time.monotonic()
         if not end and not barrier and now - self._control_last < self.heartbeat_interval:
             return
@@ -968,20 +970,27 @@ class WorkerRuntime:
                 if not end and not barrier:
                     return  # a heartbeat: the next one will do
 
+    def _ended_ack(self) -> None:
+        """The acknowledgement this worker sends with its last batch, once its last rows are
+        written: every later checkpoint restores it as ended. What it wrote after its last
+        barrier (worker-output mode) is closed as the next checkpoint's segment."""
+        if self.checkpoint is None or self.restored_finished:
+            return
+        output = self._cut_output(self._barrier_done + 1) if self._local is not None else None
+        self._final_ack = pickle.dumps(
+            {
+                "finished": True,
+                "state": b"",
+                "sources": self._source_positions(),
+                "metrics": self.metrics(),
+                "output": output,
+            },
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
     def _finish(self) -> None:
-        if self.checkpoint is not None and not self.restored_finished:
-            # what this worker wrote after its last barrier belongs to the next checkpoint
-            output = self._cut_output(self._barrier_done + 1) if self._local is not None else None
-            self._final_ack = pickle.dumps(
-                {
-                    "finished": True,
-                    "state": b"",
-                    "sources": self._source_positions(),
-                    "metrics": self.metrics(),
-                    "output": output,
-                },
-                protocol=pickle.HIGHEST_PROTOCOL,
-            )
+        if self._local is None:
+            self._ended_ack()  # else once the local collector released its last rows
         for state in self._groups.values():
             state.done_time, state.done_sequence = END_WATERMARK
         for group in self._frontiers:

@@ -298,27 +298,44 @@ def test_checkpoint_info_lists_the_workers(tmp_path: Path) -> None:
     assert rows
 
 
+@pytest.mark.parametrize("worker_outputs", [False, True], ids=["driver", "workers"])
 @pytest.mark.parametrize("point", ["worker-barrier:2@1", "worker-event:2500@0"])
 def test_barriers_align_across_worker_to_worker_channels(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str, worker_outputs: bool
 ) -> None:
     """``split`` ships the sources and a feature from worker 0 to worker 1: worker 1 takes a
     barrier once it arrived on its channel (later batches wait), and restores what its merges
     held; one row per output event (``--no-combine``), so every record counts."""
     config = FeaturizerConfig.from_yaml(Path(__file__).parents[2] / "examples/quickstart.yaml")
     options = RunOptions(max_events=4_000, seed=0, combine_outputs=False)
-    plain = tmp_path / "plain.jsonl"
-    run_scaled(config, options, JsonLinesSink(plain), workers=2, strategy="split")
+    scaled: dict[str, Any] = {"workers": 2, "strategy": "split"}
+    for name in ("plain", "out"):
+        (tmp_path / name).mkdir()
+    if worker_outputs:
+        run_scaled(
+            config, options, None, outputs=WorkerOutputs(target=f"{tmp_path}/plain/"), **scaled
+        )
+    else:
+        run_scaled(config, options, JsonLinesSink(tmp_path / "plain" / "out.jsonl"), **scaled)
     monkeypatch.setenv(FAULT_ENV, point)
     settings = CheckpointSettings.from_every(tmp_path / "ck", EVERY)
-    out = tmp_path / "out.jsonl"
-    checkpointer = make_scaled_checkpointer(settings, out, options)
+    target = f"{tmp_path}/out/" if worker_outputs else str(tmp_path / "out" / "out.jsonl")
+    checkpointer = make_scaled_checkpointer(
+        settings, target, options, worker_outputs=worker_outputs
+    )
+    outputs = WorkerOutputs(target=target) if worker_outputs else None
     run_scaled(
-        config, options, checkpointer.sink, workers=2, strategy="split", checkpoint=checkpointer
+        config, options, checkpointer.sink, outputs=outputs, checkpoint=checkpointer, **scaled
     )
     assert checkpointer.metrics.restarts == 1
-    assert plain.read_bytes().count(b"\n") > 5_000
-    assert out.read_bytes() == plain.read_bytes()
+    files = sorted(p.name for p in (tmp_path / "plain").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "out").iterdir())
+    total = 0
+    for name in files:
+        plain = (tmp_path / "plain" / name).read_bytes()
+        total += plain.count(b"\n")
+        assert (tmp_path / "out" / name).read_bytes() == plain, name
+    assert total > 5_000
 
 
 @pytest.mark.parametrize(
