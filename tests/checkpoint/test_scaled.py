@@ -473,3 +473,20 @@ def test_a_local_worker_process_killed_by_pid_is_replaced(tmp_path: Path) -> Non
     assert metrics.last_failure_at is not None and metrics.last_failure_at - killed_at < 10.0
     assert out.read_bytes() == plain.read_bytes()
     assert not _our_spawned_processes(), "a worker process was left behind"
+
+
+def test_single_process_and_scaled_checkpoints_are_not_mixed(tmp_path: Path) -> None:
+    from featurizer.checkpoint import run_checkpointed
+
+    _checkpointed(tmp_path)  # a scaled run's checkpoints in tmp_path/ck, output out.jsonl
+    settings = CheckpointSettings.from_every(tmp_path / "ck", EVERY)
+    with pytest.raises(CheckpointMismatchError, match="this one is a single-process run"):
+        run_checkpointed(
+            FeaturizerConfig.from_dict(CONFIG), _options(), tmp_path / "out.jsonl", settings
+        )
+    single = tmp_path / "single"
+    single.mkdir()
+    settings = CheckpointSettings.from_every(single / "ck", "1000")
+    run_checkpointed(FeaturizerConfig.from_dict(CONFIG), _options(), single / "out.jsonl", settings)
+    with pytest.raises(CheckpointMismatchError, match="it was a single-process run"):
+        _checkpointed(single)
