@@ -27,6 +27,7 @@ What may be dropped and what is a hole:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +48,14 @@ from featurizer.storage._files import (
 )
 from featurizer.storage._holes import record_hole
 from featurizer.storage._reader import format_ts, series_arrow_schema
-from featurizer.storage._wal import WalDamage, WalRecord, read_batch, scan_segment, segments
+from featurizer.storage._wal import (
+    WalDamage,
+    WalRecord,
+    max_seq_in,
+    read_batch,
+    scan_segment,
+    segments,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -83,8 +91,9 @@ class RecoveryReport:
     :param snapshots: periodic book snapshots stored over the recovered events (continuing
         those the crashed recorder stored).
     :param max_seq_on_disk: the largest arrival number held by a block file the catalog does
-        not know (under ``blocks/`` or ``quarantine/``), -1 if none: a recorder starts after
-        it, so that arrival numbers are never reused, whatever catalog is in place.
+        not know (under ``blocks/`` or ``quarantine/``) or by a WAL segment set aside under
+        ``quarantine/wal/``, -1 if none: a recorder starts after it, so that arrival numbers
+        are never reused, whatever catalog is in place.
     """
 
     segments: int = 0
@@ -553,6 +562,11 @@ def _orphans(storage: Storage) -> tuple[list[str], list[str], int]:
     if quarantined.is_dir():
         for path in sorted(quarantined.rglob("*.parquet*")):
             max_seq = max(max_seq, _described_max_seq(describe_file(path)))
+        # segments set aside (damaged, or of series an older catalog does not know) hold
+        # arrival numbers too, of this storage ("foreign" ones are another's)
+        for path in sorted((quarantined / "wal").rglob("*.wal*")):
+            with contextlib.suppress(OSError):
+                max_seq = max(max_seq, max_seq_in(path))
     return moved, unadopted, max_seq
 
 

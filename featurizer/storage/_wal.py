@@ -44,6 +44,7 @@ __all__ = [
     "WalRecord",
     "WalWriter",
     "encode_record",
+    "max_seq_in",
     "read_batch",
     "scan_segment",
     "segments",
@@ -244,6 +245,26 @@ def scan_segment(path: Path) -> Iterator[WalRecord | WalDamage]:
                 continue
             yield WalRecord(meta=meta, offset=offset, length=end - offset)
             offset = end
+
+
+def max_seq_in(path: Path) -> int:
+    """The largest arrival number the readable record headers of a segment name (-1 if none);
+    payloads are skipped, not read, and reading stops at the first damaged header."""
+    size = path.stat().st_size
+    high = -1
+    with open(path, "rb") as handle:
+        offset = 0
+        while offset < size:
+            found = _header_at(handle, offset, size)
+            if isinstance(found, str):
+                break
+            meta, payload_at, payload_len, _ = found
+            try:  # (a cycle's arrival numbers are consecutive; a record's interleave)
+                high = max(high, int(meta["cycle_first"]) + int(meta["cycle_rows"]) - 1)
+            except (KeyError, TypeError, ValueError):
+                break
+            offset = payload_at + payload_len
+    return high
 
 
 def read_batch(path: Path, record: WalRecord) -> pa.RecordBatch:

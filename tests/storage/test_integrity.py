@@ -258,6 +258,35 @@ def test_a_recorder_never_reuses_the_arrival_numbers_of_blocks_its_catalog_does_
         assert last.min_seq == block.max_seq + 1
 
 
+def test_a_recorder_never_reuses_the_arrival_numbers_of_a_refused_wal_segment(
+    tmp_path: Path,
+) -> None:
+    """A crashed session of a series an older catalog does not know: recovery refuses its
+    segment (kept in quarantine), and the next session starts after its arrival numbers."""
+    root = tmp_path / "root"
+    with Storage(root) as storage, storage.writer([A]) as writer:
+        writer.event_callback(A)(
+            {"timestamp": 1.0, "receipt_timestamp": 0.0, "bid": 1.0, "ask": 2.0}
+        )
+    backup = tmp_path / "catalog.backup"
+    shutil.copy(root / "catalog.sqlite", backup)
+    _crash(root, cycles=2, start=2000.0)  # series A and B, 200 events in the WAL only
+    (segment,) = segments(root / "wal")
+    last = max(r.meta["cycle_first"] + r.meta["cycle_rows"] - 1 for r in _records(segment))
+    assert last == 200  # A's first event was 0
+    for side in root.glob("catalog.sqlite-*"):
+        side.unlink()
+    shutil.copy(backup, root / "catalog.sqlite")  # knows A (one event) but not B
+    with Storage(root) as storage:
+        with storage.writer([A]) as writer:
+            writer.event_callback(A)(
+                {"timestamp": 5000.0, "receipt_timestamp": 0.0, "bid": 1.0, "ask": 2.0}
+            )
+        assert list((root / "quarantine" / "wal").rglob("*.wal"))
+        (block,) = [b for b in storage.catalog.all_blocks() if b.session == writer.session]
+        assert block.min_seq == last + 1
+
+
 def _shared_root(root: Path, first: str, second: str, offset: int, later: bool) -> None:
     """A root as an older version left it: two sessions whose blocks of series A share
     arrival numbers (the second shifted by ``offset`` numbers, ``later`` in time or not)."""
