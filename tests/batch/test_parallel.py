@@ -218,7 +218,9 @@ def test_a_failed_worker_stops_the_callers_part_early(
     _one_line_part_error(caught.value, 2, 2)
     end = job.parts[0].config.end_date
     assert end is not None and SEEN_BY_CALLER
-    assert max(SEEN_BY_CALLER) < hold + 0.1 * (end.timestamp() - hold)
+    # the caller stopped within a chunk or two of the hold, far from its part's end
+    seen = max(SEEN_BY_CALLER)
+    assert seen < hold + 0.5 * (end.timestamp() - hold), (seen, hold, end.timestamp())
 
 
 @pytest.mark.usefixtures("tripwire")
