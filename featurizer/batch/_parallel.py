@@ -160,7 +160,7 @@ class ParallelBackfill:
         return own + sum(r.restarts for r in self._finished)
 
     def _start(self) -> None:
-        self._directory = Path(tempfile.mkdtemp(prefix="featurizer-backfill-", dir=self._parent))
+        self._directory = Path(tempfile.mkdtemp(prefix=".featurizer-backfill-", dir=self._parent))
         root = str(self.root)
         calls = [
             (part, root, str(self._directory / f"part-{part.index:04d}.arrow"), self._options)
