@@ -109,8 +109,12 @@ def test_unrecorded_source_is_one_line(
     assert not (tmp_path / "f.parquet").exists()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_damaged_block_is_one_line_and_no_file(
-    windowed: tuple[Path, FeaturizerConfig], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    windowed: tuple[Path, FeaturizerConfig],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    workers: str,
 ) -> None:
     import shutil
 
@@ -126,8 +130,12 @@ def test_a_damaged_block_is_one_line_and_no_file(
     config = tmp_path / "features.yaml"
     config.write_text(yaml.safe_dump(WINDOWED_DICT))
     out = tmp_path / "f.parquet"
-    code = main(["backfill", str(config), "--storage", str(copy), "--out", str(out)])
+    code = main(
+        ["backfill", str(config), "--storage", str(copy), "--out", str(out), "--workers", workers]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("featurizer: error: ") and err.count("\n") == 1
     assert block.name in err and "Traceback" not in err
+    if workers == "2":  # the last block is in the second part
+        assert err.startswith("featurizer: error: part 2 of 2 (")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.yaml", "root"]
