@@ -373,7 +373,7 @@ def _cycle_holes(cycle: _Cycle, corrupt: list[WalDamage]) -> list[RecordedHole]:
                 start_ts=float(meta["min_ts"]),
                 end_ts=float(meta["max_ts"]),
                 min_seq=int(meta["first_seq"]),
-                max_seq=int(meta["last_seq"]),
+                max_seq=_record_max_seq(meta),
                 reason=f"{int(meta['rows']):,} events lost to a corrupt WAL record "
                 f"({damage.reason})",
             )
@@ -393,6 +393,15 @@ def _cycle_holes(cycle: _Cycle, corrupt: list[WalDamage]) -> list[RecordedHole]:
             )
         )
     return holes
+
+
+def _record_max_seq(meta: dict[str, Any]) -> int:
+    """The largest arrival number of a record's events. Series interleave in a writer cycle,
+    so it is not ``last_seq`` (the first plus the row count, less one); segments written
+    before records carried ``max_seq`` give the end of the record's cycle (an upper bound)."""
+    if "max_seq" in meta:
+        return int(meta["max_seq"])
+    return int(meta["cycle_first"]) + int(meta["cycle_rows"]) - 1
 
 
 def _orphan_damage_holes(segment: _Segment, damage: WalDamage) -> list[RecordedHole]:

@@ -7,7 +7,7 @@ IPC stream (schema and one record batch) behind a fixed header::
         | header CRC-32 (u32) | header | payload
 
 The header is JSON: the storage's identity, the session, the series key, the record's rows,
-first and last arrival numbers and timestamps, and the *cycle* it belongs to (one flush of the
+first and largest arrival numbers and timestamps, and the *cycle* it belongs to (one flush of the
 writer: its first arrival number, its row count and its timestamp span). The header CRC covers
 the fixed fields and the header, so a record whose payload is damaged is still known exactly
 (series, arrival numbers, time span) and can be skipped; a record whose header is damaged is
@@ -125,8 +125,9 @@ def encode_record(batch: pa.RecordBatch, meta: dict[str, Any]) -> bytes:
 
     :param batch: the events.
     :param meta: the header fields (``storage``, ``session``, ``series``, ``first_seq``,
-        ``min_ts``, ``max_ts`` and the cycle's ``cycle_first``, ``cycle_rows``,
-        ``cycle_min_ts``, ``cycle_max_ts``); ``rows`` and ``last_seq`` are added.
+        ``max_seq`` (its largest arrival number: the series of a cycle interleave), ``min_ts``,
+        ``max_ts`` and the cycle's ``cycle_first``, ``cycle_rows``, ``cycle_min_ts``,
+        ``cycle_max_ts``); ``rows`` and ``last_seq`` (``first_seq + rows - 1``) are added.
     """
     pa = require_pyarrow()
     sink = pa.BufferOutputStream()

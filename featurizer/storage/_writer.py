@@ -489,7 +489,7 @@ class BlockWriter:
         counts = pc.value_counts(indices)
         batches: list[tuple[_Series, Any]] = []
         spans: list[tuple[float | None, float | None]] = []
-        firsts: list[int] = []
+        firsts: list[tuple[int, int]] = []  # per record: its first and largest arrival number
         low: float | None = None
         high: float | None = None
         for item in counts:
@@ -499,7 +499,7 @@ class BlockWriter:
             positions = pc.indices_nonzero(pc.equal(indices, index))
             seqs = pc.add(positions.cast(pa.int64()), base)
             batch = series.buffer.take(count, seqs)
-            firsts.append(int(seqs[0].as_py()))
+            firsts.append((int(seqs[0].as_py()), int(seqs[-1].as_py())))
             batches.append((series, batch))
             span = pc.min_max(batch.column("timestamp")).as_py()
             spans.append((span["min"], span["max"]))
@@ -522,7 +522,8 @@ class BlockWriter:
                 {
                     **cycle,
                     "series": series.info.key,
-                    "first_seq": first,
+                    "first_seq": first[0],
+                    "max_seq": first[1],
                     "min_ts": span[0],
                     "max_ts": span[1],
                 },

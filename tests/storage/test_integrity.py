@@ -99,8 +99,10 @@ def test_a_corrupt_record_in_the_middle_is_a_hole_and_the_rest_is_recovered(
     with Storage(root) as storage:
         report = storage.recover()
         assert not report.ok and len(report.holes) == 1
-        lost = set(range(victim.first_seq, victim.last_seq + 1))
-        assert f"arrival numbers {victim.first_seq}..{victim.last_seq}" in report.holes[0]
+        # the series interleave: A's 50 events of the cycle are every other arrival number
+        assert victim.meta["max_seq"] == victim.first_seq + 2 * 49
+        lost = set(range(victim.first_seq, victim.meta["max_seq"] + 1, 2))
+        assert f"arrival numbers {victim.first_seq}..{victim.meta['max_seq']}" in report.holes[0]
         series_a = storage.find_series(A)
         a_events = [e["timestamp"] for e in storage.read_events(A)]
         b_events = [e["timestamp"] for e in storage.read_events(B)]
@@ -124,6 +126,64 @@ def test_a_corrupt_record_in_the_middle_is_a_hole_and_the_rest_is_recovered(
     with Storage.open(root) as storage:
         (again,) = storage.holes(A)
         assert (again.start, again.end) == (hole.start, hole.end)
+
+
+CUTTING_RECORDER = textwrap.dedent(
+    """
+    import os, sys, time
+    from featurizer import Feature
+    from featurizer.storage import Storage, MemoryBasedCompactor
+    from featurizer.testing import ExampleTicker
+
+    root = sys.argv[1]
+    a = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "A"})
+    b = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "B"})
+    storage = Storage(root)
+    writer = storage.writer([a, b], compactor=MemoryBasedCompactor(max_block_bytes=2400),
+                            sync_interval=60.0, max_block_lag=None)
+    record_a, record_b = writer.event_callback(a), writer.event_callback(b)
+    t = 1000.0
+    for cycle in range(4):
+        for i in range(50):
+            t += 0.01
+            record_a({"timestamp": t, "receipt_timestamp": t, "bid": t, "ask": t + 1})
+            record_b({"timestamp": t, "receipt_timestamp": t, "bid": -t, "ask": -t + 1})
+        writer.sync()
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and len(storage.catalog.blocks(a.key)) < 3:
+        time.sleep(0.01)
+    os._exit(0)  # a crash: the WAL holds every cycle, blocks hold some of them
+    """
+)
+
+
+def test_a_corrupt_record_partly_in_blocks_is_still_a_hole(tmp_path: Path) -> None:
+    """A block cut in the middle of a WAL record: the record's events after the block are
+    lost when the record is corrupt, and are reported, whatever the interleaving of series
+    (a record's arrival numbers are not consecutive)."""
+    root = tmp_path / "root"
+    subprocess.run([sys.executable, "-c", CUTTING_RECORDER, str(root)], check=True, timeout=120)
+    with Storage.open(root) as storage:
+        committed = max(b.max_seq for b in storage.catalog.blocks(storage.find_series(A).key))
+    (segment,) = segments(root / "wal")
+    series_a = next(r.series for r in _records(segment) if r.first_seq == 0)
+    (victim,) = [
+        r
+        for r in _records(segment)
+        if r.series == series_a and r.first_seq <= committed < r.meta["max_seq"]
+    ]
+    assert victim.last_seq <= committed  # what the record's header alone used to claim
+    data = bytearray(segment.read_bytes())
+    data[victim.offset + victim.length - 20] ^= 0x40
+    segment.write_bytes(bytes(data))
+    with Storage(root) as storage:
+        report = storage.recover()
+        assert not report.ok and len(report.holes) == 1, report.describe()
+        a_events = [e["timestamp"] for e in storage.read_events(A)]
+        lost = (victim.meta["max_seq"] - committed) // 2  # A has every other number
+        assert len(a_events) == 200 - lost and a_events == sorted(a_events)
+        with pytest.warns(DataHoleWarning, match="corrupt WAL record"):
+            storage.replay([A]).close()
 
 
 def test_a_torn_tail_is_dropped_with_its_whole_unacknowledged_cycle(tmp_path: Path) -> None:
