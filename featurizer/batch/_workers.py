@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -147,8 +148,26 @@ def read_part(result: PartResult) -> Iterator[pa.Table]:
             yield pa.Table.from_batches([batch])
 
 
-def _serve(connection: Any, part: Part, root: str, path: str, options: dict[str, Any]) -> None:
+def _die_with(parent: int) -> None:
+    """Have this worker killed when the caller dies, even by SIGKILL (Linux: the parent-death
+    signal); elsewhere a worker of a killed caller finishes its part and exits on the broken
+    pipe."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the caller died before the signal was armed
+        os._exit(1)
+
+
+def _serve(
+    connection: Any, part: Part, root: str, path: str, options: dict[str, Any], parent: int
+) -> None:
     """A local worker's body: compute the part, send the outcome."""
+    _die_with(parent)
     connection.send(guarded(part, root, path, options))
     connection.close()
 
@@ -219,7 +238,7 @@ class LocalWorker(_Worker):
         self._reader, writer = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_serve,
-            args=(writer, part, root, path, options),
+            args=(writer, part, root, path, options, os.getpid()),
             name=f"featurizer-backfill-part-{part.index}",
             daemon=True,
         )

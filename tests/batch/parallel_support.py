@@ -2,7 +2,8 @@
 a feature that fails at a chosen time.
 
 ``tripwire`` passes ticker events through as ``bid``; at and after ``at`` it raises, or (with
-``action: die``) kills its own process with SIGKILL when that process is not the test's. Before
+``action: die``) kills its own process with SIGKILL when that process is not the test's, or
+(``action: hang``) sleeps there for a minute. Before
 raising or dying in a worker it writes its pid to ``marker`` (if given), and in the test's own
 process it waits at ``hold_at`` until the process named in ``marker`` has died, so a test can
 have the caller's part still running when a worker has failed.
@@ -53,7 +54,7 @@ class Tripwire(FeatureDefinition):
     name = "tripwire"
     params: ClassVar[Mapping[str, Param]] = {
         "at": Param(kind="float", doc="first timestamp that fails"),
-        "action": Param(kind="str", default="raise", choices=("raise", "die")),
+        "action": Param(kind="str", default="raise", choices=("raise", "die", "hang")),
         "marker": Param(kind="str", default=""),
         "hold_at": Param(kind="float", default=-1.0),
     }
@@ -87,6 +88,8 @@ class Tripwire(FeatureDefinition):
                     Path(marker).write_text(str(os.getpid()))
                 if action == "die" and not caller:
                     os.kill(os.getpid(), signal.SIGKILL)
+                if action == "hang" and not caller:
+                    time.sleep(60.0)  # until killed: a test kills the caller meanwhile
                 raise ValueError(f"tripped at {ts!r}")
             return {
                 "timestamp": ts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -12,7 +13,7 @@ from featurizer import FeaturizerConfig
 from featurizer.batch import backfill
 from featurizer.cli import main
 from featurizer.storage import Storage
-from tests.batch.batch_support import WINDOWED_DICT, assert_rows_equal, replay_rows
+from tests.batch.batch_support import SYMBOL, WINDOWED_DICT, assert_rows_equal, replay_rows
 
 
 def _config_file(tmp_path: Path, cfg: FeaturizerConfig, source: Path) -> Path:
@@ -139,3 +140,75 @@ def test_a_damaged_block_is_one_line_and_no_file(
     if workers == "2":  # the last block is in the second part
         assert err.startswith("featurizer: error: part 2 of 2 (")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features.yaml", "root"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal")
+def test_a_caller_killed_by_sigkill_takes_its_workers_along_and_publishes_nothing(
+    windowed: tuple[Path, FeaturizerConfig], tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+
+    from tests.batch.parallel_support import CALLER_ENV, _dead
+
+    root, _ = windowed
+    with Storage.open(root, readonly=True) as storage:
+        last = max(s[4] for s in storage.catalog.series_stats().values() if s[4] is not None)
+    marker = tmp_path / "worker.pid"
+    config = tmp_path / "hang.yaml"
+    params = {"at": last - 5.0, "action": "hang", "marker": str(marker)}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "feature_configs": [
+                    {
+                        "name": "trip",
+                        "feature_definition": "tripwire",
+                        "params": {**params, "data_source": SYMBOL},
+                    }
+                ]
+            }
+        )
+    )
+    out = tmp_path / "features.parquet"
+    env = {k: v for k, v in os.environ.items() if k != CALLER_ENV}
+    env["FEATURIZER_PLUGINS"] = "tests.batch.parallel_support"
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    script = "import sys; from featurizer.cli import main; sys.exit(main(sys.argv[1:]))"
+    command = ["backfill", str(config), "--storage", str(root), "--out", str(out)]
+    caller = subprocess.Popen(
+        [sys.executable, "-c", script, *command, "--workers", "2", "--no-progress"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    worker = None
+    try:
+        deadline = time.monotonic() + 60.0
+        for _ in range(60_000):  # bounded in count and time: until the worker hangs
+            if marker.exists() and marker.read_text():
+                break
+            assert caller.poll() is None, caller.stderr.read() if caller.stderr else ""
+            assert time.monotonic() < deadline, "the worker never reached its last events"
+            time.sleep(0.001)
+        worker = int(marker.read_text())
+        os.kill(caller.pid, signal.SIGKILL)
+        caller.wait(timeout=30)
+        deadline = time.monotonic() + 30.0
+        for _ in range(30_000):  # the worker dies with its caller
+            if _dead(worker):
+                break
+            assert time.monotonic() < deadline, "the worker outlived its caller by 30 s"
+            time.sleep(0.001)
+        assert not out.exists()
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait(timeout=30)
+        if worker is not None and not _dead(worker):
+            os.kill(worker, signal.SIGKILL)
+        if caller.stderr is not None:
+            caller.stderr.close()
