@@ -43,38 +43,52 @@ EVENTS = 3_000
 EVERY = "0.01s"
 
 
-def _options() -> RunOptions:
-    return RunOptions(max_events=EVENTS, seed=0)
+LONG_EVENTS = 20_000
+"""Input events per worker of the runs whose driver is killed at its N-th commit: long enough
+for several commits however fast the machine is (a checkpoint every 10 ms)."""
 
 
-def _plain(out: Path, *, worker_outputs: bool = False) -> None:
+def _options(events: int = EVENTS) -> RunOptions:
+    return RunOptions(max_events=events, seed=0)
+
+
+def _plain(out: Path, *, worker_outputs: bool = False, events: int = EVENTS) -> None:
     """An uninterrupted scaled run without checkpoints (the reference output)."""
     config = FeaturizerConfig.from_dict(CONFIG)
     if worker_outputs:
         run_scaled(
             config,
-            _options(),
+            _options(events),
             None,
             workers=2,
             outputs=WorkerOutputs(target=str(out) + "/"),
         )
     else:
-        run_scaled(config, _options(), JsonLinesSink(out), workers=2)
+        run_scaled(config, _options(events), JsonLinesSink(out), workers=2)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The reference outputs: the driver's file, and each worker's file."""
-    root = tmp_path_factory.mktemp("reference")
-    _plain(root / "out.jsonl")
+def _references(root: Path, events: int) -> dict[str, bytes]:
+    _plain(root / "out.jsonl", events=events)
     (root / "workers").mkdir()
-    _plain(root / "workers", worker_outputs=True)
+    _plain(root / "workers", worker_outputs=True, events=events)
     found = {"driver": (root / "out.jsonl").read_bytes()}
     for index in (0, 1):
         found[f"worker-{index}"] = (root / "workers" / f"worker-{index}.jsonl").read_bytes()
     assert found["driver"].count(b"\n") > 1000
     assert all(found[f"worker-{i}"].count(b"\n") > 500 for i in (0, 1))
     return found
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The reference outputs: the driver's file, and each worker's file."""
+    return _references(tmp_path_factory.mktemp("reference"), EVENTS)
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The same for :data:`LONG_EVENTS` events per worker."""
+    return _references(tmp_path_factory.mktemp("long-reference"), LONG_EVENTS)
 
 
 def _checkpointed(
@@ -215,7 +229,7 @@ def test_a_checkpoint_of_another_plan_is_refused(tmp_path: Path) -> None:
 # -- the driver (the `featurizer run --scaler local --checkpoint` process) killed ---------------
 
 
-def _cli_run(tmp: Path, *extra: str, fault: str | None = None) -> Any:
+def _cli_run(tmp: Path, *extra: str, fault: str | None = None, events: int = EVENTS) -> Any:
     config = tmp / "config.yaml"
     if not config.exists():
         write_config(tmp)
@@ -227,7 +241,7 @@ def _cli_run(tmp: Path, *extra: str, fault: str | None = None) -> Any:
         "--workers",
         "2",
         "--max-events",
-        str(EVENTS),
+        str(events),
         "--checkpoint",
         str(tmp / "ck"),
         "--checkpoint-every",
@@ -249,26 +263,26 @@ def _cli_run(tmp: Path, *extra: str, fault: str | None = None) -> Any:
     ids=["snapshot", "commit", "publish", "twice"],
 )
 def test_the_driver_killed_then_restarted_writes_the_uninterrupted_output(
-    tmp_path: Path, reference: dict[str, bytes], faults: tuple[str, ...]
+    tmp_path: Path, long_reference: dict[str, bytes], faults: tuple[str, ...]
 ) -> None:
     out = ("--out", str(tmp_path / "out.jsonl"))
     for point in faults:
-        assert_killed(_cli_run(tmp_path, *out, fault=point))
-        assert reference["driver"].startswith((tmp_path / "out.jsonl").read_bytes())
-    assert_ok(_cli_run(tmp_path, *out))
-    assert (tmp_path / "out.jsonl").read_bytes() == reference["driver"]
+        assert_killed(_cli_run(tmp_path, *out, fault=point, events=LONG_EVENTS))
+        assert long_reference["driver"].startswith((tmp_path / "out.jsonl").read_bytes())
+    assert_ok(_cli_run(tmp_path, *out, events=LONG_EVENTS))
+    assert (tmp_path / "out.jsonl").read_bytes() == long_reference["driver"]
     info = inspect_directory(tmp_path / "ck").latest
     assert info is not None and info.final and info.restarts == len(faults)
 
 
 def test_the_driver_killed_with_worker_outputs_then_restarted(
-    tmp_path: Path, reference: dict[str, bytes]
+    tmp_path: Path, long_reference: dict[str, bytes]
 ) -> None:
     (tmp_path / "workers").mkdir()
     args = ("--outputs", "workers", "--out", str(tmp_path / "workers") + "/")
-    assert_killed(_cli_run(tmp_path, *args, fault="checkpoint-commit:3"))
-    assert_ok(_cli_run(tmp_path, *args))
-    assert _outputs(tmp_path, True) == _expected(reference, True)
+    assert_killed(_cli_run(tmp_path, *args, fault="checkpoint-commit:3", events=LONG_EVENTS))
+    assert_ok(_cli_run(tmp_path, *args, events=LONG_EVENTS))
+    assert _outputs(tmp_path, True) == _expected(long_reference, True)
 
 
 def test_the_cli_restart_limit_is_one_error_line(tmp_path: Path) -> None:
@@ -299,7 +313,7 @@ def test_checkpoint_info_lists_the_workers(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("worker_outputs", [False, True], ids=["driver", "workers"])
-@pytest.mark.parametrize("point", ["worker-barrier:2@1", "worker-event:2500@0"])
+@pytest.mark.parametrize("point", ["worker-barrier:1@1", "worker-event:2500@0"])
 def test_barriers_align_across_worker_to_worker_channels(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str, worker_outputs: bool
 ) -> None:
