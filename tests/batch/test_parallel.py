@@ -386,3 +386,15 @@ def test_parts_across_a_hole_longer_than_the_warm_up(tmp_path: Path) -> None:
             assert backfill(REFERENCE, root, workers=workers, holes="ignore", **options).equals(
                 one
             ), (options, workers)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_quickstart_with_its_book_equals_one_process(
+    quickstart: tuple[Path, FeaturizerConfig], workers: int
+) -> None:
+    """The quickstart's DAG, book kernels included: a later part's book is rebuilt from the
+    last full-state message before its start, as one process has it there."""
+    root, cfg = quickstart
+    one = backfill(cfg, root)
+    assert one.num_rows > 1_000 and "book_btc.bids" in one.column_names
+    assert backfill(cfg, root, workers=workers).equals(one)
