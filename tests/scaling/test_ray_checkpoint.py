@@ -27,8 +27,13 @@ EVENTS = 40_000
 TIMEOUT = 240.0
 
 
-def _options() -> RunOptions:
-    return RunOptions(max_events=EVENTS, seed=3)
+PACE = 80.0
+"""The killed runs replay the synthetic market at 80 times its event-time speed (about 5 s):
+the kill comes mid-run however fast the machine is; the events do not depend on the pace."""
+
+
+def _options(pace: str | float = "max") -> RunOptions:
+    return RunOptions(max_events=EVENTS, seed=3, pace=pace)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +97,7 @@ class _Run:
         self.out = tmp / "out.jsonl"
         self.directory = tmp / "ck"
         settings = CheckpointSettings.from_every(self.directory, "0.2s", max_restarts=2)
-        self.checkpointer = make_scaled_checkpointer(settings, self.out, _options())
+        self.checkpointer = make_scaled_checkpointer(settings, self.out, _options(PACE))
         self.error: BaseException | None = None
         self.summary: Any = None
         self._thread = threading.Thread(target=self._run, kwargs=scaled, daemon=True)
@@ -101,7 +106,7 @@ class _Run:
         try:
             self.summary = run_scaled(
                 FeaturizerConfig.from_dict(CONFIG),
-                _options(),
+                _options(PACE),
                 self.checkpointer.sink,
                 scaler="ray",
                 workers=2,
