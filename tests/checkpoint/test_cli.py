@@ -113,8 +113,17 @@ def test_fresh_starts_over(
         (("--fresh",), "--fresh needs --checkpoint DIR"),
         (("--checkpoint-every", "5s"), "--checkpoint-every needs --checkpoint DIR"),
         (
-            ("--checkpoint", "ck", "--out", "x.jsonl", "--scaler", "local"),
-            "scaled runs (--scaler) are not checkpointed yet",
+            (
+                "--checkpoint",
+                "ck",
+                "--out",
+                "x.jsonl",
+                "--scaler",
+                "local",
+                "--checkpoint-every",
+                "100",
+            ),
+            "--checkpoint-every 100 counts input events",
         ),
     ],
 )
