@@ -165,7 +165,7 @@ def test_a_stop_at_a_random_moment_publishes_every_row_produced_before_it(
     for index, emitter in built.items():
         taken = int(summary.workers[index]["events_in"])
         on_time = [named for named in emitter.delivered if id(named[1]) not in late_ids]
-        assert 0 < taken <= len(on_time)
+        assert 0 <= taken <= len(on_time)  # 0 when a stalled machine starts it after the stop
         inputs += on_time[:taken]
     assert len(inputs) == summary.events_in
     expected = single_process(OUTPUTS, canonical(plan, inputs), combine=True)
