@@ -222,13 +222,7 @@ class Backfill:
 
     def table(self) -> pa.Table:
         """Every row as one table (``timestamp`` then ``<feature>.<field>`` columns)."""
-        import pyarrow as pa
-
-        tables = list(self)
-        if not tables:
-            return pa.table({"timestamp": pa.array([], pa.float64())})
-        schema = tables[0].schema
-        return pa.concat_tables([t.cast(schema) for t in tables])
+        return concat_rows(self)
 
     def close(self) -> None:
         """Close the storage if this backfill opened it."""
@@ -274,3 +268,14 @@ def backfill(
         return backfill_parallel(config, storage, workers=workers, scaler=scaler, **options)
     with Backfill(config, storage, **options) as job:
         return job.table()
+
+
+def concat_rows(tables: Iterable[pa.Table]) -> pa.Table:
+    """``tables`` of backfill rows as one table (a ``timestamp`` column alone if none)."""
+    import pyarrow as pa
+
+    collected = list(tables)
+    if not collected:
+        return pa.table({"timestamp": pa.array([], pa.float64())})
+    schema = collected[0].schema
+    return pa.concat_tables([t.cast(schema) for t in collected])

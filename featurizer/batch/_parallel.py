@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from featurizer._errors import FeaturizerError
-from featurizer.batch._backfill import Backfill
+from featurizer.batch._backfill import Backfill, concat_rows
 from featurizer.batch._parts import Part, plan_parts
 from featurizer.batch._workers import (
     BackfillPartError,
@@ -231,13 +231,7 @@ class ParallelBackfill:
 
     def table(self) -> pa.Table:
         """Every row as one table (``timestamp`` then ``<feature>.<field>`` columns)."""
-        import pyarrow as pa
-
-        tables = list(self)
-        if not tables:
-            return pa.table({"timestamp": pa.array([], pa.float64())})
-        schema = tables[0].schema
-        return pa.concat_tables([t.cast(schema) for t in tables])
+        return concat_rows(self)
 
     def close(self) -> None:
         """Stop the workers still running and remove their files."""
