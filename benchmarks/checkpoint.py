@@ -5,13 +5,16 @@ On the reference workload (one symbol of the synthetic market, ticker and trades
 ``reference_workload.py``), all through the real runner writing JSON Lines:
 
 * **throughput cost**: ``featurizer run`` without and with ``--checkpoint`` at the default
-  interval (10 s), interleaved, best of ``--repeats`` (target: at most 10% slower);
-* **recovery replay speed**: a checkpointed run is SIGKILLed (fault hook) with ``--resume``
-  events in the log after its last cut (none before: the whole log is the tail); the restarted
-  run's replay of the log (events/s, from its metrics) against ``featurizer replay`` of a
-  recording of the same events (target: at least 0.9x);
-* **time to resume**: from starting the restarted process to the end of its log replay (when
-  it continues live), and its restore + replay part alone;
+  interval (10 s), interleaved, best of ``--repeats`` (target: at most 10% slower), both ways:
+  automatic (the synthetic emitter replays its input, so no input log is kept) and with
+  ``log_input: true`` (every event logged, as for a live feed); the same for the hot path
+  measured in process;
+* **recovery replay speed**: a checkpointed run with ``log_input: true`` is SIGKILLed (fault
+  hook) with ``--resume`` events in the log after its last cut (none before: the whole log is
+  the tail); the restarted run's replay of the log (events/s, from its metrics) against
+  ``featurizer replay`` of a recording of the same events (target: at least 0.9x);
+* **time to resume** (logged too): from starting the restarted process to the end of its log
+  replay (when it continues live), and its restore + replay part alone;
 * **checkpoint size and duration** for ``examples/quickstart.yaml``, and their growth with the
   window length of the reference workload.
 
@@ -62,41 +65,56 @@ def _rate(stderr: str) -> float:
     return float(match.group(1).replace(",", ""))
 
 
-def throughput_cost(workdir: Path, config: Path, events: int, repeats: int) -> dict[str, Any]:
-    """events/s of plain and checkpointed runs (default interval), back to back in pairs:
-    the best of each, and the median ratio of the pairs (both share the machine's load)."""
-    plain, checkpointed, checkpoints = [], [], []
+def throughput_cost(
+    workdir: Path, config: Path, logged: Path, events: int, repeats: int
+) -> dict[str, Any]:
+    """events/s of plain and checkpointed runs (default interval), automatic (no input log
+    for the synthetic emitter) and ``logged`` (the same config with ``log_input: true``),
+    back to back in triples: the best of each, and the median ratio to the plain run of the
+    same triple (they share the machine's load)."""
+    plain: list[float] = []
+    rates: dict[str, list[float]] = {"automatic": [], "logged": []}
+    checkpoints: list[int] = []
     for attempt in range(repeats):
-        common = ["run", str(config), "--max-events", str(events), "--seed", "7"]
-        code, err, _ = featurizer(*common, "--out", str(workdir / "plain.jsonl"))
+        common = ["--max-events", str(events), "--seed", "7"]
+        code, err, _ = featurizer("run", str(config), *common, "--out", str(workdir / "p.jsonl"))
         assert code == 0, err
         plain.append(_rate(err))
-        directory = workdir / f"ck-throughput-{attempt}"
-        code, err, _ = featurizer(
-            *common, "--out", str(workdir / "ck.jsonl"), "--checkpoint", str(directory)
-        )
-        assert code == 0, err
-        checkpointed.append(_rate(err))
-        match = re.search(r"checkpoints: ([\d,]+) committed", err)
-        checkpoints.append(int(match.group(1).replace(",", "")) if match else -1)
-        same = (workdir / "plain.jsonl").read_bytes() == (workdir / "ck.jsonl").read_bytes()
-        assert same, "the checkpointed output differs from the plain one"
-    ratios = sorted(c / p for p, c in zip(plain, checkpointed, strict=True))
-    return {
-        "plain": max(plain),
-        "checkpointed": max(checkpointed),
-        "ratio": max(checkpointed) / max(plain),
-        "median_pair_ratio": ratios[len(ratios) // 2],
-        "checkpoints": checkpoints,
-        "all_plain": plain,
-        "all_checkpointed": checkpointed,
-    }
+        for mode, path in (("automatic", config), ("logged", logged)):
+            directory = workdir / f"ck-throughput-{mode}-{attempt}"
+            code, err, _ = featurizer(
+                "run",
+                str(path),
+                *common,
+                "--out",
+                str(workdir / "ck.jsonl"),
+                "--checkpoint",
+                str(directory),
+            )
+            assert code == 0, err
+            rates[mode].append(_rate(err))
+            assert (directory / "log").is_dir() is (mode == "logged"), mode
+            match = re.search(r"checkpoints: ([\d,]+) committed", err)
+            checkpoints.append(int(match.group(1).replace(",", "")) if match else -1)
+            same = (workdir / "p.jsonl").read_bytes() == (workdir / "ck.jsonl").read_bytes()
+            assert same, f"the checkpointed output ({mode}) differs from the plain one"
+    result: dict[str, Any] = {"plain": max(plain), "checkpoints": checkpoints, "all_plain": plain}
+    for mode, runs in rates.items():
+        ratios = sorted(c / p for p, c in zip(plain, runs, strict=True))
+        result[mode] = {
+            "best": max(runs),
+            "ratio": max(runs) / max(plain),
+            "median_pair_ratio": ratios[len(ratios) // 2],
+            "all": runs,
+        }
+    return result
 
 
 def hot_path_cost(workdir: Path, events: int, repeats: int) -> dict[str, float]:
-    """Seconds per event of the compiled graph alone, and with the checkpointed dispatch
-    (input log, position, trigger), on the same pre-generated events in one process:
-    interleaved, best of ``repeats`` (less noisy than whole runs on a shared machine)."""
+    """Seconds per event of the compiled graph alone, with the checkpointed dispatch of a run
+    that keeps no input log (position, trigger) and with that of a logging one (input log
+    too), on the same pre-generated events in one process: interleaved, best of ``repeats``
+    (less noisy than whole runs on a shared machine)."""
     import featurizer_synthetic
 
     from featurizer import FeatureStreamGraph, construct_features_from_configs
@@ -111,9 +129,9 @@ def hot_path_cost(workdir: Path, events: int, repeats: int) -> dict[str, float]:
     for source in inputs:
         emitter.register_callback(source, lambda e, k=source.key: generated.append((k, e)))
     emitter.run()
-    best = {"graph": float("inf"), "checkpointed": float("inf")}
+    best = {"graph": float("inf"), "checkpointed": float("inf"), "logged": float("inf")}
     for attempt in range(repeats):
-        for mode in ("graph", "checkpointed"):
+        for mode in ("graph", "checkpointed", "logged"):
             graph = FeatureStreamGraph(
                 construct_features_from_configs(config),
                 combine_outputs=True,
@@ -121,12 +139,17 @@ def hot_path_cost(workdir: Path, events: int, repeats: int) -> dict[str, float]:
             )
             checkpointer = None
             calls = {s.key: graph.input_callback(s) for s in graph.get_ins()}
-            if mode == "checkpointed":
-                directory = workdir / f"ck-hot-{attempt}"
+            if mode != "graph":
+                directory = workdir / f"ck-hot-{mode}-{attempt}"
                 sink = SegmentedJsonLinesSink(workdir / "hot.jsonl", directory)
-                settings = CheckpointSettings(directory=directory, every_seconds=3600.0)
+                settings = CheckpointSettings(
+                    directory=directory,
+                    every_seconds=3600.0,
+                    log_input=True if mode == "logged" else None,
+                )
                 checkpointer = Checkpointer(settings, sink, {})
-                checkpointer.start(graph, lambda count: None)
+                checkpointer.start(graph, lambda count: None, replayable=True)
+                assert checkpointer.logs_input is (mode == "logged")
                 calls = {
                     s.key: checkpointer.around(s, graph.input_callback(s)) for s in graph.get_ins()
                 }
@@ -134,14 +157,15 @@ def hot_path_cost(workdir: Path, events: int, repeats: int) -> dict[str, float]:
             for key, event in generated:
                 calls[key](event)
             if checkpointer is not None:
-                checkpointer.close()  # the log's background work is part of the cost
+                checkpointer.close()  # the log's background work (if any) is part of the cost
             best[mode] = min(best[mode], (time.perf_counter() - started) / len(generated))
     return best
 
 
 def recovery(workdir: Path, config: Path, events: int) -> dict[str, Any]:
-    """Kill a checkpointed run with ``events`` logged after its last cut; restart it; and
-    replay a recording of the same events with ``featurizer replay``."""
+    """Kill a checkpointed run (``config`` logs its input) with ``events`` logged after its
+    last cut; restart it; and replay a recording of the same events with ``featurizer
+    replay``."""
     directory = workdir / "ck-recovery"
     out = workdir / "recovery.jsonl"
     common = ["run", str(config), "--max-events", str(events), "--seed", "7", "--out", str(out)]
@@ -192,7 +216,7 @@ def recovery(workdir: Path, config: Path, events: int) -> dict[str, Any]:
 
 def time_to_resume(workdir: Path, config: Path, events: int) -> dict[str, float]:
     """Seconds from starting the restarted process until it continues live (its log replayed),
-    measured from its log lines."""
+    measured from its log lines (``config`` logs its input)."""
     directory = workdir / "ck-resume"
     common = ["run", str(config), "--max-events", str(2 * events), "--seed", "7"]
     checkpointed = [
@@ -266,26 +290,39 @@ def main() -> None:
         workdir = Path(tmp)
         config = workdir / "reference.yaml"
         config.write_text(yaml.safe_dump(CONFIG), encoding="utf-8")
-        cost = throughput_cost(workdir, config, args.events, args.repeats)
+        logged = workdir / "reference-logged.yaml"
+        section = {"dir": "ignored", "log_input": True}  # --checkpoint DIR replaces the dir
+        logged.write_text(yaml.safe_dump({**CONFIG, "checkpoint": section}), encoding="utf-8")
+        cost = throughput_cost(workdir, config, logged, args.events, args.repeats)
         print(
             f"throughput, {args.events:,} events, best of {args.repeats}: plain "
-            f"{cost['plain']:,.0f} events/s, checkpointed (every 10 s) "
-            f"{cost['checkpointed']:,.0f} events/s: ratio {cost['ratio']:.3f} "
-            f"(cost {100 * (1 - cost['ratio']):.1f}%), median ratio of back-to-back pairs "
-            f"{cost['median_pair_ratio']:.3f}; checkpoints per run {cost['checkpoints']}; "
-            f"all runs: plain {[round(r) for r in cost['all_plain']]}, checkpointed "
-            f"{[round(r) for r in cost['all_checkpointed']]}",
+            f"{cost['plain']:,.0f} events/s; checkpoints per run {cost['checkpoints']}; "
+            f"all plain runs {[round(r) for r in cost['all_plain']]}",
             flush=True,
         )
+        for mode, what in (
+            ("automatic", "automatic: no input log, the synthetic emitter replays its input"),
+            ("logged", "log_input: true: every event logged"),
+        ):
+            c = cost[mode]
+            print(
+                f"  checkpointed every 10 s, {what}: {c['best']:,.0f} events/s: best-of ratio "
+                f"{c['ratio']:.3f} (cost {100 * (1 - c['ratio']):.1f}%), median ratio of "
+                f"back-to-back runs {c['median_pair_ratio']:.3f}; all runs "
+                f"{[round(r) for r in c['all']]}",
+                flush=True,
+            )
         hot = hot_path_cost(workdir, min(args.events, 200_000), args.repeats)
         print(
             f"hot path, in process, best of {args.repeats}: graph alone "
-            f"{hot['graph'] * 1e6:.2f} us/event, with the checkpointed dispatch "
+            f"{hot['graph'] * 1e6:.2f} us/event; checkpointed dispatch without a log "
             f"{hot['checkpointed'] * 1e6:.2f} us/event (+"
-            f"{(hot['checkpointed'] - hot['graph']) * 1e6:.2f} us/event, log included)",
+            f"{(hot['checkpointed'] - hot['graph']) * 1e6:.2f}), with the input log "
+            f"{hot['logged'] * 1e6:.2f} us/event (+{(hot['logged'] - hot['graph']) * 1e6:.2f}; "
+            f"both with close)",
             flush=True,
         )
-        rec = recovery(workdir, config, args.resume)
+        rec = recovery(workdir, logged, args.resume)
         print(
             f"recovery: {rec['logged_events']:,} logged events replayed in "
             f"{rec['recovery_seconds']:.2f} s = {rec['recovery_rate']:,.0f} events/s; featurizer "
@@ -294,7 +331,7 @@ def main() -> None:
             f"emitter regenerates and skips the {args.resume:,} consumed events)",
             flush=True,
         )
-        resume = time_to_resume(workdir, config, args.resume)
+        resume = time_to_resume(workdir, logged, args.resume)
         print(
             f"time to resume after a kill with {args.resume:,} events since the last checkpoint: "
             f"{resume['seconds_to_continue_live']:.2f} s from process start to continuing live",

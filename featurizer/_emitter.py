@@ -70,9 +70,15 @@ class DataSourceEventEmitter(abc.ABC):
     :cvar declared_options: the options the emitter accepts beyond the run options every
         emitter receives (``seed``, ``max_events``, ``duration``, ``pace``): ``--emitter-option
         NAME=VALUE`` is checked against them.
+    :cvar replays_input: the emitter, started again with the same options, delivers the same
+        events of each data source in the same order (a seeded generator, a stored
+        recording). A checkpointed run all of whose emitters replay their input keeps no
+        input log: when it resumes, the emitters send their events again and the run skips
+        the ones it had consumed. Leave it ``False`` for anything live (a feed, a socket).
     """
 
     declared_options: ClassVar[tuple[EmitterOption, ...]] = ()
+    replays_input: ClassVar[bool] = False
 
     _instances: ClassVar[dict[type, DataSourceEventEmitter]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()

@@ -343,7 +343,8 @@ def run(
     counter = _InputCounter(options.max_events, limit_reached)
     lock = threading.Lock() if len(emitters) > 1 else None
     if checkpoint is not None:
-        _resume(checkpoint, graph, counter, sink)
+        replayable = all(emitter.replays_input for emitter in emitters.values())
+        _resume(checkpoint, graph, counter, sink, replayable=replayable)
     ties = TieOrder(features)  # same-timestamp events in the order every scaler uses
     for name, sources in plan.items():
         for source in sources:
@@ -431,16 +432,25 @@ def _silent_outputs(graph: FeatureStreamGraph) -> tuple[str, ...]:
 
 
 def _resume(
-    checkpoint: Checkpointer, graph: FeatureStreamGraph, counter: _InputCounter, sink: Sink
+    checkpoint: Checkpointer,
+    graph: FeatureStreamGraph,
+    counter: _InputCounter,
+    sink: Sink,
+    *,
+    replayable: bool,
 ) -> None:
     """Restore the newest checkpoint and replay the logged input after it (before emitters
-    start); on failure the log is closed and the sink discarded."""
+    start); on failure the log is closed and the sink discarded.
+
+    :param replayable: every emitter of the run replays its input itself: the run keeps no
+        input log (see :class:`~featurizer.checkpoint.Checkpointer`).
+    """
 
     def set_count(count: int) -> None:
         counter.count = count
 
     try:
-        checkpoint.start(graph, set_count)
+        checkpoint.start(graph, set_count, replayable=replayable)
         checkpoint.recover({source: graph.input_callback(source) for source in graph.get_ins()})
     except BaseException:
         checkpoint.close()

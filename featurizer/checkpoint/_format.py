@@ -3,7 +3,8 @@
 A checkpoint directory holds::
 
     checkpoints/<id:08d>.ckpt    committed checkpoints (the newest complete one is resumed)
-    log/                         Featurizer Storage root: the data-source events the run consumed
+    log/                         Featurizer Storage roots: the data-source events the run
+                                 consumed (absent when every emitter replays its input)
     segments/<id:08d>.jsonl      output rows of a checkpoint, until they are published
     workers/<n>/segments/        scaled runs writing worker outputs: worker n's segments
 
@@ -87,6 +88,9 @@ class CheckpointInfo:
     :param duration_seconds: time taken to snapshot, sync the log and commit.
     :param restarts: times the run was resumed before this checkpoint.
     :param final: written when the run ended cleanly.
+    :param input_logged: the run's input log holds its events up to this cut (``False``: every
+        emitter of the run replays its input itself, so the run keeps no log; scaled runs
+        never log). Manifests written before the field existed were logged.
     :param workers: a scaled run's workers by index (as text): ``events_in``, ``finished``,
         and in worker-output mode ``output`` (its file), ``output_bytes``, ``segment_bytes``
         and ``rows`` published with this checkpoint; empty for a single-process run.
@@ -106,6 +110,7 @@ class CheckpointInfo:
     duration_seconds: float = 0.0
     restarts: int = 0
     final: bool = False
+    input_logged: bool = True
     workers: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     path: str = ""
 
@@ -144,6 +149,12 @@ class CheckpointInfo:
             f"{self.state_sha256[:16]})",
             f"  output: {self.fingerprint.get('output')}: {self.rows:,} rows, "
             f"{self.output_bytes:,} bytes published",
+            "  input log: "
+            + (
+                "yes (the events after the cut are replayed from it)"
+                if self.input_logged
+                else "no (every emitter replays its input; a resumed run skips what was consumed)"
+            ),
             "  sources:",
         ]
         for key, position in self.sources.items():

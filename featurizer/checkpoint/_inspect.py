@@ -72,8 +72,8 @@ def inspect_directory(directory: str | Path) -> DirectoryReport:
 
 def verify_directory(directory: str | Path) -> DirectoryReport:
     """Check every checkpoint (size, SHA-256, readable state), the published output against
-    the newest one, and the input log (its blocks, and that it holds every event up to the
-    newest cut)."""
+    the newest one, and the input log if the run keeps one (its blocks, and that it holds every
+    event up to the newest cut)."""
     path = _require(Path(directory))
     infos: list[CheckpointInfo] = []
     problems: list[str] = []
@@ -106,7 +106,10 @@ def verify_directory(directory: str | Path) -> DirectoryReport:
                 f"{output}: {max(size, 0):,} bytes, but checkpoint {latest.id} published "
                 f"{latest.output_bytes:,}: the published output was truncated or removed"
             )
-        problems.extend(_verify_log(path / "log", latest, notes))
+        if latest.input_logged:
+            problems.extend(_verify_log(path / "log", latest, notes))
+        else:
+            notes.append("the run keeps no input log: every emitter replays its input")
     return DirectoryReport(
         directory=path, checkpoints=tuple(infos), problems=tuple(problems), notes=tuple(notes)
     )

@@ -17,6 +17,12 @@ checkpoint), and roots whose events every kept checkpoint has consumed are delet
 deleted is recorded first, atomically, in ``pruned.json`` (the roots and their event counts
 per source), so reading the tail skips the right number of events even if a crash interrupted
 the deletion.
+
+A run whose every emitter replays its input itself keeps no log (see
+:meth:`featurizer.checkpoint.Checkpointer.start`): it discards a log an earlier process left
+(:func:`discard_log`, atomically). A logging process that resumes a cut the log does not
+hold (an earlier process did not log) starts the log at that cut (:func:`start_log_at`):
+``pruned.json`` then counts the consumed events as if they had been logged and deleted.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from featurizer._events import Event
 from featurizer._feature import Feature
 from featurizer.storage import SEQ_COLUMN, BlockWriter, Storage
 
-__all__ = ["PRUNED", "InputLog", "log_roots", "read_pruned"]
+__all__ = ["PRUNED", "InputLog", "discard_log", "log_roots", "read_pruned", "start_log_at"]
 
 PRUNED = "pruned.json"
 """The record of deleted roots in a log directory: ``{"roots": [...], "counts": {key: n}}``."""
@@ -44,6 +50,44 @@ def read_pruned(directory: Path) -> tuple[set[str], dict[str, int]]:
     except FileNotFoundError:
         return set(), {}
     return set(data["roots"]), {k: int(v) for k, v in data["counts"].items()}
+
+
+def _write_pruned(directory: Path, roots: Sequence[str], counts: Mapping[str, int]) -> None:
+    """Replace ``pruned.json`` atomically (written, fsynced, renamed)."""
+    import json
+    import os
+
+    tmp = directory / f".{PRUNED}.tmp"
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump({"roots": sorted(roots), "counts": dict(counts)}, handle, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, directory / PRUNED)
+
+
+def discard_log(directory: Path) -> None:
+    """Delete a log directory: renamed away first (atomic), so that a crash leaves either
+    the whole log or none."""
+    import shutil
+
+    doomed = directory.with_name(f".{directory.name}.discarded")
+    shutil.rmtree(doomed, ignore_errors=True)
+    if directory.is_dir():
+        directory.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def start_log_at(directory: Path, consumed: Mapping[str, int]) -> None:
+    """Start an empty log at a cut: ``consumed`` events per data-source key count as
+    logged and deleted, so :meth:`InputLog.tail` skips none of the events logged next."""
+    import shutil
+
+    discard_log(directory)
+    staging = directory.with_name(f".{directory.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    _write_pruned(staging, [], consumed)
+    staging.rename(directory)
 
 
 def log_roots(directory: Path) -> list[Path]:
@@ -124,8 +168,6 @@ class InputLog:
     def prune(self, covered: Mapping[str, int]) -> int:
         """Delete the oldest roots whose events are all within ``covered`` (per data-source
         key: the events the oldest kept checkpoint consumed); returns how many."""
-        import json
-        import os
         import shutil
 
         pruned, counts = read_pruned(self._directory)
@@ -149,13 +191,7 @@ class InputLog:
             totals = after
         if not deletable:
             return 0
-        record = {"roots": sorted(pruned | {r.name for r in deletable}), "counts": totals}
-        tmp = self._directory / f".{PRUNED}.tmp"
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(record, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self._directory / PRUNED)
+        _write_pruned(self._directory, sorted(pruned | {r.name for r in deletable}), totals)
         for root in deletable:
             shutil.rmtree(root, ignore_errors=True)
         return len(deletable)

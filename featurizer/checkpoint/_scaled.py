@@ -212,6 +212,7 @@ class ScaledCheckpointer:
             duration_seconds=time.perf_counter() - started,
             restarts=self.metrics.restarts,
             final=final,
+            input_logged=False,
             workers=workers,
         )
         state = {"collector": collector, "workers": dict(raw_acks)}

@@ -2,11 +2,12 @@
 
 The runner (:func:`featurizer.run` with ``checkpoint=``) hands each input's compiled dispatch
 to :meth:`Checkpointer.around`, and each emitter callback to :meth:`Checkpointer.resume_filter`.
-Every input event is then, under the runner's dispatch lock: appended to the input log,
-computed by the graph (its output rows go to the pending segment), and counted in its source's
-position. Between two events, when a checkpoint is due, the graph state, every source's
-position, the combined output's held vector and the output length are taken at once: that is
-the cut. Nothing else runs during it, so the cut is consistent.
+Every input event is then, under the runner's dispatch lock: appended to the input log (if
+the run keeps one, see below), computed by the graph (its output rows go to the pending
+segment), and counted in its source's position. Between two events, when a checkpoint is due,
+the graph state, every source's position, the combined output's held vector and the output
+length are taken at once: that is the cut. Nothing else runs during it, so the cut is
+consistent.
 
 Resuming: the graph is restored from the newest checkpoint, the output is reconciled with it,
 the log's events after the cut are replayed through the graph (their rows go to the pending
@@ -15,6 +16,13 @@ segment again), and the emitters start. A source whose emitter replays its data 
 whose ``receipt_timestamp`` is at most the largest consumed one. A live source's first new
 event ends the skipping at once; the time it was down is a gap (logged, counted in
 :attr:`CheckpointMetrics.gaps`).
+
+The input log is kept only when it is needed. When every emitter of the run replays its input
+itself (:attr:`~featurizer.DataSourceEventEmitter.replays_input`: synthetic, offline), the
+events after the cut are simply the emitters' events after that skip, so the run logs nothing
+and its hot path calls no recorder (Kappa: the emitter's storage is the log). A run with one
+live source logs every source, so that the log's tail keeps the original interleaving.
+``CheckpointSettings.log_input=True`` logs in any case.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from featurizer.checkpoint._format import (
     write_checkpoint,
 )
 from featurizer.checkpoint._lock import DirectoryLock
-from featurizer.checkpoint._log import InputLog
+from featurizer.checkpoint._log import InputLog, discard_log, start_log_at
 from featurizer.checkpoint._settings import CheckpointSettings
 from featurizer.checkpoint._sink import SegmentedJsonLinesSink
 from featurizer.checkpoint._state import check_snapshotable, restore_graph, snapshot_graph
@@ -58,6 +66,10 @@ data while the run was down gets a ``disconnect`` gap event there, if the graph 
 
 logger = logging.getLogger(__name__)
 
+_STARTED = "started"
+"""A file in the checkpoint directory once a run started there: a process that finds it (or
+a checkpoint, or a log) is a restart, even before the first checkpoint of a run with no log."""
+
 
 @attrs.define(kw_only=True)
 class CheckpointMetrics:
@@ -68,7 +80,7 @@ class CheckpointMetrics:
     :param last_state_bytes: size of its state.
     :param last_committed_at: Unix time of its commit (``None`` before the first).
     :param restarts: times this run was restarted in its directory (every process that found
-        a checkpoint or a logged input to resume, whether or not it reached a checkpoint).
+        an earlier process's run there, whether or not that one reached a checkpoint).
     :param replayed_events: events replayed from the log when this process resumed.
     :param recovery_seconds: time to restore and replay them; in a scaled run, from detecting
         the last worker failure to the replaced workers running.
@@ -207,6 +219,7 @@ class Checkpointer:
         self._recorders: dict[str, list[Callable[[Event], None]]] = {}
         self._sources_by_key: dict[str, Feature] = {}
         self._rotated = False
+        self.logs_input = True
 
     # set-up -------------------------------------------------------------------------------
 
@@ -214,17 +227,23 @@ class Checkpointer:
         self,
         graph: FeatureStreamGraph,
         set_count: Callable[[int], None],
+        *,
+        replayable: bool = False,
     ) -> None:
-        """Check the graph can be snapshotted, restore the newest checkpoint, open the log.
+        """Check the graph can be snapshotted, restore the newest checkpoint, open the log
+        (or discard it, for a run that keeps none).
 
         :param graph: the run's graph, built, callbacks set.
         :param set_count: sets the run's input counter (``max_events``) when resuming: to the
             events the graph had consumed (events held by the runner's tie order are not).
+        :param replayable: every emitter of the run replays its input itself: the run keeps
+            no input log (unless ``settings.log_input`` is ``True``); sets :attr:`logs_input`.
         :raises SnapshotError: naming a feature that cannot be snapshotted.
         :raises CheckpointMismatchError: if the directory's checkpoint is of another run.
         """
         self._graph = graph
         self._set_count = set_count
+        self.logs_input = self.settings.log_input is True or not replayable
         check_snapshotable(graph)
         self._lock.acquire()
         self._fingerprint = run_fingerprint(graph, self._options, str(self.sink.path))
@@ -236,15 +255,24 @@ class Checkpointer:
             for name in ("checkpoints", "log", "segments"):
                 shutil.rmtree(self._directory / name, ignore_errors=True)
             (self._directory / "restarts").unlink(missing_ok=True)
+            (self._directory / _STARTED).unlink(missing_ok=True)
         self._directory.mkdir(parents=True, exist_ok=True)
         paths = checkpoint_paths(self._directory)
-        if paths or (self._directory / "log").is_dir():
+        log = self._directory / "log"
+        started = self._directory / _STARTED
+        if paths or log.is_dir() or started.exists():
             self.metrics.restarts = _count_restart(self._directory)
+        started.touch()
         if paths:
             self._restore(graph, _newest_readable(paths))
         else:
             self.sink.start_fresh()
-        self._log = InputLog(self._directory / "log", sources, self.settings.sync_interval)
+        if not self.logs_input:
+            discard_log(log)  # what it holds, the emitters replay: it would only go stale
+            return
+        if not log.is_dir() and self._events_in():
+            start_log_at(log, {key: int(p[0]) for key, p in self._positions.items()})
+        self._log = InputLog(log, sources, self.settings.sync_interval)
         self._log.open_writer()
 
     def _restore(
@@ -285,9 +313,11 @@ class Checkpointer:
 
         Checkpoints every N events count down ``left``; timed ones wait for ``due`` (set by
         the timer thread). The fault hook's per-event points get a variant of their own, so
-        the hot path without them pays nothing for them.
+        the hot path without them pays nothing for them; a run that keeps no input log gets
+        variants that call no recorder.
         """
-        assert self._log is not None
+        if self._log is None:
+            return self._around_unlogged(source, dispatch)
         recorder = self._recorders[source.key] = [self._log.recorder(source)]
         position = self._positions[source.key]
         due = self._due
@@ -328,6 +358,57 @@ class Checkpointer:
 
         def counted(event: Event) -> None:
             recorder[0](event)
+            dispatch(event)
+            position[0] += 1
+            receipt = event["receipt_timestamp"]
+            if receipt > position[1]:  # noqa: PLR1730
+                position[1] = receipt
+            left[0] -= 1
+            if left[0] <= 0:
+                checkpoint()
+
+        return counted
+
+    def _around_unlogged(
+        self, source: Feature, dispatch: Callable[[Event], None]
+    ) -> Callable[[Event], None]:
+        """:meth:`around` for a run that keeps no input log: the same, without the recorder."""
+        position = self._positions[source.key]
+        due = self._due
+        left = self._left
+        checkpoint = self.checkpoint
+        if fault_armed("dispatch") or fault_armed("event"):
+            mid_dispatch = fault_armed("dispatch")
+
+            def faulty(event: Event) -> None:
+                if mid_dispatch:
+                    fault_point("dispatch")
+                dispatch(event)
+                position[0] += 1
+                receipt = event["receipt_timestamp"]
+                if receipt > position[1]:  # noqa: PLR1730
+                    position[1] = receipt
+                left[0] -= 1
+                if due[0] or left[0] <= 0:
+                    checkpoint()
+                if not mid_dispatch:
+                    fault_point("event")
+
+            return faulty
+        if self.settings.every_events is None:
+
+            def timed(event: Event) -> None:
+                dispatch(event)
+                position[0] += 1
+                receipt = event["receipt_timestamp"]
+                if receipt > position[1]:  # noqa: PLR1730
+                    position[1] = receipt
+                if due[0]:
+                    checkpoint()
+
+            return timed
+
+        def counted(event: Event) -> None:
             dispatch(event)
             position[0] += 1
             receipt = event["receipt_timestamp"]
@@ -401,15 +482,16 @@ class Checkpointer:
 
     def recover(self, dispatches: Mapping[Feature, Callable[[Event], None]]) -> int:
         """Replay the log's events after the restored cut through the graph (not logging them
-        again); returns how many. Call after :meth:`start`, before the emitters start."""
-        assert self._log is not None
+        again); returns how many. Call after :meth:`start`, before the emitters start. A run
+        that keeps no log replays nothing here: its emitters send those events again."""
         started = time.perf_counter()
         consumed = {key: int(position[0]) for key, position in self._positions.items()}
         by_key = {source.key: fn for source, fn in dispatches.items()}
         targets: dict[int, tuple[Callable[[Event], None], list[Any]]] = {}
         replayed = 0
         armed = fault_armed("recovery")
-        for source, event in self._log.tail(consumed):
+        tail = () if self._log is None else self._log.tail(consumed)
+        for source, event in tail:
             target = targets.get(id(source))
             if target is None:
                 target = targets[id(source)] = (by_key[source.key], self._positions[source.key])
@@ -455,7 +537,7 @@ class Checkpointer:
 
         :param final: mark it as the checkpoint of a run that ended cleanly.
         """
-        assert self._graph is not None and self._log is not None
+        assert self._graph is not None
         started = time.perf_counter()
         self._due[0] = False
         if self.settings.every_events is not None:
@@ -464,7 +546,8 @@ class Checkpointer:
         checkpoint_id = self._next_id
         segment_bytes = self.sink.cut(checkpoint_id)
         fault_point("snapshot")
-        self._log.sync()
+        if self._log is not None:
+            self._log.sync()
         output_bytes = self._output_bytes + segment_bytes
         info = CheckpointInfo(
             id=checkpoint_id,
@@ -485,6 +568,7 @@ class Checkpointer:
             duration_seconds=time.perf_counter() - started,
             restarts=self.metrics.restarts,
             final=final,
+            input_logged=self.logs_input,
         )
         path = write_checkpoint(self._directory, info, state)
         self._next_id += 1
@@ -493,7 +577,8 @@ class Checkpointer:
         kept = checkpoint_paths(self._directory)
         for old in kept[: -self.settings.keep]:
             old.unlink(missing_ok=True)
-        self._rotate_log(info.events_in, kept[-self.settings.keep :])
+        if self._log is not None:
+            self._rotate_log(info.events_in, kept[-self.settings.keep :])
         committed = time.perf_counter() - started
         self.metrics.checkpoints += 1
         self.metrics.last_duration_seconds = committed

@@ -62,6 +62,10 @@ class CheckpointSettings:
         (at a checkpoint), so that roots every kept checkpoint has consumed can be deleted.
     :param max_restarts: scaled runs: times the workers are restarted from the last
         checkpoint after a worker died, within one run of the driver, before the run fails.
+    :param log_input: single-process runs: ``None`` (automatic) logs the input unless every
+        emitter of the run replays its input itself
+        (:attr:`~featurizer.DataSourceEventEmitter.replays_input`), ``True`` always logs it.
+        Not logging is never forced: a live emitter's events exist nowhere else.
     """
 
     directory: Path = attrs.field(converter=Path)
@@ -72,6 +76,7 @@ class CheckpointSettings:
     sync_interval: float = 0.1
     log_rotate_events: int = attrs.field(default=5_000_000, validator=attrs.validators.ge(1))
     max_restarts: int = attrs.field(default=DEFAULT_MAX_RESTARTS, validator=attrs.validators.ge(0))
+    log_input: bool | None = attrs.field(default=None, validator=attrs.validators.in_((None, True)))
 
     @classmethod
     def from_every(
@@ -85,7 +90,8 @@ class CheckpointSettings:
 
     @classmethod
     def from_config_value(cls, value: Any, *, path: str | None = None) -> CheckpointSettings:
-        """The ``checkpoint:`` section: a directory, or ``{dir: ..., every: ...}``.
+        """The ``checkpoint:`` section: a directory, or ``{dir: ..., every: ...}`` (also
+        ``log_rotate``, ``max_restarts``, ``log_input: true``).
 
         A relative directory is relative to the config file's directory.
 
@@ -99,11 +105,11 @@ class CheckpointSettings:
                 path=path,
                 field="checkpoint",
             )
-        unknown = sorted(set(value) - {"dir", "every", "log_rotate", "max_restarts"})
+        unknown = sorted(set(value) - {"dir", "every", "log_rotate", "max_restarts", "log_input"})
         if unknown:
             raise ConfigError(
                 f"unknown field(s) {', '.join(map(repr, unknown))}; fields: 'dir', 'every', "
-                f"'log_rotate', 'max_restarts'",
+                f"'log_rotate', 'max_restarts', 'log_input'",
                 path=path,
                 field="checkpoint",
             )
@@ -128,9 +134,21 @@ class CheckpointSettings:
                 path=path,
                 field="checkpoint.max_restarts",
             )
+        log_input = value.get("log_input")
+        if log_input is not None and log_input is not True:
+            raise ConfigError(
+                f"expected true (always log the input) or null (log it unless every emitter "
+                f"replays its input), got {log_input!r}",
+                path=path,
+                field="checkpoint.log_input",
+            )
         try:
             return cls.from_every(
-                directory, value.get("every"), log_rotate_events=rotate, max_restarts=restarts
+                directory,
+                value.get("every"),
+                log_rotate_events=rotate,
+                max_restarts=restarts,
+                log_input=log_input,
             )
         except ValueError as error:
             raise ConfigError(str(error), path=path, field="checkpoint.every") from None

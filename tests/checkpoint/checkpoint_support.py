@@ -36,14 +36,20 @@ CONFIG = {
 }
 """Ticker, trades and L2 book sources of two instruments: windows, bars, a book, tie order."""
 
+LOGGED = {**CONFIG, "checkpoint": {"dir": "ignored", "log_input": True}}
+"""The same, with ``log_input: true``: the synthetic input is logged although the emitter
+replays it (``--checkpoint DIR`` replaces the section's directory)."""
+
 EVENTS = 6_000
 EVERY = 1_000
 TIMEOUT = 120.0
 
 
-def write_config(directory: Path, config: dict[str, Any] | None = None) -> Path:
-    """Write ``config`` (default :data:`CONFIG`) as ``directory/config.yaml``."""
-    path = directory / "config.yaml"
+def write_config(
+    directory: Path, config: dict[str, Any] | None = None, name: str = "config.yaml"
+) -> Path:
+    """Write ``config`` (default :data:`CONFIG`) as ``directory/NAME``."""
+    path = directory / name
     path.write_text(yaml.safe_dump(config or CONFIG), encoding="utf-8")
     return path
 

@@ -21,7 +21,7 @@ from featurizer.checkpoint import (
 )
 from featurizer.checkpoint._format import checkpoint_paths
 from featurizer.cli import main
-from tests.checkpoint.checkpoint_support import CONFIG, entry, write_config
+from tests.checkpoint.checkpoint_support import CONFIG, LOGGED, entry, write_config
 
 pytest.importorskip("featurizer_synthetic")
 
@@ -182,13 +182,17 @@ def test_checkpoint_commands(
     assert "is not a checkpoint directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("log_input", [None, True])
 def test_damaged_checkpoints_are_found_and_skipped_when_resuming(
+    log_input: bool | None,
     config: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert _run(capsys, config, "--out", str(tmp_path / "plain.jsonl"))[0] == 0
+    if log_input:  # the older cut's tail comes from the log, else from the emitter again
+        config = write_config(tmp_path, LOGGED, "logged.yaml")
     assert _run(capsys, config, *_checkpointed(tmp_path), events="2500")[0] == 0
     _older, newest = checkpoint_paths(tmp_path / "ck")
     data = bytearray(newest.read_bytes())
@@ -202,7 +206,7 @@ def test_damaged_checkpoints_are_found_and_skipped_when_resuming(
     assert "DAMAGED" in capsys.readouterr().out
     # Resuming skips it (with an error in the log) and continues from the older cut.
     code, err = _run(capsys, config, *_checkpointed(tmp_path))
-    assert code == 0 and "replayed: 500 events" in err
+    assert code == 0 and f"replayed: {500 if log_input else 0} events" in err
     assert f"skipping a damaged checkpoint: checkpoint '{newest}'" in caplog.text
     assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "plain.jsonl").read_bytes()
 
@@ -243,6 +247,7 @@ def test_the_same_from_python(tmp_path: Path) -> None:
         ({"dir": "x", "often": 1}, "checkpoint: unknown field(s) 'often'"),
         ({"dir": "x", "every": "soon"}, "checkpoint.every: expected a duration such as '10s'"),
         ({"dir": "x", "every": 0}, "checkpoint.every: expected a positive number of events"),
+        ({"dir": "x", "log_input": False}, "checkpoint.log_input: expected true (always log"),
         ([1, 2], "checkpoint: expected a directory or a mapping"),
     ],
 )

@@ -121,6 +121,7 @@ def test_a_killed_live_run_keeps_its_output_and_reports_the_downtime_as_a_gap(
     assert before, "a checkpoint was published before the kill"
     committed = inspect_directory(tmp_path / "ck").latest
     assert committed is not None and committed.output_bytes == len(before)
+    assert committed.input_logged, "a live feed's events exist nowhere else: they are logged"
     after_restart = generate_script(18, ("BTC-USDT",), STEPS, start_ms=now_ms)
     with FakeBinance(after_restart, certificate, rate=2_000.0) as fake:
         resumed = subprocess.Popen(

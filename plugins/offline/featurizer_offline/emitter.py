@@ -69,12 +69,21 @@ class OfflineEventEmitter(GeneratorEmitter):
     of :meth:`register_warmup_callback` (so the runner feeds them to the graph but writes none
     of their rows), unpaced and not counted toward ``max_events``.
 
+    The emitter :attr:`replays_input`: started again with the same options it reads the same
+    stored events, in the same order (storage is the log), so a checkpointed run over it
+    keeps no input log. A recording still being written to the root is read as a consistent
+    cut that only grows: each data source's events read again start with the same events as
+    before (the resumed run skips those it had consumed), and the events after them are those
+    recorded by the time it restarted.
+
     :param options: storage root, range, pace and bounds.
 
     >>> emitter = OfflineEventEmitter.from_options({"storage": "/data", "pace": 10})
     >>> emitter.options.pace
     10.0
     """
+
+    replays_input = True
 
     declared_options = (
         EmitterOption(name="storage", help="the storage root to replay"),

@@ -36,6 +36,10 @@ class SyntheticEventEmitter(GeneratorEmitter):
     source it finishes at once. Threads, bounds, pacing and stopping are
     :class:`~featurizer.GeneratorEmitter`'s: this class only generates the market.
 
+    The market is the same for the same options, so the emitter :attr:`replays_input`: a
+    checkpointed run over it keeps no input log (a resumed run gets the same events again
+    and skips those it had consumed).
+
     :param options: what to generate and when to stop (defaults: seed 0, unbounded, max pace).
 
     >>> from featurizer_features import TickerSource
@@ -48,6 +52,8 @@ class SyntheticEventEmitter(GeneratorEmitter):
     >>> [sorted(event) for event in received][0]
     ['ask', 'ask_size', 'bid', 'bid_size', 'receipt_timestamp', 'timestamp']
     """
+
+    replays_input = True
 
     declared_options = (
         EmitterOption(name="start_time", help="timestamp of the first events (epoch or ISO-8601)"),
