@@ -54,6 +54,7 @@ from featurizer.checkpoint._format import (
 )
 from featurizer.checkpoint._lock import DirectoryLock
 from featurizer.checkpoint._log import InputLog, discard_log, start_log_at
+from featurizer.checkpoint._resend import skip_resent
 from featurizer.checkpoint._settings import CheckpointSettings
 from featurizer.checkpoint._sink import SegmentedJsonLinesSink
 from featurizer.checkpoint._state import check_snapshotable, restore_graph, snapshot_graph
@@ -432,20 +433,9 @@ class Checkpointer:
         consumed, max_receipt = self._positions[source.key]
         if consumed == 0 or source.definition_name == GAPS_DEFINITION:
             return callback
-        skipping = [True]
-        skipped = [0]
-
-        def filtered(event: Event) -> None:
-            if skipping[0]:
-                if skipped[0] < consumed and event["receipt_timestamp"] <= max_receipt:
-                    skipped[0] += 1
-                    return
-                skipping[0] = False
-                if skipped[0] < consumed:
-                    self._gap(source, max_receipt, event)
-            callback(event)
-
-        return filtered
+        return skip_resent(
+            callback, consumed, max_receipt, lambda event: self._gap(source, max_receipt, event)
+        )
 
     def _gap(self, source: Feature, last: float, event: Event) -> None:
         """A live source lost what it sent while the run was down: count it, log it, and

@@ -22,6 +22,7 @@ from featurizer._feature import Feature
 from featurizer._plugins import Plugins
 from featurizer._runner import RunOptions, assign_emitters, refuse_warmup
 from featurizer._sinks import Sink, flatten_grouped
+from featurizer.checkpoint._resend import skip_resent
 from featurizer.scaling._barriers import WorkerCheckpointing, fault_count, load_ack, worker_fault
 from featurizer.scaling._errors import ScalingError, TransportError
 from featurizer.scaling._ordering import GroupMerge, OutputCollector, _Channel
@@ -453,26 +454,17 @@ class WorkerRuntime:
         if source.key not in self._skip:
             return ingest
         consumed, max_receipt = self._skip[source.key]
-        skipping = [consumed > 0]
-        skipped = [0]
 
-        def resumed(event: Event) -> None:
-            if skipping[0]:
-                if skipped[0] < consumed and event["receipt_timestamp"] <= max_receipt:
-                    skipped[0] += 1
-                    return
-                skipping[0] = False
-                if skipped[0] < consumed:
-                    logger.warning(
-                        "worker %d: data source %r lost data while the run was down (after "
-                        "receipt time %.6f)",
-                        self.index,
-                        source.name,
-                        max_receipt,
-                    )
-            ingest(event)
+        def lost(event: Event) -> None:
+            logger.warning(
+                "worker %d: data source %r lost data while the run was down (after receipt "
+                "time %.6f)",
+                self.index,
+                source.name,
+                max_receipt,
+            )
 
-        return resumed
+        return skip_resent(ingest, consumed, max_receipt, lost)
 
     def _ingest(self, source: Feature) -> Callable[[Event], None]:
         group = self.plan.group_of(source)
