@@ -223,17 +223,7 @@ class ScaledCheckpointer:
             self.sink.publish(checkpoint_id, output_bytes)
         for old in checkpoint_paths(self._directory)[: -self.settings.keep]:
             old.unlink(missing_ok=True)
-        self.metrics.checkpoints += 1
-        self.metrics.last_duration_seconds = time.perf_counter() - started
-        self.metrics.last_committed_at = time.time()
-        self.metrics.last_state_bytes = path.stat().st_size
-        logger.info(
-            "checkpoint %d: %d events in, %d rows, %.1f ms",
-            checkpoint_id,
-            info.events_in,
-            info.rows,
-            self.metrics.last_duration_seconds * 1000,
-        )
+        self.metrics.committed(info, path, time.perf_counter() - started)
         return info
 
     def due_every(self) -> float:

@@ -102,6 +102,21 @@ class CheckpointMetrics:
     last_failure_at: float | None = None
     last_failure: str = ""
 
+    def committed(self, info: CheckpointInfo, path: Path, seconds: float) -> None:
+        """Count a committed checkpoint (written to ``path``, ``seconds`` after its cut) and
+        log it."""
+        self.checkpoints += 1
+        self.last_duration_seconds = seconds
+        self.last_committed_at = time.time()
+        self.last_state_bytes = path.stat().st_size
+        logger.info(
+            "checkpoint %d: %d events in, %d rows, %.1f ms",
+            info.id,
+            info.events_in,
+            info.rows,
+            seconds * 1000,
+        )
+
 
 def run_fingerprint(
     graph: FeatureStreamGraph, options: Mapping[str, Any], output: str
@@ -569,18 +584,7 @@ class Checkpointer:
             old.unlink(missing_ok=True)
         if self._log is not None:
             self._rotate_log(info.events_in, kept[-self.settings.keep :])
-        committed = time.perf_counter() - started
-        self.metrics.checkpoints += 1
-        self.metrics.last_duration_seconds = committed
-        self.metrics.last_committed_at = time.time()
-        self.metrics.last_state_bytes = path.stat().st_size
-        logger.info(
-            "checkpoint %d: %d events in, %d rows, %.1f ms",
-            checkpoint_id,
-            info.events_in,
-            info.rows,
-            committed * 1000,
-        )
+        self.metrics.committed(info, path, time.perf_counter() - started)
         return info
 
     def _rotate_log(self, events_in: int, kept: Sequence[Path]) -> None:
