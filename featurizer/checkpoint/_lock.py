@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import IO
 
+from featurizer._pid_lock import take_pid_lock
 from featurizer.checkpoint._errors import CheckpointError
 
 __all__ = ["DirectoryLock"]
@@ -32,25 +32,14 @@ class DirectoryLock:
 
         :raises CheckpointError: naming the directory and the process holding it.
         """
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="ascii")  # noqa: SIM115 (held for the run)
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+        handle, holder = take_pid_lock(self.path)
+        if handle is None:
             raise CheckpointError(
                 f"checkpoint directory {str(self.path.parent)!r} is in use by another run "
                 f"(pid {holder}); one run per directory: wait for it, or use another "
                 f"--checkpoint directory"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+            )
         self._handle = handle
 
     def release(self) -> None:

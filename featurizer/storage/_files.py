@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import IO
 
+from featurizer._pid_lock import take_pid_lock
 from featurizer.storage._errors import StorageError, StorageLockedError
 
 __all__ = [
@@ -253,25 +254,13 @@ class WriterLock:
 
         :raises StorageLockedError: naming the process that holds it.
         """
-        import fcntl
-
-        # Held open for the writer's lifetime: the lock lives as long as the descriptor.
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+        handle, holder = take_pid_lock(self.path)
+        if handle is None:
             raise StorageLockedError(
                 f"another process (pid {holder}) is writing to this storage root; only one "
                 f"recorder may write at a time",
                 path=str(self.path),
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+            )
         self._handle = handle
 
     def release(self) -> None:
