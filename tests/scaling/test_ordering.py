@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from typing import Any
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from featurizer import Feature
 from featurizer._runner import RunOptions
@@ -18,6 +22,7 @@ from featurizer.scaling import (
     PlanError,
     TransportError,
     WorkerError,
+    plan_by_source,
     plan_split,
     run_scaled,
 )
@@ -149,3 +154,132 @@ class _ClosingSink(CollectingSink):
 
     def close(self, ok: bool = True) -> None:
         self.closed.append(ok)
+
+
+# -- the collector's snapshot: the core of a checkpointed run's guarantee ----------------------
+
+C = ticker("C")
+MID_C = mid(C)
+_SNAPSHOT_FEATURES = [MID_A, MAX_A, MID_B, MID_C]
+
+
+@st.composite
+def _worker_streams(draw: st.DrawFn, plan: Any) -> dict[int, list[Batch]]:
+    """Each worker's batches as it would send them: per group, records with increasing keys
+    (several output features may answer one input event), watermarks that pass them or move
+    on in time alone (a delay or an idle group), late input events, and a last batch."""
+    streams: dict[int, list[Batch]] = {}
+    for worker in plan.workers:
+        outputs = list(worker.outputs)
+        keys = tuple(f.key for f in outputs)
+        by_group: dict[int, list[int]] = {}
+        for i, feature in enumerate(outputs):
+            by_group.setdefault(plan.group_of(feature), []).append(i)
+        clock = {g: (0.0, -1) for g in by_group}
+        source = {g: next(iter(plan.groups[g].sources)).key for g in by_group}
+        batches: list[Batch] = []
+        total = 0
+        for number in range(draw(st.integers(0, 6))):
+            records: list[tuple[Any, ...]] = []
+            late: list[tuple[Any, ...]] = []
+            for _ in range(draw(st.integers(0, 5))):
+                group = draw(st.sampled_from(sorted(by_group)))
+                time_, seq = clock[group]
+                step = draw(st.sampled_from(["event", "event", "silent", "late"]))
+                if step == "late":
+                    late.append((group, source[group], {"timestamp": time_ - 1.0}))
+                    continue
+                time_ += draw(st.sampled_from([0.0, 0.5, 1.0]))
+                if step == "silent":
+                    clock[group] = (time_, seq)
+                    continue
+                seq += 1
+                clock[group] = (time_, seq)
+                answering = draw(
+                    st.lists(st.sampled_from(by_group[group]), min_size=1, unique=True)
+                )
+                for index in sorted(answering):
+                    event = {"timestamp": time_, "value": float(seq * 10 + index)}
+                    records.append(((time_, group, seq), index, event))
+            total += len(records)
+            batches.append(
+                Batch(
+                    sender=worker.index,
+                    number=number,
+                    keys=keys,
+                    records=records,
+                    watermarks=dict(clock),
+                    total=total,
+                    late=late,
+                )
+            )
+        batches.append(Batch(sender=worker.index, number=len(batches), end=True, total=total))
+        streams[worker.index] = batches
+    return streams
+
+
+def _renumbered(batches: list[Batch], start: int) -> list[Batch]:
+    """A restored run's channels start anew: batches from ``start`` on, numbered from 0 and
+    counting records from there; a worker that had ended is restored as ended and ends its
+    new channel at once."""
+    if start == len(batches):
+        return [Batch(sender=batches[0].sender, number=0, end=True, total=0)]
+    renumbered, total = [], 0
+    for number, batch in enumerate(batches[start:]):
+        total += len(batch.records)
+        renumbered.append(attrs.evolve(batch, number=number, total=total))
+    return renumbered
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), combine=st.booleans(), workers=st.sampled_from([1, 2, 3]))
+def test_a_restored_collector_continues_exactly_like_the_uninterrupted_one(
+    data: st.DataObject, combine: bool, workers: int
+) -> None:
+    """Snapshot (pickled, as a checkpoint stores it) between any two batches, restore into a
+    fresh collector, feed it the rest on fresh channels: what it releases, the late events it
+    reports and its counters continue exactly those of one collector fed everything."""
+    plan = plan_by_source(_SNAPSHOT_FEATURES, workers)
+    streams = data.draw(_worker_streams(plan))
+    order = data.draw(
+        st.permutations([w for w, batches in streams.items() for _ in batches]), label="order"
+    )
+
+    def collector(out: list[Any]) -> OutputCollector:
+        return OutputCollector(
+            plan,
+            on_combined=lambda row: out.append(("row", [(f.key, e) for f, e in row])),
+            on_event=lambda f, e: out.append(("event", f.key, e)),
+            on_late=lambda f, e: out.append(("late", f.key, e)),
+            combine=combine,
+        )
+
+    def feed(target: OutputCollector, sequence: list[int], batches: dict[int, list[Batch]]) -> None:
+        taken = dict.fromkeys(batches, 0)
+        for worker in sequence:
+            target.handle(batches[worker][taken[worker]])
+            taken[worker] += 1
+
+    whole: list[Any] = []
+    one = collector(whole)
+    feed(one, order, streams)
+    cut = data.draw(st.integers(0, len(order)), label="cut")
+    before: list[Any] = []
+    first = collector(before)
+    feed(first, order[:cut], streams)
+    state = pickle.loads(pickle.dumps(first.snapshot(), protocol=pickle.HIGHEST_PROTOCOL))
+    after: list[Any] = []
+    restored = collector(after)
+    restored.restore(state)
+    consumed = {w: order[:cut].count(w) for w in streams}
+    rest = {w: _renumbered(batches, consumed[w]) for w, batches in streams.items()}
+    ended = [w for w, batches in streams.items() if consumed[w] == len(batches)]
+    feed(restored, ended + order[cut:], rest)
+    assert before + after == whole
+    assert restored.finished and one.finished
+    assert (restored.outputs, restored.records, restored.late) == (
+        one.outputs,
+        one.records,
+        one.late,
+    )
+    assert restored.pending() == one.pending() == 0
