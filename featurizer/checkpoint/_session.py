@@ -160,9 +160,15 @@ def _difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 def _scaled(scaled: Mapping[str, Any] | None) -> str:
     if not scaled:
         return "a single-process run"
+    ordering = [
+        f"{name.replace('_', ' ')} {scaled[name]:g} s"
+        for name in ("watermark_delay", "idle_timeout")
+        if scaled.get(name) is not None
+    ]
     return (
         f"a scaled run ({scaled.get('workers')} workers, strategy {scaled.get('strategy')}, "
-        f"outputs {scaled.get('outputs')}, plan {str(scaled.get('plan'))[:12]})"
+        f"outputs {scaled.get('outputs')}, plan {str(scaled.get('plan'))[:12]}, "
+        f"{', '.join(ordering) or 'exact event-time order'})"
     )
 
 

@@ -608,7 +608,7 @@ def run_scaled(
         output_files = tuple(str(paths[w.index]) for w in plan.workers if w.outputs)
     graph = FeatureStreamGraph(features)
     if checkpoint is not None:
-        _check_checkpointable(checkpoint, outputs, watermark_delay, idle_timeout)
+        _check_checkpointable(checkpoint, outputs)
     transport_obj = make_transport(transport_name, transport_options or {}, plugins)
     inboxes: dict[int, Inbox] = {}
     scaler_obj: Scaler | None = None
@@ -682,7 +682,8 @@ def run_scaled(
         shared.update(transport_obj.shared_options())
         restored = None
         if checkpoint is not None:
-            restored = checkpoint.start(graph, _scaled_identity(plan, strategy, outputs))
+            ordering = {"watermark_delay": watermark_delay, "idle_timeout": idle_timeout}
+            restored = checkpoint.start(graph, _scaled_identity(plan, strategy, outputs, ordering))
         restarts = 0
         detected: float | None = None
         plugins.before_run(context)
@@ -838,12 +839,7 @@ def _text_sink_type() -> type:
     return SegmentedJsonLinesSink
 
 
-def _check_checkpointable(
-    checkpoint: ScaledCheckpointer,
-    outputs: WorkerOutputs | None,
-    watermark_delay: float | None,
-    idle_timeout: float | None,
-) -> None:
+def _check_checkpointable(checkpoint: ScaledCheckpointer, outputs: WorkerOutputs | None) -> None:
     """Refuse, before anything starts, what a checkpointed scaled run cannot do."""
     if outputs is not None and outputs.format_name not in (None, "jsonl", "json"):
         raise ScalingError(
@@ -855,23 +851,25 @@ def _check_checkpointable(
             f"--checkpoint publishes worker outputs as JSON Lines at each checkpoint: name "
             f"JSON Lines files with --out (received {outputs.target!r})"
         )
-    if watermark_delay is not None or idle_timeout is not None:
-        raise ScalingError(
-            "--checkpoint of a scaled run needs exact event-time order (replayed input): drop "
-            "--watermark-delay and --idle-timeout, or run without --checkpoint"
-        )
 
 
 def _scaled_identity(
-    plan: FeatureStreamWorkerGraph, strategy: str, outputs: WorkerOutputs | None
+    plan: FeatureStreamWorkerGraph,
+    strategy: str,
+    outputs: WorkerOutputs | None,
+    ordering: Mapping[str, float | None],
 ) -> dict[str, Any]:
-    """What a scaled run's checkpoints may be resumed into (the plan, not the scaler)."""
-    return {
+    """What a scaled run's checkpoints may be resumed into (the plan and the ordering mode,
+    not the scaler). The ordering (``watermark_delay``, ``idle_timeout``) is part of it only
+    when set, so that checkpoints of exact-order runs keep the identity they always had."""
+    identity: dict[str, Any] = {
         "workers": plan.size,
         "strategy": strategy,
         "plan": plan.fingerprint,
         "outputs": "driver" if outputs is None else "workers",
     }
+    identity.update({name: value for name, value in ordering.items() if value is not None})
+    return identity
 
 
 def _worker_checkpointing(

@@ -554,8 +554,10 @@ class WorkerRuntime:
             if idle_timeout is not None and now - state.last_wall >= idle_timeout:
                 state.idle = True
                 mark = max(mark, clock - idle_timeout)
-            state.announced = mark
+            # announced once the events it passed are dispatched: a batch flushed meanwhile
+            # must not promise the keys of the events still being released
             self._release_held(state, group, mark)
+            state.announced = mark
 
     def _release_held(self, state: _GroupState, group: int, bound: float) -> None:
         held = state.held

@@ -12,6 +12,11 @@ What a worker carries between events, all of it taken under its lock at the barr
 * its counters, and in worker-output mode its local collector (the records held back by
   watermarks, the latest value of every output).
 
+Wall-clock timers are not in it: a restored worker learns its event clock again from
+its first event (as at a start, see :meth:`WorkerRuntime._advance_watermarks`) and its idle
+timeouts count from the restore, so that a replayed input is not made late by the time the run
+was down.
+
 Channels are not in it: a restored run starts every channel anew, and every record before
 the cut that a channel still carried is either in a receiver's snapshot or was not yet sent
 (it is in the sender's state then, computed again from the rewound sources).
@@ -57,7 +62,6 @@ def snapshot_worker(runtime: WorkerRuntime) -> bytes:
         "frontiers": dict(runtime._frontiers),
         "current": runtime._current[0],
         "arrivals": runtime._arrivals,
-        "clock_offset": runtime._clock_offset,
         "inputs_done": runtime._inputs_done,
         "counters": {
             "events_in": runtime.events_in,
@@ -120,7 +124,6 @@ def restore_worker(runtime: WorkerRuntime, ack: dict[str, Any]) -> None:
     runtime._frontiers.update(state["frontiers"])
     runtime._current[0] = state["current"]
     runtime._arrivals = state["arrivals"]
-    runtime._clock_offset = state["clock_offset"]
     runtime._inputs_done = state["inputs_done"]
     _restore_counters(runtime, state["counters"])
     if runtime._local is not None and state["local"] is not None:
