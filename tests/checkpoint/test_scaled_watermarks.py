@@ -275,3 +275,54 @@ def test_a_worker_process_killed_by_pid_resumes_with_a_watermark_delay(
     assert "killed by SIGKILL" in checkpointer.metrics.last_failure
     assert out.read_bytes() == reference["driver"]
     assert not _our_spawned_processes(), "a worker process was left behind"
+
+
+def _worker(plan: Any, directory: Path) -> Any:
+    from featurizer._plugins import get_plugins
+    from featurizer.scaling import WorkerRuntime
+    from featurizer.scaling._barriers import WorkerCheckpointing
+    from featurizer.scaling._transport import InProcessTransport
+
+    return WorkerRuntime(
+        plan,
+        0,
+        InProcessTransport(),
+        options=RunOptions(),
+        plugins=get_plugins(),
+        watermark_delay=DELAY,
+        checkpoint=WorkerCheckpointing(directory=str(directory)),
+    )
+
+
+def test_a_restored_worker_learns_its_event_clock_again(tmp_path: Path) -> None:
+    """A replay of old data, restored after a downtime longer than the delay: the event clock
+    is not carried over (it would have run on with the wall clock while the run was down and
+    made the replayed events late); the watermark waits for the first event after the
+    restore, as at a start."""
+    from featurizer.scaling import plan_by_source
+    from featurizer.scaling._worker_state import restore_worker, snapshot_worker
+    from tests.scaling.scaling_support import mid, tick, ticker
+
+    source = ticker("A")
+    plan = plan_by_source([mid(source)], 1)
+    old = time.time() - 86_400.0  # yesterday's data
+    first = _worker(plan, tmp_path)
+    ingest = first._ingest(source)
+    for i in range(10):
+        ingest(tick(old + i, 1.0))
+    ack = {
+        "finished": False,
+        "state": snapshot_worker(first),
+        "sources": first._source_positions(),
+        "metrics": first.metrics(),
+        "output": None,
+    }
+    restored = _worker(plan, tmp_path)
+    restore_worker(restored, ack)
+    downtime = DELAY * 10
+    restored._started_wall = time.time() + downtime  # started again after the downtime
+    restored._advance_watermarks(restored._started_wall + 0.1)
+    restored._ingest(source)(tick(old + 10, 1.0))
+    assert restored.late_count == 0 and restored.events_in == 11
+    restored._advance_watermarks(time.time())  # the clock follows that event now
+    assert old + 10 - DELAY <= restored._groups[0].announced < old + 10
