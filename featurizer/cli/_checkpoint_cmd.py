@@ -99,6 +99,12 @@ def checkpointed_from_args(
         changes["max_restarts"] = args.max_restarts
     settings = attrs.evolve(base, **changes)
     if getattr(args, "scaler", None):
+        if getattr(args, "late_out", None):
+            raise FeaturizerError(
+                "--late-out is not published at checkpoints (a resumed run would write it "
+                "anew): drop it with --checkpoint; the summary still counts late events, "
+                "exactly once"
+            )
         return make_scaled_checkpointer(
             settings,
             args.out,

@@ -326,3 +326,20 @@ def test_a_restored_worker_learns_its_event_clock_again(tmp_path: Path) -> None:
     assert restored.late_count == 0 and restored.events_in == 11
     restored._advance_watermarks(time.time())  # the clock follows that event now
     assert old + 10 - DELAY <= restored._groups[0].announced < old + 10
+
+
+def test_late_out_with_checkpoint_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The late side output is a plain file: a resumed run would write it anew, so it is
+    refused with ``--checkpoint`` (the summary's late count is exact across restarts)."""
+    from featurizer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path)
+    scaled = ["--scaler", "local", "--workers", "2", "--max-events", "100"]
+    late = ["--watermark-delay", "1", "--late-out", "late.jsonl"]
+    code = main(["run", str(config), *scaled, "--checkpoint", "ck", "--out", "o.jsonl", *late])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "--late-out is not published at checkpoints" in line, line
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "late.jsonl").exists()
