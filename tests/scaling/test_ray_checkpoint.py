@@ -130,10 +130,17 @@ class _Run:
             raise self.error
 
 
+@pytest.mark.parametrize(
+    "ordering",
+    [{}, {"watermark_delay": 5.0, "idle_timeout": 30.0}],
+    ids=["exact", "live-ordering"],
+)
 def test_a_ray_worker_killed_by_pid_is_replaced_from_the_last_checkpoint(
-    ray_cluster: Any, tmp_path: Path, reference: bytes
+    ray_cluster: Any, tmp_path: Path, reference: bytes, ordering: dict[str, float]
 ) -> None:
-    run = _Run(tmp_path).start()
+    """With a watermark delay and an idle timeout too: nothing of the replay is late (a
+    worker would have to stall 5 s), so the output is still the exact-order one."""
+    run = _Run(tmp_path, **ordering).start()
     wait_for(run.committed, "the first checkpoint")
     (victim, _) = wait_for(lambda: worker_pids() if len(worker_pids()) == 2 else None, "2 workers")
     assert not run.checkpointer.metrics.restarts
