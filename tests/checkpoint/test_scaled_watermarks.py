@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from featurizer import FeaturizerConfig, RunOptions
 from featurizer._sinks import JsonLinesSink
@@ -343,3 +345,50 @@ def test_late_out_with_checkpoint_is_one_error_line(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and "--late-out is not published at checkpoints" in line, line
     assert not (tmp_path / "ck").exists() and not (tmp_path / "late.jsonl").exists()
+
+
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(worker=st.sampled_from([0, 1]), event=st.integers(min_value=1, max_value=EVENTS))
+def test_hypothesis_chosen_worker_deaths_with_a_watermark_delay(
+    tmp_path_factory: pytest.TempPathFactory,
+    reference: dict[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    worker: int,
+    event: int,
+) -> None:
+    tmp = tmp_path_factory.mktemp("death")
+    monkeypatch.setenv(FAULT_ENV, f"worker-event:{event}@{worker}")
+    _, checkpointer = _checkpointed(tmp, ORDERINGS["delay"])
+    assert checkpointer.metrics.restarts == 1
+    assert _outputs(tmp, False) == _expected(reference, False)
+
+
+@pytest.mark.parametrize("point", ["worker-barrier:2@1", "worker-event:2500@0"])
+def test_worker_to_worker_channels_with_a_watermark_delay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    """``split`` ships the sources and a feature from worker 0 to worker 1, whose merges take
+    the watermarks a delay announces; one row per output event (``--no-combine``)."""
+    config = FeaturizerConfig.from_yaml(Path(__file__).parents[2] / "examples/quickstart.yaml")
+    options = RunOptions(max_events=4_000, seed=0, combine_outputs=False)
+    run_scaled(
+        config, options, JsonLinesSink(tmp_path / "plain.jsonl"), workers=2, strategy="split"
+    )
+    monkeypatch.setenv(FAULT_ENV, point)
+    settings = CheckpointSettings.from_every(tmp_path / "ck", EVERY)
+    checkpointer = make_scaled_checkpointer(settings, tmp_path / "out.jsonl", options)
+    summary = run_scaled(
+        config,
+        options,
+        checkpointer.sink,
+        workers=2,
+        strategy="split",
+        checkpoint=checkpointer,
+        watermark_delay=DELAY,
+    )
+    assert checkpointer.metrics.restarts == 1 and summary.late_events == 0
+    plain = (tmp_path / "plain.jsonl").read_bytes()
+    assert plain.count(b"\n") > 5_000
+    assert (tmp_path / "out.jsonl").read_bytes() == plain
