@@ -283,3 +283,44 @@ def test_a_restored_collector_continues_exactly_like_the_uninterrupted_one(
         one.late,
     )
     assert restored.pending() == one.pending() == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), senders=st.integers(1, 3))
+def test_a_restored_group_merge_continues_exactly_like_the_uninterrupted_one(
+    data: st.DataObject, senders: int
+) -> None:
+    """A worker's merge of one group from several senders (sequences dealt out among them,
+    watermarks passing what each sent), snapshotted at any point and restored into a fresh
+    merge: what it releases and its frontier continue exactly those of one merge."""
+    owners = data.draw(st.lists(st.integers(0, senders - 1), max_size=20), label="owners")
+    steps: list[tuple[str, int, Any]] = []
+    time_ = 0.0
+    for seq, sender in enumerate(owners):
+        time_ += data.draw(st.sampled_from([0.0, 1.0]))
+        steps.append(("push", sender, ((time_, 0, seq), MID_A, {"seq": seq})))
+        if data.draw(st.booleans()):
+            other = data.draw(st.integers(0, senders - 1))
+            steps.append(("advance", other, (time_, seq)))
+    steps += [("advance", s, END_WATERMARK) for s in range(senders)]
+    cut = data.draw(st.integers(0, len(steps)), label="cut")
+
+    def apply(merge: GroupMerge, part: list[tuple[str, int, Any]]) -> list[Any]:
+        out: list[Any] = []
+        for kind, sender, value in part:
+            if kind == "push":
+                merge.push(sender, value)
+            else:
+                merge.advance(sender, value)
+            out += [record[0] for record in merge.release()]
+            out.append(merge.frontier())
+        return out
+
+    whole = apply(GroupMerge(range(senders)), steps)
+    first = GroupMerge(range(senders))
+    before = apply(first, steps[:cut])
+    state = pickle.loads(pickle.dumps(first.snapshot(), protocol=pickle.HIGHEST_PROTOCOL))
+    restored = GroupMerge(range(senders))
+    restored.restore(state, {MID_A.key: MID_A})
+    assert before + apply(restored, steps[cut:]) == whole
+    assert restored.frontier() == END_WATERMARK
