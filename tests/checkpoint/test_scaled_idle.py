@@ -131,7 +131,7 @@ def assert_accounted(out: Path, t0: float, late: int) -> None:
     [
         f"worker-event:120@{worker_of(A)}",
         f"worker-event:30@{worker_of(B)}",
-        f"worker-barrier:12@{worker_of(B)}",
+        f"worker-barrier:8@{worker_of(B)}",
     ],
     ids=["A-after-B-came-back", "B-after-it-came-back", "B-barrier-while-idle"],
 )
@@ -171,7 +171,7 @@ def test_the_driver_killed_while_a_source_is_idle_keeps_its_published_prefix(
     tmp_path: Path,
 ) -> None:
     t0 = time.time()
-    killed = _driver(tmp_path, t0, "publish:25")
+    killed = _driver(tmp_path, t0, "publish:10")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     published = (tmp_path / "out.jsonl").read_bytes()
     assert published, "nothing was published before the kill"
