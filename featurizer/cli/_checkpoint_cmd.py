@@ -48,7 +48,8 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         metavar="DIR",
-        help="checkpoint into DIR and resume from it (exactly-once output; needs --out FILE.jsonl)",
+        help="checkpoint into DIR and resume from it (exactly-once output; needs --out "
+        "FILE.jsonl or FILE.parquet)",
     )
     parser.add_argument(
         "--checkpoint-every",
@@ -111,14 +112,12 @@ def checkpointed_from_args(
             "--max-restarts bounds the restarts of a scaled run's workers: add --scaler (a "
             "single-process run is restarted by whoever runs it)"
         )
-    out = args.out
-    name = args.format_name or (Path(out).suffix.lstrip(".") if out else "")
-    if out is None or name not in ("jsonl", "json"):
+    if args.out is None:
         raise FeaturizerError(
-            "--checkpoint publishes its output to a JSON Lines file at each checkpoint: pass "
-            f"--out FILE.jsonl (received {'stdout' if out is None else repr(out)})"
+            "--checkpoint publishes its output to a file at each checkpoint: pass --out "
+            "FILE.jsonl or FILE.parquet (standard output cannot take a row back)"
         )
-    return make_checkpointer(settings, out, options)
+    return make_checkpointer(settings, args.out, options, format_name=args.format_name)
 
 
 def describe_metrics(checkpointer: Checkpointer | ScaledCheckpointer) -> str:

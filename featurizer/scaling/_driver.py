@@ -845,15 +845,19 @@ def _check_checkpointable(
     idle_timeout: float | None,
 ) -> None:
     """Refuse, before anything starts, what a checkpointed scaled run cannot do."""
-    if outputs is not None and outputs.format_name not in (None, "jsonl", "json"):
+    if outputs is not None and outputs.format_name not in (None, "jsonl", "json", "parquet"):
         raise ScalingError(
-            f"--checkpoint publishes worker outputs as JSON Lines at each checkpoint; "
-            f"--format {outputs.format_name} cannot be: use --format jsonl"
+            f"--checkpoint publishes worker outputs as JSON Lines or Parquet at each "
+            f"checkpoint; --format {outputs.format_name} cannot be: use --format jsonl|parquet"
         )
-    if outputs is not None and not str(outputs.path_for(0)).endswith((".jsonl", ".json")):
+    if (
+        outputs is not None
+        and outputs.format_name is None
+        and not str(outputs.path_for(0)).endswith((".jsonl", ".json", ".parquet"))
+    ):
         raise ScalingError(
-            f"--checkpoint publishes worker outputs as JSON Lines at each checkpoint: name "
-            f"JSON Lines files with --out (received {outputs.target!r})"
+            f"--checkpoint publishes worker outputs as JSON Lines or Parquet at each "
+            f"checkpoint: name .jsonl or .parquet files with --out (received {outputs.target!r})"
         )
     if watermark_delay is not None or idle_timeout is not None:
         raise ScalingError(

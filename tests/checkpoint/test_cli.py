@@ -108,8 +108,12 @@ def test_fresh_starts_over(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (("--checkpoint", "ck"), "pass --out FILE.jsonl (received stdout)"),
-        (("--checkpoint", "ck", "--out", "x.parquet"), "received 'x.parquet'"),
+        (("--checkpoint", "ck"), "standard output cannot take a row back"),
+        (("--checkpoint", "ck", "--out", "x.csv"), "'x.csv' is csv; use a .jsonl or .parquet"),
+        (
+            ("--checkpoint", "ck", "--scaler", "local", "--workers", "2"),
+            "received stdout, which cannot take a row back",
+        ),
         (("--fresh",), "--fresh needs --checkpoint DIR"),
         (("--checkpoint-every", "5s"), "--checkpoint-every needs --checkpoint DIR"),
         (

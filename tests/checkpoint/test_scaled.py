@@ -357,10 +357,6 @@ def test_barriers_align_across_worker_to_worker_channels(
     [
         (("--checkpoint-every", "1000"), "--checkpoint-every 1000 counts input events"),
         (("--watermark-delay", "1"), "needs exact event-time order (replayed input)"),
-        (
-            ("--outputs", "workers", "--format", "parquet"),
-            "publishes worker outputs as JSON Lines",
-        ),
     ],
 )
 def test_what_a_scaled_run_cannot_checkpoint_is_one_error_line(
