@@ -143,6 +143,12 @@ def add_scaling_arguments(parser: argparse.ArgumentParser) -> None:
         "--worker-cpus", type=_seconds, help="ray: CPUs each worker actor reserves (default 1)"
     )
     group.add_argument(
+        "--worker-processes",
+        action="store_true",
+        help="local: run each worker in a process of its own (over zmq), which kill -9 can "
+        "reach; their PIDs are logged at start (-v)",
+    )
+    group.add_argument(
         "--outputs",
         choices=("driver", "workers"),
         default="driver",
@@ -190,6 +196,7 @@ _SCALED_ONLY = (
     "heartbeat_timeout",
     "drain_timeout",
     "worker_cpus",
+    "worker_processes",
 )
 
 
@@ -197,8 +204,9 @@ def check_scaling_arguments(args: argparse.Namespace) -> None:
     """Refuse scale-out flags that would be silently ignored (``run`` checks ``--workers``,
     ``--strategy``, ``--address`` and ``--transport`` itself, first).
 
-    :raises ScalingError: for a scale-out flag without ``--scaler``, or a Ray-only flag
-        (``--address``, ``--worker-cpus``) with another scaler.
+    :raises ScalingError: for a scale-out flag without ``--scaler``, a Ray-only flag
+        (``--address``, ``--worker-cpus``) with another scaler, or ``--worker-processes``
+        with another scaler than ``local`` or another transport than ``zmq``.
     """
     from featurizer.scaling import ScalingError
 
@@ -214,6 +222,17 @@ def check_scaling_arguments(args: argparse.Namespace) -> None:
         raise ScalingError(
             f"{', '.join(ray_only)} only apply to --scaler ray (received --scaler {scaler})"
         )
+    if scaler and "--worker-processes" in given:
+        if scaler != "local":
+            raise ScalingError(
+                f"--worker-processes runs the local scaler's workers as processes: use "
+                f"--scaler local (the {scaler} scaler's workers are not threads of the driver)"
+            )
+        if getattr(args, "transport", None) not in (None, "zmq"):
+            raise ScalingError(
+                f"--worker-processes needs a transport between processes: --transport zmq (its "
+                f"default), not --transport {args.transport}"
+            )
 
 
 def run_scaled_from_args(
@@ -245,6 +264,10 @@ def run_scaled_from_args(
         scaler_options["address"] = args.address
     if args.worker_cpus:
         scaler_options["worker_cpus"] = args.worker_cpus
+    transport = args.transport
+    if args.worker_processes:
+        scaler_options["processes"] = True
+        transport = transport or "zmq"
     timeouts = {
         name: getattr(args, name)
         for name in ("heartbeat_timeout", "drain_timeout")
@@ -261,7 +284,7 @@ def run_scaled_from_args(
             scaler=args.scaler,
             workers=args.workers,
             strategy=args.strategy,
-            transport=args.transport,
+            transport=transport,
             transport_options=transport_options,
             scaler_options=scaler_options,
             watermark_delay=args.watermark_delay,
