@@ -7,7 +7,9 @@ so that the ``run`` command only adds them and dispatches.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,7 @@ from featurizer._plugins import Plugins, get_plugins
 from featurizer._runner import RunOptions
 from featurizer._sinks import Sink
 from featurizer.cli._common import add_config_argument, load, positive_int, write
+from featurizer.cli._reaper import fate_shared
 
 __all__ = [
     "add_scaling_arguments",
@@ -276,26 +279,29 @@ def run_scaled_from_args(
     transport_options: dict[str, Any] = {}
     if args.port:
         transport_options["port"] = args.port
+    # a Ray this run starts itself must not outlive it, even when it is killed
+    own_ray = args.scaler == "ray" and not args.address and not os.environ.get("RAY_ADDRESS")
     try:
-        summary = run_scaled(
-            config,
-            options,
-            sink,
-            scaler=args.scaler,
-            workers=args.workers,
-            strategy=args.strategy,
-            transport=transport,
-            transport_options=transport_options,
-            scaler_options=scaler_options,
-            watermark_delay=args.watermark_delay,
-            idle_timeout=args.idle_timeout,
-            plugins=plugins,
-            on_late=on_late,
-            outputs=outputs,
-            progress=progress,
-            checkpoint=checkpoint,
-            **timeouts,
-        )
+        with fate_shared() if own_ray else contextlib.nullcontext():
+            summary = run_scaled(
+                config,
+                options,
+                sink,
+                scaler=args.scaler,
+                workers=args.workers,
+                strategy=args.strategy,
+                transport=transport,
+                transport_options=transport_options,
+                scaler_options=scaler_options,
+                watermark_delay=args.watermark_delay,
+                idle_timeout=args.idle_timeout,
+                plugins=plugins,
+                on_late=on_late,
+                outputs=outputs,
+                progress=progress,
+                checkpoint=checkpoint,
+                **timeouts,
+            )
     finally:
         if late_file is not None:
             late_file.close()
