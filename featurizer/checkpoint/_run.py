@@ -81,12 +81,6 @@ def make_scaled_checkpointer(
             f"{where} ({name or 'no format'}); use .jsonl or .parquet files (or --format "
             f"jsonl|parquet)"
         )
-    if settings.every_events is not None:
-        raise CheckpointError(
-            f"--checkpoint-every {settings.every_events} counts input events, which a scaled "
-            f"run's driver does not see (its workers read the sources): give a time, e.g. "
-            f"--checkpoint-every 10s"
-        )
     sink = None if worker_outputs else make_segmented_sink(out, settings.directory, format_name)
     return ScaledCheckpointer(settings, sink, _identity(options), str(Path(out).resolve()))
 

@@ -227,8 +227,8 @@ class ScaledCheckpointer:
         return info
 
     def due_every(self) -> float:
-        """Seconds between checkpoints (a scaled run's driver asks for barriers by time; an
-        interval given in events is not available there)."""
+        """Seconds between checkpoints (``inf`` for an interval in input events, which the
+        driver counts from the workers' batches instead)."""
         seconds = self.settings.every_seconds
         return math.inf if seconds is None else seconds
 

@@ -1105,8 +1105,10 @@ class _Gatherer:
         if batch.error is not None:
             raise WorkerError(batch.error, worker=batch.sender, detail=batch.error)
         self.collector.handle(batch)
-        if self.barriers is not None and (batch.barrier or batch.end):
-            self.barriers.taken(index, batch)
+        if self.barriers is not None:
+            self.barriers.count(index, batch.events_in)
+            if batch.barrier or batch.end:
+                self.barriers.taken(index, batch)
 
     def _check_heartbeats(self, now: float) -> None:
         for index, seen in self.last_seen.items():

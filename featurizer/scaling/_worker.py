@@ -887,6 +887,7 @@ class WorkerRuntime:
             metrics=self.metrics() if end else {},
             barrier=barrier,
             snapshot=snapshot or (self._final_ack if end and destination.index == DRIVER else b""),
+            events_in=self.events_in if destination.index == DRIVER else 0,
         )
         destination.number += 1
         destination.sent_marks = marks
@@ -949,6 +950,7 @@ class WorkerRuntime:
             metrics=self.metrics() if end else {},
             barrier=barrier,
             snapshot=snapshot or (self._final_ack if end else b""),
+            events_in=self.events_in,
         )
         while True:
             try:

@@ -116,19 +116,6 @@ def test_fresh_starts_over(
         ),
         (("--fresh",), "--fresh needs --checkpoint DIR"),
         (("--checkpoint-every", "5s"), "--checkpoint-every needs --checkpoint DIR"),
-        (
-            (
-                "--checkpoint",
-                "ck",
-                "--out",
-                "x.jsonl",
-                "--scaler",
-                "local",
-                "--checkpoint-every",
-                "100",
-            ),
-            "--checkpoint-every 100 counts input events",
-        ),
     ],
 )
 def test_options_that_cannot_be_checkpointed_are_one_line_errors(

@@ -355,7 +355,6 @@ def test_barriers_align_across_worker_to_worker_channels(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (("--checkpoint-every", "1000"), "--checkpoint-every 1000 counts input events"),
         (("--watermark-delay", "1"), "needs exact event-time order (replayed input)"),
     ],
 )
