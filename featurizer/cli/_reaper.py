@@ -85,8 +85,8 @@ def fate_shared() -> Iterator[None]:
     if not Path("/proc/self/stat").exists():
         yield
         return
-    watchdog = subprocess.Popen(
-        [sys.executable, "-m", "featurizer.cli._reaper", str(os.getpid())],
+    watchdog = subprocess.Popen(  # this file as a script: it imports nothing but the stdlib
+        [sys.executable, str(Path(__file__).resolve()), str(os.getpid())],
         stdin=subprocess.PIPE,
         start_new_session=True,
     )
@@ -97,7 +97,11 @@ def fate_shared() -> Iterator[None]:
         with contextlib.suppress(OSError):
             watchdog.stdin.write(_GOODBYE)
             watchdog.stdin.close()
-        watchdog.wait(10.0)
+        try:
+            watchdog.wait(10.0)
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
+            watchdog.wait()
 
 
 if __name__ == "__main__":
