@@ -18,11 +18,13 @@ from featurizer._events import GroupedNamedDataEvent
 
 __all__ = [
     "JsonLinesSink",
+    "ParquetRowWriter",
     "ParquetSink",
     "Sink",
     "check_output_file",
     "encode_json",
     "flatten_grouped",
+    "require_pyarrow",
 ]
 
 _TIMESTAMPS = ("timestamp", "receipt_timestamp")
@@ -155,6 +157,75 @@ class JsonLinesSink:
             self._tmp.unlink(missing_ok=True)
 
 
+class ParquetRowWriter:
+    """Writes rows to one Parquet file in row groups of ``batch_rows`` (needs ``pyarrow``).
+
+    The schema is inferred from the first row group; later rows are converted to it. The
+    file is written in place: :class:`ParquetSink` points it at a temporary name, the
+    checkpointed sink at a segment.
+
+    :param path: the file written.
+    :param batch_rows: rows buffered per row group.
+    """
+
+    def __init__(self, path: Path, batch_rows: int = 65_536) -> None:
+        self.path = path
+        self.rows = 0
+        self._batch_rows = batch_rows
+        self._buffer: list[Mapping[str, Any]] = []
+        self._writer: Any = None
+
+    def write_row(self, row: Mapping[str, Any]) -> None:
+        """Buffer one row; a full buffer becomes a row group."""
+        self._buffer.append(row)
+        self.rows += 1
+        if len(self._buffer) >= self._batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._buffer:
+            return
+        if self._writer is None:
+            table = pa.Table.from_pylist(self._buffer)
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        else:
+            table = pa.Table.from_pylist(self._buffer, schema=self._writer.schema)
+        self._writer.write_table(table)
+        self._buffer = []
+
+    def finish(self) -> None:
+        """Write the last row group, close and fsync the file (a file without rows has an
+        empty schema)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._flush()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, pa.schema([]))
+        self._writer.close()
+        with open(self.path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    def abandon(self) -> None:
+        """Close and delete the file."""
+        if self._writer is not None:
+            self._writer.close()
+        self.path.unlink(missing_ok=True)
+
+
+def require_pyarrow() -> None:
+    """:raises FeaturizerError: if ``pyarrow`` (needed to write Parquet) is missing."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as error:
+        raise FeaturizerError(
+            "writing Parquet needs pyarrow: pip install pyarrow (or write .jsonl)"
+        ) from error
+
+
 class ParquetSink:
     """Writes rows to a Parquet file in row groups of ``batch_rows`` (needs ``pyarrow``).
 
@@ -165,38 +236,14 @@ class ParquetSink:
     def __init__(self, path: str | Path | None, batch_rows: int = 65_536) -> None:
         if path is None:
             raise FeaturizerError("the parquet sink needs an output file: pass --out FILE.parquet")
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError as error:
-            raise FeaturizerError(
-                "writing Parquet needs pyarrow: pip install pyarrow (or write .jsonl)"
-            ) from error
+        require_pyarrow()
         self._path = check_output_file(path)
-        self._tmp = _temporary_path(self._path)
-        self._batch_rows = batch_rows
-        self._rows: list[Mapping[str, Any]] = []
-        self._writer: Any = None
+        self._file = ParquetRowWriter(_temporary_path(self._path), batch_rows)
         self._closed = False
 
     def write_row(self, row: Mapping[str, Any]) -> None:
         """Buffer one row; a full buffer becomes a row group."""
-        self._rows.append(row)
-        if len(self._rows) >= self._batch_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not self._rows:
-            return
-        if self._writer is None:
-            table = pa.Table.from_pylist(self._rows)
-            self._writer = pq.ParquetWriter(self._tmp, table.schema)
-        else:
-            table = pa.Table.from_pylist(self._rows, schema=self._writer.schema)
-        self._writer.write_table(table)
-        self._rows = []
+        self._file.write_row(row)
 
     def close(self, ok: bool = True) -> None:
         """Write the last row group, then rename into place (or delete when ``ok`` is false)."""
@@ -204,17 +251,7 @@ class ParquetSink:
             return
         self._closed = True
         if ok:
-            self._flush()
-            if self._writer is None:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
-                self._writer = pq.ParquetWriter(self._tmp, pa.schema([]))
-        if self._writer is not None:
-            self._writer.close()
-        if ok and self._writer is not None:
-            with open(self._tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(self._tmp, self._path)
+            self._file.finish()
+            os.replace(self._file.path, self._path)
         else:
-            self._tmp.unlink(missing_ok=True)
+            self._file.abandon()

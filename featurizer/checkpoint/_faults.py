@@ -12,7 +12,10 @@ runs, exactly as if the machine had lost the process. Points (see :data:`FAULT_P
 * ``checkpoint-commit`` — with the checkpoint file written and fsynced under its temporary
   name, before the rename that commits it;
 * ``publish`` — after the commit, in the middle of appending the segment to the output file;
-* ``recovery`` — while resuming, after the N-th event replayed from the log.
+* ``recovery`` — while resuming, after the N-th event replayed from the log;
+* ``assemble`` — a Parquet output ending: ``assemble:1`` with the file assembled from its
+  parts under a temporary name; ``assemble:2`` with the parts moved aside, before the file's
+  rename; ``assemble:3`` with the file in place, before the parts are deleted.
 
 Scaled runs also have worker points, ``worker-event:N@W`` and ``worker-barrier:N@W`` (worker
 ``W`` dies after its N-th input event, or while taking its N-th barrier; see
@@ -38,6 +41,7 @@ FAULT_POINTS = (
     "checkpoint-commit",
     "publish",
     "recovery",
+    "assemble",
     "worker-event",
     "worker-barrier",
 )

@@ -13,6 +13,7 @@ from featurizer.checkpoint._format import (
     read_checkpoint,
     read_info,
 )
+from featurizer.checkpoint._parquet_sink import is_parquet_output, verify_parquet_output
 
 __all__ = ["DirectoryReport", "inspect_directory", "verify_directory"]
 
@@ -87,25 +88,16 @@ def verify_directory(directory: str | Path) -> DirectoryReport:
     if latest is not None and latest.workers:
         _verify_scaled(path, latest, problems, notes)
     elif latest is not None:
-        output = Path(str(latest.fingerprint.get("output", "")))
-        size = output.stat().st_size if output.is_file() else -1
-        segment = path / "segments" / f"{latest.id:08d}.jsonl"
-        if size == latest.output_bytes:
-            pass  # the output is exactly what the newest checkpoint published
-        elif 0 <= latest.output_bytes - latest.segment_bytes <= size < latest.output_bytes and (
-            segment.is_file()
-        ):
-            notes.append(f"the publish of checkpoint {latest.id} was interrupted; resuming ends it")
-        elif size > latest.output_bytes:
-            notes.append(
-                f"{output} holds {size - latest.output_bytes:,} bytes after checkpoint "
-                f"{latest.id}: uncommitted rows, removed when the run resumes"
-            )
-        else:
-            problems.append(
-                f"{output}: {max(size, 0):,} bytes, but checkpoint {latest.id} published "
-                f"{latest.output_bytes:,}: the published output was truncated or removed"
-            )
+        _verify_output(
+            Path(str(latest.fingerprint.get("output", ""))),
+            path / "segments" / f"{latest.id:08d}.jsonl",
+            latest.id,
+            latest.output_bytes,
+            latest.segment_bytes,
+            problems,
+            notes,
+            rows=latest.rows,
+        )
         if latest.input_logged:
             problems.extend(_verify_log(path / "log", latest, notes))
         else:
@@ -123,8 +115,13 @@ def _verify_output(
     segment_bytes: int,
     problems: list[str],
     notes: list[str],
+    *,
+    rows: int,
 ) -> None:
     """Compare one published output file with what checkpoint ``checkpoint_id`` says."""
+    if is_parquet_output(output):
+        verify_parquet_output(output, checkpoint_id, rows, problems, notes)
+        return
     size = output.stat().st_size if output.is_file() else -1
     if size == published:
         return
@@ -163,6 +160,7 @@ def _verify_scaled(
                 int(worker["segment_bytes"]),
                 problems,
                 notes,
+                rows=int(worker["rows"]),
             )
         return
     _verify_output(
@@ -173,6 +171,7 @@ def _verify_scaled(
         latest.segment_bytes,
         problems,
         notes,
+        rows=latest.rows,
     )
 
 

@@ -9,7 +9,7 @@ from featurizer.checkpoint._errors import CheckpointError
 from featurizer.checkpoint._scaled import ScaledCheckpointer
 from featurizer.checkpoint._session import Checkpointer
 from featurizer.checkpoint._settings import CheckpointSettings
-from featurizer.checkpoint._sink import SegmentedJsonLinesSink
+from featurizer.checkpoint._sink import SEGMENTED_FORMATS, make_segmented_sink
 
 if TYPE_CHECKING:  # the runner imports the config, which imports checkpoint settings
     from featurizer._config import FeaturizerConfig
@@ -19,12 +19,20 @@ __all__ = ["make_checkpointer", "make_scaled_checkpointer", "run_checkpointed"]
 
 
 def make_checkpointer(
-    settings: CheckpointSettings, out: str | Path, options: RunOptions
+    settings: CheckpointSettings,
+    out: str | Path,
+    options: RunOptions,
+    *,
+    format_name: str | None = None,
 ) -> Checkpointer:
-    """The checkpointer of a run writing JSON Lines to ``out`` (its sink is
+    """The checkpointer of a run writing JSON Lines or Parquet to ``out`` (its sink is
     ``checkpointer.sink``). The run options that change the output are part of what a
-    checkpoint may be resumed into."""
-    sink = SegmentedJsonLinesSink(out, settings.directory)
+    checkpoint may be resumed into.
+
+    :param format_name: ``--format`` (``jsonl`` or ``parquet``); by default, ``out``'s suffix.
+    :raises CheckpointError: for another format.
+    """
+    sink = make_segmented_sink(out, settings.directory, format_name)
     return Checkpointer(settings, sink, _identity(options))
 
 
@@ -50,9 +58,9 @@ def make_scaled_checkpointer(
     :func:`~featurizer.scaling.run_scaled` as ``checkpoint=``, with ``checkpointer.sink`` as
     the sink: ``None`` when the workers write the outputs).
 
-    :param out: the JSON Lines output file (``--outputs driver``) or the worker-output target.
+    :param out: the output file (``--outputs driver``) or the worker-output target.
     :param worker_outputs: the workers write the outputs (``--outputs workers``).
-    :param format_name: ``--format`` (JSON Lines only).
+    :param format_name: ``--format`` (``jsonl`` or ``parquet``); by default, the suffix.
     :raises CheckpointError: one line, for what a checkpointed scaled run cannot do.
     """
     target = out
@@ -60,25 +68,20 @@ def make_scaled_checkpointer(
         from featurizer.scaling import WorkerOutputs
 
         target = WorkerOutputs(target=str(out), format_name=format_name).path_for(0)
-    name = format_name or (Path(str(target)).suffix.lstrip(".") if target else "")
-    if worker_outputs and name not in ("jsonl", "json"):
+    if out is None:
         raise CheckpointError(
-            f"--checkpoint publishes worker outputs as JSON Lines at each checkpoint: "
-            f"--outputs workers --out {out} gives {target} ({name or 'no format'}); use "
-            f"--format jsonl or .jsonl files"
+            "--checkpoint publishes its output to files at each checkpoint: pass --out "
+            "FILE.jsonl or FILE.parquet (received stdout, which cannot take a row back)"
         )
-    if out is None or name not in ("jsonl", "json"):
+    name = format_name or Path(str(target)).suffix.lower().lstrip(".")
+    if name not in SEGMENTED_FORMATS:
+        where = f"--outputs workers --out {out} gives {target}" if worker_outputs else repr(out)
         raise CheckpointError(
-            "--checkpoint publishes its output to JSON Lines files at each checkpoint: pass "
-            f"--out FILE.jsonl (received {'stdout' if out is None else repr(str(out))})"
+            f"--checkpoint publishes its output exactly once to JSON Lines or Parquet files: "
+            f"{where} ({name or 'no format'}); use .jsonl or .parquet files (or --format "
+            f"jsonl|parquet)"
         )
-    if settings.every_events is not None:
-        raise CheckpointError(
-            f"--checkpoint-every {settings.every_events} counts input events, which a scaled "
-            f"run's driver does not see (its workers read the sources): give a time, e.g. "
-            f"--checkpoint-every 10s"
-        )
-    sink = None if worker_outputs else SegmentedJsonLinesSink(out, settings.directory)
+    sink = None if worker_outputs else make_segmented_sink(out, settings.directory, format_name)
     return ScaledCheckpointer(settings, sink, _identity(options), str(Path(out).resolve()))
 
 
@@ -90,7 +93,8 @@ def run_checkpointed(
     **run_options: Any,
 ) -> tuple[RunSummary, Checkpointer]:
     """:func:`featurizer.run` with checkpoints: resume from ``settings.directory`` if it holds
-    a checkpoint of this run, log the input, publish rows to ``out`` at each checkpoint.
+    a checkpoint of this run, log the input, publish rows to ``out`` (JSON Lines or Parquet,
+    by its suffix) at each checkpoint.
 
     :param run_options: passed to :func:`featurizer.run` (``plugins``, ``metrics``, ...).
     :returns: the summary of this process's part of the run, and the checkpointer (its

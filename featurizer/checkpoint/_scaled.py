@@ -40,7 +40,7 @@ from featurizer.checkpoint._session import (
     run_fingerprint,
 )
 from featurizer.checkpoint._settings import CheckpointSettings
-from featurizer.checkpoint._sink import SegmentedJsonLinesSink
+from featurizer.checkpoint._sink import SegmentedSink
 from featurizer.checkpoint._state import check_snapshotable
 
 __all__ = ["ScaledCheckpointer"]
@@ -61,7 +61,7 @@ class ScaledCheckpointer:
     def __init__(
         self,
         settings: CheckpointSettings,
-        sink: SegmentedJsonLinesSink | None,
+        sink: SegmentedSink | None,
         options: Mapping[str, Any],
         output: str,
     ) -> None:
@@ -140,8 +140,8 @@ class ScaledCheckpointer:
                 f"another --checkpoint directory)"
             )
         if self.sink is not None:
-            self.sink.reconcile(info.id, info.output_bytes, info.segment_bytes)
             self.sink.rows = info.rows
+            self.sink.reconcile(info.id, info.output_bytes, info.segment_bytes)
         self._next_id = info.id + 1
         self._output_bytes = info.output_bytes
         logger.warning(
@@ -227,8 +227,8 @@ class ScaledCheckpointer:
         return info
 
     def due_every(self) -> float:
-        """Seconds between checkpoints (a scaled run's driver asks for barriers by time; an
-        interval given in events is not available there)."""
+        """Seconds between checkpoints (``inf`` for an interval in input events, which the
+        driver counts from the workers' batches instead)."""
         seconds = self.settings.every_seconds
         return math.inf if seconds is None else seconds
 

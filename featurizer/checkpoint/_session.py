@@ -56,7 +56,7 @@ from featurizer.checkpoint._lock import DirectoryLock
 from featurizer.checkpoint._log import InputLog, discard_log, start_log_at
 from featurizer.checkpoint._resend import skip_resent
 from featurizer.checkpoint._settings import CheckpointSettings
-from featurizer.checkpoint._sink import SegmentedJsonLinesSink
+from featurizer.checkpoint._sink import SegmentedSink
 from featurizer.checkpoint._state import check_snapshotable, restore_graph, snapshot_graph
 
 __all__ = ["GAPS_DEFINITION", "CheckpointMetrics", "Checkpointer", "run_fingerprint"]
@@ -213,7 +213,7 @@ class Checkpointer:
     def __init__(
         self,
         settings: CheckpointSettings,
-        sink: SegmentedJsonLinesSink,
+        sink: SegmentedSink,
         options: Mapping[str, Any],
     ) -> None:
         self.settings = settings
@@ -309,8 +309,8 @@ class Checkpointer:
                 f"another --checkpoint directory)"
             )
         restore_graph(graph, state["graph"])
-        self.sink.reconcile(info.id, info.output_bytes, info.segment_bytes)
         self.sink.rows = info.rows
+        self.sink.reconcile(info.id, info.output_bytes, info.segment_bytes)
         self._set_count(info.events_in)
         for key, position in info.sources.items():
             self._positions[key] = [

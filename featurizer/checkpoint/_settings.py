@@ -17,7 +17,8 @@ DEFAULT_EVERY = 10.0
 """Seconds between checkpoints when no interval is given."""
 
 DEFAULT_MAX_RESTARTS = 3
-"""Times a scaled run restarts its workers after a worker died, before it fails."""
+"""Times in a row (no checkpoint committed in between) a scaled run restarts its workers
+after a worker died, before it fails."""
 
 
 def parse_every(value: Any) -> tuple[float | None, int | None]:
@@ -61,7 +62,9 @@ class CheckpointSettings:
     :param log_rotate_events: input events after which the log moves to a new storage root
         (at a checkpoint), so that roots every kept checkpoint has consumed can be deleted.
     :param max_restarts: scaled runs: times the workers are restarted from the last
-        checkpoint after a worker died, within one run of the driver, before the run fails.
+        checkpoint after a worker died without a checkpoint committed in between, counted
+        across driver processes (see ``featurizer.checkpoint._restarts``), before the run
+        fails.
     :param log_input: single-process runs: ``None`` (automatic) logs the input unless every
         emitter of the run replays its input itself
         (:attr:`~featurizer.DataSourceEventEmitter.replays_input`), ``True`` always logs it.

@@ -9,6 +9,10 @@ segment is appended to the target, fsynced and deleted. After a crash,
 :meth:`SegmentedJsonLinesSink.reconcile` truncates the target to the last committed length,
 finishes an interrupted publish from the kept segment, and discards uncommitted segments: the
 rows after the checkpoint are computed again from the log.
+
+Parquet outputs are published the same way, as parts (see
+:mod:`featurizer.checkpoint._parquet_sink`); :func:`make_segmented_sink` picks the sink of a
+format.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from featurizer._sinks import _json_default
 from featurizer.checkpoint._errors import CheckpointError
 from featurizer.checkpoint._faults import fault_armed, fault_point
 from featurizer.storage._files import fsync_dir
 
-__all__ = ["SegmentedJsonLinesSink"]
+__all__ = ["SEGMENTED_FORMATS", "SegmentedJsonLinesSink", "SegmentedSink", "make_segmented_sink"]
+
+SEGMENTED_FORMATS = ("jsonl", "json", "parquet")
+"""Output formats a checkpointed run publishes exactly once (by ``--format`` or suffix)."""
 
 _PENDING = "pending.jsonl"
 
@@ -173,3 +180,55 @@ class SegmentedJsonLinesSink:
             self._pending.close()
             self._pending = None
         (self._segments / _PENDING).unlink(missing_ok=True)
+
+
+class SegmentedSink(Protocol):
+    """What a checkpointed run needs of its output sink: rows go to a pending segment, which
+    :meth:`cut` closes for a checkpoint and :meth:`publish` publishes once it committed."""
+
+    path: Path
+    rows: int
+    pending_rows: int
+
+    def write_row(self, row: Mapping[str, Any]) -> None:
+        """Add a row to the pending segment."""
+
+    def cut(self, checkpoint_id: int) -> int:
+        """Close the pending segment as checkpoint ``checkpoint_id``'s; returns its bytes."""
+
+    def publish(self, checkpoint_id: int, output_bytes: int) -> None:
+        """Publish the segment of committed checkpoint ``checkpoint_id``."""
+
+    def reconcile(self, checkpoint_id: int, output_bytes: int, segment_bytes: int) -> None:
+        """Bring the published output to checkpoint ``checkpoint_id`` (after a restart; set
+        :attr:`rows` to its rows first)."""
+
+    def start_fresh(self) -> None:
+        """Start without published rows."""
+
+    def close(self, ok: bool = True) -> None:
+        """Drop the uncommitted rows (and finish the output after a clean end)."""
+
+
+def make_segmented_sink(
+    path: str | Path, directory: Path, format_name: str | None = None
+) -> SegmentedSink:
+    """The exactly-once sink of a checkpointed run writing ``path``.
+
+    :param path: the output file.
+    :param directory: the checkpoint directory (JSON Lines segments wait there).
+    :param format_name: ``--format``; by default, the file's suffix.
+    :raises CheckpointError: for another format (one line naming the file and the formats).
+    """
+    name = format_name or Path(path).suffix.lower().lstrip(".")
+    if name in ("jsonl", "json"):
+        return SegmentedJsonLinesSink(path, directory)
+    if name == "parquet":
+        from featurizer.checkpoint._parquet_sink import SegmentedParquetSink
+
+        return SegmentedParquetSink(path)
+    raise CheckpointError(
+        f"--checkpoint publishes its output exactly once to JSON Lines or Parquet files: "
+        f"{str(path)!r} is {name or 'of no known format'}; use a .jsonl or .parquet file "
+        f"(or --format jsonl|parquet)"
+    )

@@ -22,6 +22,7 @@ from featurizer.checkpoint import (
     parse_every,
     verify_directory,
 )
+from featurizer.checkpoint._restarts import RESTARTS_FILE, RestartHistory
 from featurizer.cli._common import write
 
 __all__ = ["add_checkpoint_arguments", "checkpointed_from_args", "describe_metrics", "register"]
@@ -48,7 +49,8 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         metavar="DIR",
-        help="checkpoint into DIR and resume from it (exactly-once output; needs --out FILE.jsonl)",
+        help="checkpoint into DIR and resume from it (exactly-once output; needs --out "
+        "FILE.jsonl or FILE.parquet)",
     )
     parser.add_argument(
         "--checkpoint-every",
@@ -66,7 +68,8 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
         type=_restarts,
         metavar="N",
         help="with --checkpoint and --scaler: restart the workers from the last checkpoint at "
-        "most N times after a worker died, then fail (default 3)",
+        "most N times in a row (no checkpoint committed in between, across driver restarts) "
+        "after a worker died, then fail (default 3)",
     )
 
 
@@ -117,14 +120,12 @@ def checkpointed_from_args(
             "--max-restarts bounds the restarts of a scaled run's workers: add --scaler (a "
             "single-process run is restarted by whoever runs it)"
         )
-    out = args.out
-    name = args.format_name or (Path(out).suffix.lstrip(".") if out else "")
-    if out is None or name not in ("jsonl", "json"):
+    if args.out is None:
         raise FeaturizerError(
-            "--checkpoint publishes its output to a JSON Lines file at each checkpoint: pass "
-            f"--out FILE.jsonl (received {'stdout' if out is None else repr(out)})"
+            "--checkpoint publishes its output to a file at each checkpoint: pass --out "
+            "FILE.jsonl or FILE.parquet (standard output cannot take a row back)"
         )
-    return make_checkpointer(settings, out, options)
+    return make_checkpointer(settings, args.out, options, format_name=args.format_name)
 
 
 def describe_metrics(checkpointer: Checkpointer | ScaledCheckpointer) -> str:
@@ -177,14 +178,19 @@ def _ls(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     report = inspect_directory(args.directory)
     chosen = [c for c in report.checkpoints if args.id is None or c.id == args.id]
-    if not chosen:
+    # a scaled run's worker restarts count across its driver processes, even before a commit
+    restarts = args.directory / RESTARTS_FILE
+    if not chosen and (args.id is not None or not restarts.exists()):
         known = ", ".join(str(c.id) for c in report.checkpoints) or "none"
         raise FeaturizerError(
             f"{str(args.directory)!r} has no checkpoint {args.id if args.id else ''}"
             f" (checkpoints: {known})".replace("  ", " ")
         )
-    for line in chosen[-1].details():
+    for line in chosen[-1].details() if chosen else [f"{args.directory}: no checkpoint yet"]:
         write(line)
+    if restarts.exists():
+        for line in RestartHistory(args.directory).describe():
+            write(f"  {line}")
     return 0
 
 

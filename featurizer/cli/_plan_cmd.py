@@ -7,7 +7,9 @@ so that the ``run`` command only adds them and dispatches.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,7 @@ from featurizer._plugins import Plugins, get_plugins
 from featurizer._runner import RunOptions
 from featurizer._sinks import Sink
 from featurizer.cli._common import add_config_argument, load, positive_int, write
+from featurizer.cli._reaper import fate_shared
 
 __all__ = [
     "add_scaling_arguments",
@@ -143,6 +146,12 @@ def add_scaling_arguments(parser: argparse.ArgumentParser) -> None:
         "--worker-cpus", type=_seconds, help="ray: CPUs each worker actor reserves (default 1)"
     )
     group.add_argument(
+        "--worker-processes",
+        action="store_true",
+        help="local: run each worker in a process of its own (over zmq), which kill -9 can "
+        "reach; their PIDs are logged at start (-v)",
+    )
+    group.add_argument(
         "--outputs",
         choices=("driver", "workers"),
         default="driver",
@@ -190,6 +199,7 @@ _SCALED_ONLY = (
     "heartbeat_timeout",
     "drain_timeout",
     "worker_cpus",
+    "worker_processes",
 )
 
 
@@ -197,8 +207,9 @@ def check_scaling_arguments(args: argparse.Namespace) -> None:
     """Refuse scale-out flags that would be silently ignored (``run`` checks ``--workers``,
     ``--strategy``, ``--address`` and ``--transport`` itself, first).
 
-    :raises ScalingError: for a scale-out flag without ``--scaler``, or a Ray-only flag
-        (``--address``, ``--worker-cpus``) with another scaler.
+    :raises ScalingError: for a scale-out flag without ``--scaler``, a Ray-only flag
+        (``--address``, ``--worker-cpus``) with another scaler, or ``--worker-processes``
+        with another scaler than ``local`` or another transport than ``zmq``.
     """
     from featurizer.scaling import ScalingError
 
@@ -214,6 +225,17 @@ def check_scaling_arguments(args: argparse.Namespace) -> None:
         raise ScalingError(
             f"{', '.join(ray_only)} only apply to --scaler ray (received --scaler {scaler})"
         )
+    if scaler and "--worker-processes" in given:
+        if scaler != "local":
+            raise ScalingError(
+                f"--worker-processes runs the local scaler's workers as processes: use "
+                f"--scaler local (the {scaler} scaler's workers are not threads of the driver)"
+            )
+        if getattr(args, "transport", None) not in (None, "zmq"):
+            raise ScalingError(
+                f"--worker-processes needs a transport between processes: --transport zmq (its "
+                f"default), not --transport {args.transport}"
+            )
 
 
 def run_scaled_from_args(
@@ -245,6 +267,10 @@ def run_scaled_from_args(
         scaler_options["address"] = args.address
     if args.worker_cpus:
         scaler_options["worker_cpus"] = args.worker_cpus
+    transport = args.transport
+    if args.worker_processes:
+        scaler_options["processes"] = True
+        transport = transport or "zmq"
     timeouts = {
         name: getattr(args, name)
         for name in ("heartbeat_timeout", "drain_timeout")
@@ -253,26 +279,29 @@ def run_scaled_from_args(
     transport_options: dict[str, Any] = {}
     if args.port:
         transport_options["port"] = args.port
+    # a Ray this run starts itself must not outlive it, even when it is killed
+    own_ray = args.scaler == "ray" and not args.address and not os.environ.get("RAY_ADDRESS")
     try:
-        summary = run_scaled(
-            config,
-            options,
-            sink,
-            scaler=args.scaler,
-            workers=args.workers,
-            strategy=args.strategy,
-            transport=args.transport,
-            transport_options=transport_options,
-            scaler_options=scaler_options,
-            watermark_delay=args.watermark_delay,
-            idle_timeout=args.idle_timeout,
-            plugins=plugins,
-            on_late=on_late,
-            outputs=outputs,
-            progress=progress,
-            checkpoint=checkpoint,
-            **timeouts,
-        )
+        with fate_shared() if own_ray else contextlib.nullcontext():
+            summary = run_scaled(
+                config,
+                options,
+                sink,
+                scaler=args.scaler,
+                workers=args.workers,
+                strategy=args.strategy,
+                transport=transport,
+                transport_options=transport_options,
+                scaler_options=scaler_options,
+                watermark_delay=args.watermark_delay,
+                idle_timeout=args.idle_timeout,
+                plugins=plugins,
+                on_late=on_late,
+                outputs=outputs,
+                progress=progress,
+                checkpoint=checkpoint,
+                **timeouts,
+            )
     finally:
         if late_file is not None:
             late_file.close()

@@ -40,6 +40,7 @@ from featurizer.scaling._transport import Batch, Inbox, Transport
 from featurizer.scaling._worker import EmitterFactory, WorkerRuntime
 
 if TYPE_CHECKING:
+    from featurizer.checkpoint._restarts import RestartHistory
     from featurizer.checkpoint._scaled import ScaledCheckpointer
     from featurizer.metrics import RunMetrics
 
@@ -557,7 +558,8 @@ def run_scaled(
         through the channels, a checkpoint committed when every worker acknowledged it,
         outputs published exactly once at commits (``sink`` must be the checkpointer's
         sink, or ``None`` with ``outputs``); a worker that dies is detected, every worker
-        restarts from the last checkpoint (at most ``settings.max_restarts`` times per run),
+        restarts from the last checkpoint (at most ``settings.max_restarts`` times without a
+        checkpoint committed in between, counted across driver processes),
         and the output is that of an uninterrupted run. Resumes from the checkpoint
         directory when it holds a checkpoint of this run.
     :returns: the summary.
@@ -684,7 +686,11 @@ def run_scaled(
         if checkpoint is not None:
             ordering = {"watermark_delay": watermark_delay, "idle_timeout": idle_timeout}
             restored = checkpoint.start(graph, _scaled_identity(plan, strategy, outputs, ordering))
-        restarts = 0
+            from featurizer.checkpoint._restarts import RestartHistory
+
+            history = RestartHistory(checkpoint.settings.directory)
+            if checkpoint.settings.fresh:
+                history.reset()
         detected: float | None = None
         plugins.before_run(context)
         launched_at = time.perf_counter()  # the workers' emitters bound their own duration
@@ -740,7 +746,7 @@ def run_scaled(
                     collector,
                     [w.index for w in plan.workers],
                     launched.request_barrier,
-                    launched.commit,
+                    _committed(history, launched.commit),
                 )
             gatherer = _Gatherer(
                 inboxes,
@@ -761,17 +767,18 @@ def run_scaled(
                 checkpoint.metrics.last_failure_at = time.time()
                 checkpoint.metrics.last_failure = (error.detail or str(error)).splitlines()[0]
                 limit = checkpoint.settings.max_restarts
-                if restarts >= limit:
+                cause = (error.detail or str(error)).splitlines()[0]
+                if history.streak >= limit:
                     raise ScalingError(
                         f"worker {error.worker} failed and the run was already restarted "
-                        f"{restarts} time(s), the limit (--max-restarts {limit}): "
-                        f"{(error.detail or str(error)).splitlines()[0]}"
+                        f"{history.streak} time(s) without a checkpoint committed in between, "
+                        f"the limit (--max-restarts {limit}): {cause}"
                     ) from error
-                restarts += 1
+                restarts = history.record(error.worker, cause)
                 logger.warning(
                     "worker %s failed (%s); restart %d of at most %d from the last checkpoint",
                     error.worker,
-                    (error.detail or str(error)).splitlines()[0],
+                    cause,
                     restarts,
                     limit,
                 )
@@ -833,6 +840,17 @@ def run_scaled(
     return summary
 
 
+def _committed(history: RestartHistory, commit: Callable[[int], None]) -> Callable[[int], None]:
+    """``commit`` (tell the workers checkpoint N committed) after a committed checkpoint has
+    ended the streak of worker restarts (see :mod:`featurizer.checkpoint._restarts`)."""
+
+    def committed(checkpoint_id: int) -> None:
+        history.committed()
+        commit(checkpoint_id)
+
+    return committed
+
+
 def _text_sink_type() -> type:
     from featurizer.checkpoint import SegmentedJsonLinesSink
 
@@ -841,15 +859,19 @@ def _text_sink_type() -> type:
 
 def _check_checkpointable(checkpoint: ScaledCheckpointer, outputs: WorkerOutputs | None) -> None:
     """Refuse, before anything starts, what a checkpointed scaled run cannot do."""
-    if outputs is not None and outputs.format_name not in (None, "jsonl", "json"):
+    if outputs is not None and outputs.format_name not in (None, "jsonl", "json", "parquet"):
         raise ScalingError(
-            f"--checkpoint publishes worker outputs as JSON Lines at each checkpoint; "
-            f"--format {outputs.format_name} cannot be: use --format jsonl"
+            f"--checkpoint publishes worker outputs as JSON Lines or Parquet at each "
+            f"checkpoint; --format {outputs.format_name} cannot be: use --format jsonl|parquet"
         )
-    if outputs is not None and not str(outputs.path_for(0)).endswith((".jsonl", ".json")):
+    if (
+        outputs is not None
+        and outputs.format_name is None
+        and not str(outputs.path_for(0)).endswith((".jsonl", ".json", ".parquet"))
+    ):
         raise ScalingError(
-            f"--checkpoint publishes worker outputs as JSON Lines at each checkpoint: name "
-            f"JSON Lines files with --out (received {outputs.target!r})"
+            f"--checkpoint publishes worker outputs as JSON Lines or Parquet at each "
+            f"checkpoint: name .jsonl or .parquet files with --out (received {outputs.target!r})"
         )
 
 
@@ -1081,8 +1103,10 @@ class _Gatherer:
         if batch.error is not None:
             raise WorkerError(batch.error, worker=batch.sender, detail=batch.error)
         self.collector.handle(batch)
-        if self.barriers is not None and (batch.barrier or batch.end):
-            self.barriers.taken(index, batch)
+        if self.barriers is not None:
+            self.barriers.count(index, batch.events_in)
+            if batch.barrier or batch.end:
+                self.barriers.taken(index, batch)
 
     def _check_heartbeats(self, now: float) -> None:
         for index, seen in self.last_seen.items():

@@ -10,7 +10,9 @@ exit code: a :class:`~featurizer.scaling.WorkerError` naming the worker, its PID
 signal.
 
 The mode exists for what threads cannot show: a worker process killed by its PID, with the
-same worker code the Ray actors run, without a Ray cluster.
+same worker code the Ray actors run, without a Ray cluster. Each start (and each restart of a
+checkpointed run) logs the PIDs at INFO: ``worker processes: worker 0 pid 1234, worker 1 pid
+1235`` (``featurizer run -v ... --worker-processes``).
 """
 
 from __future__ import annotations
@@ -164,6 +166,10 @@ def start_processes(request: ScaledRunRequest, size: int, timeout: float) -> Pro
             c.call("connect", known, request.driver_address_for(c.index))
         for c in reversed(children):
             c.call("start")
+        logger.info(
+            "worker processes: %s",
+            ", ".join(f"worker {c.index} pid {c.process.pid}" for c in children),
+        )
     except BaseException:
         for c in children:
             c.process.kill()

@@ -38,7 +38,7 @@ __all__ = [
     "encode_batch",
 ]
 
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 """Bumped whenever the serialised layout of :class:`Batch` changes."""
 
 Watermark = tuple[float, int]
@@ -68,6 +68,8 @@ class Batch:
         after it; ``0``: no barrier.
     :param snapshot: on a barrier batch to the driver, the sender's acknowledgement: its
         snapshot (plain data, pickled; see ``docs/fault-tolerance.md``).
+    :param events_in: on a batch to the driver, the input events the sender consumed so far
+        (a checkpointed run's driver counts them for ``--checkpoint-every N`` events).
     """
 
     sender: int
@@ -82,6 +84,7 @@ class Batch:
     metrics: Mapping[str, Any] = attrs.field(factory=dict)
     barrier: int = 0
     snapshot: bytes = b""
+    events_in: int = 0
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -106,6 +109,7 @@ def encode_batch(batch: Batch) -> bytes:
             dict(batch.metrics),
             batch.barrier,
             batch.snapshot,
+            batch.events_in,
         ),
         protocol=5,
     )
@@ -129,7 +133,7 @@ def decode_batch(data: bytes | memoryview) -> Batch:
         fields = _PlainDataUnpickler(io.BytesIO(data)).load()
     except Exception as exc:
         raise TransportError(f"cannot decode a transport batch: {exc}") from exc
-    if not (isinstance(fields, tuple) and len(fields) == 13 and fields[0] == WIRE_VERSION):
+    if not (isinstance(fields, tuple) and len(fields) == 14 and fields[0] == WIRE_VERSION):
         raise TransportError(
             f"expected a featurizer transport batch of wire version {WIRE_VERSION}, received "
             f"{str(fields)[:80]!r}"
@@ -148,6 +152,7 @@ def decode_batch(data: bytes | memoryview) -> Batch:
         metrics=metrics,
         barrier=fields[11],
         snapshot=fields[12],
+        events_in=fields[13],
     )
 
 

@@ -279,8 +279,8 @@ class WorkerRuntime:
             if output is None:
                 sink.start_fresh()
             else:
-                sink.reconcile(output["id"], output["output_bytes"], output["segment_bytes"])
                 sink.rows = output["rows"]
+                sink.reconcile(output["id"], output["output_bytes"], output["segment_bytes"])
                 self._output_state = dict(output)
         if ack is not None:
             restore_worker(self, load_ack(ack))
@@ -288,11 +288,11 @@ class WorkerRuntime:
     def _open_outputs(self, outputs: WorkerOutputs) -> None:
         sink: Any
         if self.checkpoint is not None:  # rows are published at checkpoints
-            from featurizer.checkpoint import SegmentedJsonLinesSink
+            from featurizer.checkpoint._sink import make_segmented_sink
 
             path = outputs.path_for(self.index, self.plugins.sinks())
             directory = Path(self.checkpoint.directory) / "workers" / str(self.index)
-            sink = SegmentedJsonLinesSink(path, directory)
+            sink = make_segmented_sink(path, directory, outputs.sink_name(self.plugins, self.index))
         else:
             sink = outputs.make_sink(self.index, self.plugins)
         self._sink = sink
@@ -889,6 +889,7 @@ class WorkerRuntime:
             metrics=self.metrics() if end else {},
             barrier=barrier,
             snapshot=snapshot or (self._final_ack if end and destination.index == DRIVER else b""),
+            events_in=self.events_in if destination.index == DRIVER else 0,
         )
         destination.number += 1
         destination.sent_marks = marks
@@ -951,6 +952,7 @@ class WorkerRuntime:
             metrics=self.metrics() if end else {},
             barrier=barrier,
             snapshot=snapshot or (self._final_ack if end else b""),
+            events_in=self.events_in,
         )
         while True:
             try:

@@ -355,11 +355,7 @@ def test_barriers_align_across_worker_to_worker_channels(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (("--checkpoint-every", "1000"), "--checkpoint-every 1000 counts input events"),
-        (
-            ("--outputs", "workers", "--format", "parquet"),
-            "publishes worker outputs as JSON Lines",
-        ),
+        (("--late-out", "late.jsonl"), "--late-out is not published at checkpoints"),
     ],
 )
 def test_what_a_scaled_run_cannot_checkpoint_is_one_error_line(
