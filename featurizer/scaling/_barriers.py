@@ -57,11 +57,21 @@ class WorkerCheckpointing:
     :param last_id: the checkpoint the run resumes from (``0``: none); the next barrier is
         ``last_id + 1``.
     :param restore: each worker's acknowledgement of that checkpoint, by worker index.
+    :param log_input: ``None`` (automatic): a worker logs the events it consumes when one of
+        its emitters does not replay its input; ``True``: every worker that ingests logs.
+    :param sync_interval: seconds between acknowledgements of a worker's input log.
+    :param log_rotate_events: input events after which a worker's log moves to a new root.
+    :param keep: committed checkpoints the driver keeps (a worker prunes the log roots the
+        oldest of them no longer needs).
     """
 
     directory: str
     last_id: int = 0
     restore: Mapping[int, bytes] = attrs.field(factory=dict)
+    log_input: bool | None = None
+    sync_interval: float = 0.1
+    log_rotate_events: int = 5_000_000
+    keep: int = 2
 
 
 class _PlainUnpickler(pickle.Unpickler):
