@@ -170,9 +170,11 @@ class CheckpointInfo:
                 if worker.get("output")
                 else ""
             )
+            logged = worker.get("input_logged")
             lines.append(
                 f"  worker {index}: {worker.get('events_in', 0):,} events in"
                 f"{' (ended)' if worker.get('finished') else ''}{where}"
+                + ("" if logged is None else f", input log: {'yes' if logged else 'no'}")
             )
         lines.append("  features:")
         for key, name in self.fingerprint.get("features", {}).items():

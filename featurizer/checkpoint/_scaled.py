@@ -190,6 +190,7 @@ class ScaledCheckpointer:
                 "events_in": int(ack["metrics"].get("events_in", 0)),
                 "finished": bool(ack["finished"]),
                 "input_logged": bool(ack.get("input_logged", False)),
+                "sources": sorted(ack["sources"]),
             }
             self._attempt[index] = (
                 int(ack["metrics"].get("gaps", 0)),

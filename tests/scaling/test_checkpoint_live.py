@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -364,5 +365,11 @@ def test_a_scaled_run_over_replayable_input_keeps_no_input_log(tmp_path: Path) -
         else:
             assert logs == ["0", "1"] and latest.input_logged
     assert (tmp_path / "auto.jsonl").read_bytes() == (tmp_path / "logged.jsonl").read_bytes()
-    result = featurizer("checkpoint", "info", str(tmp_path / "logged"))
-    assert "worker 0:" in result.stdout and "input log: yes" in result.stdout
+    for name, logged in (("auto", "no"), ("logged", "yes")):
+        info = featurizer("checkpoint", "info", str(tmp_path / name)).stdout
+        workers = [line for line in info.splitlines() if line.startswith("  worker ")]
+        assert len(workers) == 2 and all(f"input log: {logged}" in w for w in workers), info
+    assert verify_directory(tmp_path / "logged").ok
+    shutil.rmtree(tmp_path / "logged" / "workers" / "1" / "log")
+    verify = featurizer("checkpoint", "verify", str(tmp_path / "logged"))
+    assert verify.returncode == 1 and "workers/1/log: the input log is missing" in verify.stdout
