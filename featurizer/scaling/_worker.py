@@ -281,6 +281,13 @@ class WorkerRuntime:
         its output file (worker-output mode) to that checkpoint's state."""
         from featurizer.scaling._worker_state import restore_worker
 
+        if not Path(checkpoint.directory).is_dir():
+            raise ScalingError(
+                f"worker {self.index}: the checkpoint directory {checkpoint.directory!r} does "
+                f"not exist where this worker runs; the workers of a checkpointed run log their "
+                f"input and write their segments there: use a path of a filesystem every "
+                f"machine of the cluster shares"
+            )
         ack = checkpoint.restore.get(self.index)
         output = None if ack is None else load_ack(ack).get("output")
         sink: Any = self._sink

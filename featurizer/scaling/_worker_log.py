@@ -34,7 +34,6 @@ from featurizer._events import Event
 from featurizer._feature import Feature
 from featurizer.checkpoint._log import InputLog, discard_log, start_log_at
 from featurizer.scaling._barriers import WorkerCheckpointing
-from featurizer.scaling._errors import ScalingError
 from featurizer.storage import StorageLockedError
 
 __all__ = ["WorkerLog", "worker_log_directory"]
@@ -83,17 +82,8 @@ class WorkerLog:
         logged (its emitters replay it) and return ``None``.
 
         :param consumed: per data-source key, the events consumed at the resumed checkpoint.
-        :raises ScalingError: when the checkpoint directory is not there (not shared with
-            this machine).
         """
-        root = Path(checkpoint.directory)
-        if not root.is_dir():
-            raise ScalingError(
-                f"worker {index}: the checkpoint directory {checkpoint.directory!r} does not "
-                f"exist on this machine; the workers of a checkpointed run write there: use a "
-                f"path of a filesystem every worker shares"
-            )
-        directory = worker_log_directory(root, index)
+        directory = worker_log_directory(checkpoint.directory, index)
         if not logs:
             discard_log(directory)
             return None

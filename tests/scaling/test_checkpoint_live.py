@@ -22,6 +22,8 @@ from typing import Any
 import attrs
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("cryptofeed", reason="the live tests need cryptofeed")
 pytest.importorskip("cryptography", reason="the fake exchange's certificate needs cryptography")
@@ -35,7 +37,7 @@ from featurizer import (
     construct_features_from_configs,
     get_plugins,
 )
-from featurizer._sinks import _json_default
+from featurizer._sinks import JsonLinesSink, _json_default
 from featurizer.checkpoint import (
     FAULT_ENV,
     CheckpointError,
@@ -351,7 +353,9 @@ def test_a_scaled_run_over_replayable_input_keeps_no_input_log(tmp_path: Path) -
     options = RunOptions(max_events=2_000, seed=0)
     for name, log_input in (("auto", None), ("logged", True)):
         settings = attrs.evolve(
-            CheckpointSettings.from_every(tmp_path / name, "0.05s"), log_input=log_input
+            CheckpointSettings.from_every(tmp_path / name, "0.02s"),
+            log_input=log_input,
+            log_rotate_events=300,
         )
         out = tmp_path / f"{name}.jsonl"
         checkpointer = make_scaled_checkpointer(settings, out, options)
@@ -364,6 +368,11 @@ def test_a_scaled_run_over_replayable_input_keeps_no_input_log(tmp_path: Path) -
             assert not any(worker["input_logged"] for worker in latest.workers.values())
         else:
             assert logs == ["0", "1"] and latest.input_logged
+            for index in logs:  # rotated every 300 events, the roots consumed pruned
+                log = tmp_path / name / "workers" / index / "log"
+                roots = {p.name for p in log.iterdir() if p.name.isdigit()}
+                pruned = set(json.loads((log / "pruned.json").read_text())["roots"])
+                assert pruned and roots and not pruned & roots, (index, roots, pruned)
     assert (tmp_path / "auto.jsonl").read_bytes() == (tmp_path / "logged.jsonl").read_bytes()
     for name, logged in (("auto", "no"), ("logged", "yes")):
         info = featurizer("checkpoint", "info", str(tmp_path / name)).stdout
@@ -373,3 +382,82 @@ def test_a_scaled_run_over_replayable_input_keeps_no_input_log(tmp_path: Path) -
     shutil.rmtree(tmp_path / "logged" / "workers" / "1" / "log")
     verify = featurizer("checkpoint", "verify", str(tmp_path / "logged"))
     assert verify.returncode == 1 and "workers/1/log: the input log is missing" in verify.stdout
+
+
+def test_a_checkpoint_directory_a_worker_cannot_see_is_refused(tmp_path: Path) -> None:
+    """A worker on another machine (Ray) gets the driver's absolute path: where it does not
+    exist, the worker refuses to start instead of logging into a directory of its own."""
+    from featurizer.scaling import ScalingError, WorkerRuntime
+    from featurizer.scaling._barriers import WorkerCheckpointing
+    from featurizer.scaling._driver import make_transport
+
+    plugins = get_plugins()
+    features = construct_features_from_configs(FeaturizerConfig.from_dict(SYNTHETIC), plugins)
+    plan = build_plan(features, "by_source", 2, plugins)
+    transport = make_transport("inproc", {}, plugins)
+    elsewhere = str(tmp_path / "on-the-driver-only")
+    try:
+        with pytest.raises(ScalingError, match="does not exist where this worker runs") as caught:
+            WorkerRuntime(
+                plan,
+                0,
+                transport,
+                options=RunOptions(),
+                plugins=plugins,
+                checkpoint=WorkerCheckpointing(directory=elsewhere),
+            )
+    finally:
+        transport.close()
+    assert "a filesystem every machine of the cluster shares" in str(caught.value)
+    assert elsewhere in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output file of an uninterrupted scaled run of the synthetic market."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "out.jsonl"
+    run_scaled(
+        FeaturizerConfig.from_dict(SYNTHETIC),
+        RunOptions(max_events=LOGGED_EVENTS, seed=0),
+        JsonLinesSink(out),
+        workers=2,
+    )
+    return out
+
+
+LOGGED_EVENTS = 3_000
+"""Input events per worker of the logged synthetic runs."""
+
+
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(worker=st.sampled_from([0, 1]), event=st.integers(min_value=1, max_value=LOGGED_EVENTS))
+def test_a_logging_worker_that_dies_replays_its_log_then_skips_what_its_emitter_resends(
+    tmp_path_factory: pytest.TempPathFactory,
+    uninterrupted: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    worker: int,
+    event: int,
+) -> None:
+    """``log_input: true`` over the synthetic market: every worker logs (rotating every 500
+    events). After a worker dies at a hypothesis-chosen event, every worker replays its log's
+    tail, then its replaying emitter skips what the checkpoint and the replay covered: the
+    output is the uninterrupted one."""
+    tmp = tmp_path_factory.mktemp("logged")
+    monkeypatch.setenv(FAULT_ENV, f"worker-event:{event}@{worker}")
+    options = RunOptions(max_events=LOGGED_EVENTS, seed=0)
+    settings_ = attrs.evolve(
+        CheckpointSettings.from_every(tmp / "ck", "0.01s"), log_input=True, log_rotate_events=500
+    )
+    checkpointer = make_scaled_checkpointer(settings_, tmp / "out.jsonl", options)
+    run_scaled(
+        FeaturizerConfig.from_dict(SYNTHETIC),
+        options,
+        checkpointer.sink,
+        workers=2,
+        checkpoint=checkpointer,
+    )
+    assert checkpointer.metrics.restarts == 1, "the fault hook did not fire"
+    assert (tmp / "out.jsonl").read_bytes() == uninterrupted.read_bytes()
+    assert verify_directory(tmp / "ck").ok
