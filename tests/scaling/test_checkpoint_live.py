@@ -350,7 +350,7 @@ def test_a_killed_driver_resumes_every_worker_from_its_input_log(
 
 def test_a_scaled_run_over_replayable_input_keeps_no_input_log(tmp_path: Path) -> None:
     config = FeaturizerConfig.from_dict(SYNTHETIC)
-    options = RunOptions(max_events=2_000, seed=0)
+    options = RunOptions(max_events=2_000, seed=0, pace=20.0)  # about 1 s: many barriers
     for name, log_input in (("auto", None), ("logged", True)):
         settings = attrs.evolve(
             CheckpointSettings.from_every(tmp_path / name, "0.02s"),
