@@ -10,7 +10,9 @@ are published by their workers once the commit returned.
 
 Resuming (a restarted driver, or a worker that died mid-run) restores the newest committed
 checkpoint: the output is cut back to it, each worker restores from its acknowledgement, and
-the sources are rewound to the cut.
+the sources are rewound to the cut (a worker with a live source replays its own input log's
+tail first: see ``featurizer.scaling._worker_log``). A checkpoint records per worker whether
+it logs its input (``input_logged``) and the keys of its sources (``sources``).
 """
 
 from __future__ import annotations

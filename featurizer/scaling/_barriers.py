@@ -12,7 +12,9 @@ it (see :mod:`featurizer.scaling._recovery`).
 
 An acknowledgement is plain data, pickled: ``finished`` (the worker had ended: nothing more to
 restore), ``state`` (bytes only a worker reads back), ``sources`` (key to ``[name, consumed,
-max receipt]``), ``metrics`` and ``output`` (worker-output mode: where its file stands).
+max receipt]``), ``metrics``, ``output`` (worker-output mode: where its file stands) and
+``input_logged`` (the worker logs its input, synced up to the cut before it acknowledged:
+see :mod:`featurizer.scaling._worker_log`).
 
 The fault hook (``FEATURIZER_CHECKPOINT_FAULT``) has worker points, ``worker-event:N@W``
 (worker ``W`` dies after its ``N``-th input event) and ``worker-barrier:N@W`` (while taking
