@@ -197,6 +197,8 @@ class WorkerRuntime:
         self._emitters_started = threading.Event()
         self._emitters_closed = False
         self._start_lock = threading.Lock()
+        self._log_committed = 0
+        self._log_pruned = 0
         self.gaps = 0
         self.replayed = 0
         if not options.combine_outputs:
@@ -796,10 +798,9 @@ class WorkerRuntime:
         sink: Any = self._sink
         if output_bytes is not None and sink is not None:
             sink.publish(checkpoint_id, output_bytes)
-        if self._log is not None:
-            with self.lock:
-                if self._log is not None:
-                    self._log.committed(checkpoint_id)
+        # the worker's own thread prunes its log (the caller must not wait for the worker's
+        # lock: the worker may hold it while it waits for the caller to read its batches)
+        self._log_committed = max(self._log_committed, checkpoint_id)
 
     def _fault(self, point: str) -> None:
         assert self.checkpoint is not None
@@ -895,6 +896,9 @@ class WorkerRuntime:
                         self._release_held(state, group, float("inf"))
                         state.done_time, state.done_sequence = END_WATERMARK
                 self._maybe_barrier()
+                if self._log is not None and self._log_committed > self._log_pruned:
+                    self._log_pruned = self._log_committed
+                    self._log.committed(self._log_pruned)
                 for destination in self._destinations.values():
                     self._flush(destination, heartbeat=True)
                 if self._inputs_done and all(c.ended for c in self._channels.values()):

@@ -461,3 +461,39 @@ def test_a_logging_worker_that_dies_replays_its_log_then_skips_what_its_emitter_
     assert checkpointer.metrics.restarts == 1, "the fault hook did not fire"
     assert (tmp / "out.jsonl").read_bytes() == uninterrupted.read_bytes()
     assert verify_directory(tmp / "ck").ok
+
+
+def test_a_worker_that_prunes_its_log_never_waits_for_a_busy_driver(tmp_path: Path) -> None:
+    """Tiny channels keep the workers blocked on sending to the driver while they hold their
+    lock; the driver tells them of every commit meanwhile. A worker prunes its log on its own
+    thread, so the commit never waits for the worker (which waits for the driver): the run
+    ends. (It hung when the commit took the worker's lock to prune.)"""
+    options = RunOptions(max_events=20_000, seed=0)
+    settings = attrs.evolve(
+        CheckpointSettings.from_every(tmp_path / "ck", "0.01s"),
+        log_input=True,
+        log_rotate_events=1_000,
+    )
+    checkpointer = make_scaled_checkpointer(settings, tmp_path / "out.jsonl", options)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_scaled(
+                FeaturizerConfig.from_dict(SYNTHETIC),
+                options,
+                checkpointer.sink,
+                workers=2,
+                checkpoint=checkpointer,
+                transport_options={"batch_size": 8, "hwm": 1},
+            )
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive(), "the run hung: a commit waited for a worker's lock"
+    assert not errors, errors
+    assert checkpointer.metrics.checkpoints > 5
+    assert (tmp_path / "ck" / "workers" / "0" / "log" / "pruned.json").is_file()
