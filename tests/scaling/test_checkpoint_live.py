@@ -169,7 +169,7 @@ def assert_replays_the_logs(out: Path, directory: Path) -> list[dict[str, Any]]:
 def assert_gap_rows(rows: list[dict[str, Any]]) -> None:
     """Worker 1's trades lost what the exchange sent while it was down: a gap event."""
     gaps = [row for row in rows if row["feature"] == "gaps" and row["reason"] == "disconnect"]
-    assert gaps and {row["channel"] for row in gaps} <= {"trades"}, gaps
+    assert "trades" in {row["channel"] for row in gaps}, gaps
 
 
 def _our_spawned_processes() -> list[int]:
