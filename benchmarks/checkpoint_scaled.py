@@ -11,10 +11,14 @@ checked to be the same file):
 * every second (``--checkpoint-every 1s``): barriers through the channels, acknowledgements,
   commits and publishes included.
 
+With ``--log-input`` the checkpointed runs have ``log_input: true``: every worker logs the
+events it consumes (what a worker with a live source pays: its input log appended under its
+lock, synced before each acknowledgement).
+
 Each figure is the best of ``--repeats`` and the median ratio of the back-to-back pairs
 (target: at most 10% slower). The machine may be shared with other work: numbers are noisy.
 
-    python benchmarks/checkpoint_scaled.py --events 300000
+    python benchmarks/checkpoint_scaled.py --events 300000 [--log-input]
 """
 
 from __future__ import annotations
@@ -70,22 +74,35 @@ def _checkpoints(stderr: str) -> int:
 
 
 def throughput(
-    workdir: Path, config: Path, events: int, repeats: int, every: str | None
+    workdir: Path,
+    configs: tuple[Path, Path],
+    events: int,
+    repeats: int,
+    every: str | None,
 ) -> dict[str, Any]:
-    """events/s of plain and checkpointed scaled runs, in back-to-back pairs."""
+    """events/s of plain and checkpointed scaled runs (of ``configs``: the plain run's, the
+    checkpointed run's), in back-to-back pairs."""
     plain: list[float] = []
     checkpointed: list[float] = []
     checkpoints: list[int] = []
-    common = ["run", str(config), "--scaler", "local", "--workers", "2"]
-    common += ["--max-events", str(events), "--seed", "7"]
+    bounds = ["--scaler", "local", "--workers", "2", "--max-events", str(events), "--seed", "7"]
     for attempt in range(repeats):
-        code, err, _ = featurizer(*common, "--out", str(workdir / "plain.jsonl"))
+        code, err, _ = featurizer(
+            "run", str(configs[0]), *bounds, "--out", str(workdir / "plain.jsonl")
+        )
         assert code == 0, err
         plain.append(_rate(err))
         directory = workdir / f"ck-{every}-{attempt}"
         interval = ["--checkpoint-every", every] if every else []
         code, err, _ = featurizer(
-            *common, "--out", str(workdir / "ck.jsonl"), "--checkpoint", str(directory), *interval
+            "run",
+            str(configs[1]),
+            *bounds,
+            "--out",
+            str(workdir / "ck.jsonl"),
+            "--checkpoint",
+            str(directory),
+            *interval,
         )
         assert code == 0, err
         checkpointed.append(_rate(err))
@@ -108,15 +125,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000, help="input events per worker")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--log-input", action="store_true", help="checkpointed runs log every worker's input"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         config = workdir / "reference-2.yaml"
         config.write_text(yaml.safe_dump(_two_symbols()), encoding="utf-8")
+        logged = workdir / "reference-2-logged.yaml"
+        # --checkpoint DIR replaces the section's directory
+        section = {"dir": "ignored", "log_input": True}
+        logged.write_text(yaml.safe_dump({**_two_symbols(), "checkpoint": section}))
+        configs = (config, logged if args.log_input else config)
+        mode = "input logged" if args.log_input else "no input log"
         for every, label in ((None, "default interval (10 s)"), ("1s", "every 1 s")):
-            cost = throughput(workdir, config, args.events, args.repeats, every)
+            cost = throughput(workdir, configs, args.events, args.repeats, every)
             print(
-                f"local scaler, 2 workers, {args.events:,} events per worker, {label}, best of "
+                f"local scaler, 2 workers, {mode}, {args.events:,} events per worker, {label}, "
+                f"best of "
                 f"{args.repeats}: plain {cost['plain']:,.0f} events/s, checkpointed "
                 f"{cost['checkpointed']:,.0f} events/s: ratio {cost['ratio']:.3f} (cost "
                 f"{100 * (1 - cost['ratio']):.1f}%), median ratio of back-to-back pairs "

@@ -7,6 +7,7 @@ A checkpoint directory holds::
                                  consumed (absent when every emitter replays its input)
     segments/<id:08d>.jsonl      output rows of a checkpoint, until they are published
     workers/<n>/segments/        scaled runs writing worker outputs: worker n's segments
+    workers/<n>/log/             scaled runs: worker n's input log (a live source's events)
 
 A checkpoint of a scaled-out run has the same manifest, with ``workers`` (each worker's
 events, whether it had ended, and in worker-output mode where its file stands); its state
@@ -170,9 +171,11 @@ class CheckpointInfo:
                 if worker.get("output")
                 else ""
             )
+            logged = worker.get("input_logged")
             lines.append(
                 f"  worker {index}: {worker.get('events_in', 0):,} events in"
                 f"{' (ended)' if worker.get('finished') else ''}{where}"
+                + ("" if logged is None else f", input log: {'yes' if logged else 'no'}")
             )
         lines.append("  features:")
         for key, name in self.fingerprint.get("features", {}).items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import attrs
@@ -145,8 +146,18 @@ def _verify_output(
 def _verify_scaled(
     directory: Path, latest: CheckpointInfo, problems: list[str], notes: list[str]
 ) -> None:
-    """A scaled run's outputs: the driver's file, or each worker's (its sources are rewound
-    by their emitters, so there is no input log to check)."""
+    """A scaled run's input logs (of the workers that keep one) and its outputs: the
+    driver's file, or each worker's."""
+    logged = [index for index, w in sorted(latest.workers.items()) if w.get("input_logged")]
+    for index in logged:
+        sources = latest.workers[index].get("sources", latest.sources)
+        problems.extend(
+            _verify_log(
+                directory / "workers" / index / "log", latest, notes, f"worker {index}: ", sources
+            )
+        )
+    if not logged:
+        notes.append("the run keeps no input log: every emitter replays its input")
     if latest.fingerprint.get("scaled", {}).get("outputs") == "workers":
         for index, worker in sorted(latest.workers.items()):
             if not worker.get("output"):
@@ -175,13 +186,22 @@ def _verify_scaled(
     )
 
 
-def _verify_log(directory: Path, latest: CheckpointInfo, notes: list[str]) -> list[str]:
+def _verify_log(
+    directory: Path,
+    latest: CheckpointInfo,
+    notes: list[str],
+    label: str = "",
+    sources: Collection[str] | None = None,
+) -> list[str]:
+    """The problems of one input log (a run's, or a scaled run's worker's: ``label`` names
+    it, ``sources`` are the keys of its data sources; default: every source of the run)."""
     from featurizer.checkpoint._log import log_roots, read_pruned
     from featurizer.storage import NoDataError, Storage, StorageError
 
+    positions = {key: p for key, p in latest.sources.items() if sources is None or key in sources}
     roots = log_roots(directory)
     if not roots and not (directory / "pruned.json").exists():
-        if any(p.consumed for p in latest.sources.values()):
+        if any(p.consumed for p in positions.values()):
             return [f"{directory}: the input log is missing"]
         return []
     problems: list[str] = []
@@ -195,7 +215,7 @@ def _verify_log(directory: Path, latest: CheckpointInfo, notes: list[str]) -> li
                     if problem.kind == "wal":
                         unrecovered = True
                     else:
-                        problems.append(f"input log: {problem.message}")
+                        problems.append(f"{label}input log: {problem.message}")
                 for series in storage.series():
                     try:
                         rows = storage.read_table(series).num_rows
@@ -203,17 +223,17 @@ def _verify_log(directory: Path, latest: CheckpointInfo, notes: list[str]) -> li
                         rows = 0
                     logged[series.key] = logged.get(series.key, 0) + rows
         except StorageError as error:
-            problems.append(f"input log: {error}")
+            problems.append(f"{label}input log: {error}")
     if unrecovered:
         notes.append(
-            "the input log holds acknowledged events of a crashed run that are not yet in "
-            "blocks; resuming publishes them"
+            f"{label}the input log holds acknowledged events of a crashed run that are not "
+            f"yet in blocks; resuming publishes them"
         )
         return problems
-    for key, position in latest.sources.items():
+    for key, position in positions.items():
         if logged.get(key, 0) < position.consumed:
             problems.append(
-                f"input log: {position.name} holds {logged.get(key, 0):,} events, fewer than "
-                f"the {position.consumed:,} checkpoint {latest.id} consumed"
+                f"{label}input log: {position.name} holds {logged.get(key, 0):,} events, "
+                f"fewer than the {position.consumed:,} checkpoint {latest.id} consumed"
             )
     return problems

@@ -18,6 +18,9 @@ deleted is recorded first, atomically, in ``pruned.json`` (the roots and their e
 per source), so reading the tail skips the right number of events even if a crash interrupted
 the deletion.
 
+A worker of a scaled-out run with a live source keeps a log of its own the same way, under
+``<checkpoint dir>/workers/<index>/log`` (see ``featurizer.scaling._worker_log``).
+
 A run whose every emitter replays its input itself keeps no log (see
 :meth:`featurizer.checkpoint.Checkpointer.start`): it discards a log an earlier process left
 (:func:`discard_log`, atomically). A logging process that resumes a cut the log does not

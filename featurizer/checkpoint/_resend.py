@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from featurizer._events import Event
 
-__all__ = ["skip_resent"]
+__all__ = ["skip_resent", "skip_resent_from"]
 
 
 def skip_resent(
@@ -42,3 +43,27 @@ def skip_resent(
         callback(event)
 
     return filtered
+
+
+def skip_resent_from(
+    callback: Callable[[Event], None],
+    position: Sequence[Any],
+    on_gap: Callable[[Event], None],
+) -> Callable[[Event], None]:
+    """:func:`skip_resent` with the cut read from ``position`` (``[consumed, max receipt]``)
+    when the first event comes, not when the filter is made.
+
+    A worker that replays its input log's tail before it starts its emitters registers its
+    callbacks first: the cut its emitters resume from is where that replay ended.
+    """
+    filtered: list[Callable[[Event], None]] = []
+
+    def first(event: Event) -> None:
+        if not filtered:
+            consumed, max_receipt = int(position[0]), float(position[1])
+            filtered.append(
+                skip_resent(callback, consumed, max_receipt, on_gap) if consumed else callback
+            )
+        filtered[0](event)
+
+    return first

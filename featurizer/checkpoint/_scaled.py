@@ -10,7 +10,9 @@ are published by their workers once the commit returned.
 
 Resuming (a restarted driver, or a worker that died mid-run) restores the newest committed
 checkpoint: the output is cut back to it, each worker restores from its acknowledgement, and
-the sources are rewound to the cut.
+the sources are rewound to the cut (a worker with a live source replays its own input log's
+tail first: see ``featurizer.scaling._worker_log``). A checkpoint records per worker whether
+it logs its input (``input_logged``) and the keys of its sources (``sources``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ class ScaledCheckpointer:
         self._next_id = 1
         self._output_bytes = 0
         self._locked = False
+        self._attempt: dict[int, tuple[int, int]] = {}
+        """Per worker of the running attempt: the gaps it found and the events it replayed."""
+        self._before = (0, 0)
+        """Gaps and replayed events of the attempts before it (a worker died since)."""
 
     @property
     def directory(self) -> Path:
@@ -118,6 +124,8 @@ class ScaledCheckpointer:
     def reload(self) -> tuple[CheckpointInfo, dict[str, Any]] | None:
         """A worker died: count a restart and load the newest checkpoint again."""
         self.metrics.restarts = _count_restart(self._directory)
+        self._before = (self.metrics.gaps, self.metrics.replayed_events)
+        self._attempt = {}
         if self.sink is not None:
             self.sink.close(ok=False)  # the rows after the last checkpoint are computed again
         return self._load()
@@ -183,7 +191,13 @@ class ScaledCheckpointer:
             entry: dict[str, Any] = {
                 "events_in": int(ack["metrics"].get("events_in", 0)),
                 "finished": bool(ack["finished"]),
+                "input_logged": bool(ack.get("input_logged", False)),
+                "sources": sorted(ack["sources"]),
             }
+            self._attempt[index] = (
+                int(ack["metrics"].get("gaps", 0)),
+                int(ack["metrics"].get("replayed", 0)),
+            )
             output = ack.get("output")
             if output is not None:
                 entry.update(
@@ -212,7 +226,7 @@ class ScaledCheckpointer:
             duration_seconds=time.perf_counter() - started,
             restarts=self.metrics.restarts,
             final=final,
-            input_logged=False,
+            input_logged=any(w["input_logged"] for w in workers.values()),
             workers=workers,
         )
         state = {"collector": collector, "workers": dict(raw_acks)}
@@ -223,6 +237,8 @@ class ScaledCheckpointer:
             self.sink.publish(checkpoint_id, output_bytes)
         for old in checkpoint_paths(self._directory)[: -self.settings.keep]:
             old.unlink(missing_ok=True)
+        self.metrics.gaps = self._before[0] + sum(g for g, _ in self._attempt.values())
+        self.metrics.replayed_events = self._before[1] + sum(r for _, r in self._attempt.values())
         self.metrics.committed(info, path, time.perf_counter() - started)
         return info
 

@@ -65,8 +65,8 @@ class CheckpointSettings:
         checkpoint after a worker died without a checkpoint committed in between, counted
         across driver processes (see ``featurizer.checkpoint._restarts``), before the run
         fails.
-    :param log_input: single-process runs: ``None`` (automatic) logs the input unless every
-        emitter of the run replays its input itself
+    :param log_input: ``None`` (automatic) logs the input unless every emitter of the run
+        (of a scaled run: of the worker) replays its input itself
         (:attr:`~featurizer.DataSourceEventEmitter.replays_input`), ``True`` always logs it.
         Not logging is never forced: a live emitter's events exist nowhere else.
     """

@@ -12,7 +12,9 @@ it (see :mod:`featurizer.scaling._recovery`).
 
 An acknowledgement is plain data, pickled: ``finished`` (the worker had ended: nothing more to
 restore), ``state`` (bytes only a worker reads back), ``sources`` (key to ``[name, consumed,
-max receipt]``), ``metrics`` and ``output`` (worker-output mode: where its file stands).
+max receipt]``), ``metrics``, ``output`` (worker-output mode: where its file stands) and
+``input_logged`` (the worker logs its input, synced up to the cut before it acknowledged:
+see :mod:`featurizer.scaling._worker_log`).
 
 The fault hook (``FEATURIZER_CHECKPOINT_FAULT``) has worker points, ``worker-event:N@W``
 (worker ``W`` dies after its ``N``-th input event) and ``worker-barrier:N@W`` (while taking
@@ -57,11 +59,21 @@ class WorkerCheckpointing:
     :param last_id: the checkpoint the run resumes from (``0``: none); the next barrier is
         ``last_id + 1``.
     :param restore: each worker's acknowledgement of that checkpoint, by worker index.
+    :param log_input: ``None`` (automatic): a worker logs the events it consumes when one of
+        its emitters does not replay its input; ``True``: every worker that ingests logs.
+    :param sync_interval: seconds between acknowledgements of a worker's input log.
+    :param log_rotate_events: input events after which a worker's log moves to a new root.
+    :param keep: committed checkpoints the driver keeps (a worker prunes the log roots the
+        oldest of them no longer needs).
     """
 
     directory: str
     last_id: int = 0
     restore: Mapping[int, bytes] = attrs.field(factory=dict)
+    log_input: bool | None = None
+    sync_interval: float = 0.1
+    log_rotate_events: int = 5_000_000
+    keep: int = 2
 
 
 class _PlainUnpickler(pickle.Unpickler):

@@ -901,14 +901,22 @@ def _worker_checkpointing(
     rows: list[int],
 ) -> WorkerCheckpointing:
     """What the workers of a (re)launch restore from; the collector is restored here."""
-    directory = str(checkpoint.directory.resolve())  # workers elsewhere (Ray) write there
+    settings = checkpoint.settings
+    common: dict[str, Any] = {
+        # workers elsewhere (Ray) write there: a path of a filesystem they share
+        "directory": str(checkpoint.directory.resolve()),
+        "log_input": settings.log_input,
+        "sync_interval": settings.sync_interval,
+        "log_rotate_events": settings.log_rotate_events,
+        "keep": settings.keep,
+    }
     if restored is None:
         rows[0] = 0
-        return WorkerCheckpointing(directory=directory)
+        return WorkerCheckpointing(**common)
     info, state = restored
     collector.restore(pickle.loads(state["collector"]))
     rows[0] = info.rows if checkpoint.sink is not None else 0
-    return WorkerCheckpointing(directory=directory, last_id=info.id, restore=dict(state["workers"]))
+    return WorkerCheckpointing(last_id=info.id, restore=dict(state["workers"]), **common)
 
 
 def _stop_quietly(launched: ScaledRun) -> None:

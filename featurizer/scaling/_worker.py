@@ -22,7 +22,8 @@ from featurizer._feature import Feature
 from featurizer._plugins import Plugins
 from featurizer._runner import RunOptions, assign_emitters, refuse_warmup
 from featurizer._sinks import Sink, flatten_grouped
-from featurizer.checkpoint._resend import skip_resent
+from featurizer.checkpoint._resend import skip_resent, skip_resent_from
+from featurizer.checkpoint._session import GAPS_DEFINITION
 from featurizer.scaling._barriers import WorkerCheckpointing, fault_count, load_ack, worker_fault
 from featurizer.scaling._errors import ScalingError, TransportError
 from featurizer.scaling._ordering import GroupMerge, OutputCollector, _Channel
@@ -36,6 +37,7 @@ from featurizer.scaling._outputs import (
 )
 from featurizer.scaling._plan import FeatureStreamWorkerGraph
 from featurizer.scaling._transport import END_WATERMARK, Batch, Outbox, Transport, Watermark
+from featurizer.scaling._worker_log import WorkerLog
 
 __all__ = ["DRIVER", "EmitterFactory", "WorkerRuntime", "format_error"]
 
@@ -190,6 +192,15 @@ class WorkerRuntime:
         self._output_state: dict[str, Any] | None = None
         self._final_ack: bytes = b""
         self.restored_finished = False
+        self._log: WorkerLog | None = None
+        self._ingests: dict[str, Callable[[Event], None]] = {}
+        self._emitters_started = threading.Event()
+        self._emitters_closed = False
+        self._start_lock = threading.Lock()
+        self._log_committed = 0
+        self._log_pruned = 0
+        self.gaps = 0
+        self.replayed = 0
         if not options.combine_outputs:
             row_parts = None
         elif outputs is not None:
@@ -272,6 +283,13 @@ class WorkerRuntime:
         its output file (worker-output mode) to that checkpoint's state."""
         from featurizer.scaling._worker_state import restore_worker
 
+        if not Path(checkpoint.directory).is_dir():
+            raise ScalingError(
+                f"worker {self.index}: the checkpoint directory {checkpoint.directory!r} does "
+                f"not exist where this worker runs; the workers of a checkpointed run log their "
+                f"input and write their segments there: use a path of a filesystem every "
+                f"machine of the cluster shares"
+            )
         ack = checkpoint.restore.get(self.index)
         output = None if ack is None else load_ack(ack).get("output")
         sink: Any = self._sink
@@ -439,6 +457,8 @@ class WorkerRuntime:
                     emitter = specs[name].emitter_class.from_options(option_dict)
                 self._emitters[name] = emitter
                 self._emitter_sources[name] = served
+        if self.checkpoint is not None:
+            self._open_log(self.checkpoint)
         for name, served in self._emitter_sources.items():
             for source in served:
                 self._emitters[name].register_callback(source, self._resumed(source))
@@ -446,27 +466,72 @@ class WorkerRuntime:
                     source, refuse_warmup(source, "a scaled-out run", "run it without --scaler")
                 )
 
+    def _open_log(self, checkpoint: WorkerCheckpointing) -> None:
+        """Open this worker's input log when one of its emitters does not replay its input
+        (or the run logs in any case); otherwise discard a log an earlier incarnation left
+        (see :mod:`featurizer.scaling._worker_log`)."""
+        emitters = self._emitters.values()
+        logs = checkpoint.log_input is True or not all(e.replays_input for e in emitters)
+        self._log = WorkerLog.open(
+            checkpoint,
+            self.index,
+            list(self.worker.sources),
+            {key: int(p[0]) for key, p in self._positions.items()},
+            logs=logs,
+        )
+
     def _resumed(self, source: Feature) -> Callable[[Event], None]:
         """The ingest callback; a restored worker's first skips what its emitter sends again:
-        the ``consumed`` events up to the largest receipt time consumed at the cut (a live
-        source's first new event ends the skipping: the time it was down is a gap)."""
-        ingest = self._ingest(source)
+        the ``consumed`` events up to the largest receipt time consumed at the cut, or, for a
+        worker that logs its input, where the replay of its log ended (a live source's first
+        new event ends the skipping: the time it was down is a gap)."""
+        ingest = self._ingests[source.key] = self._ingest(source)
+        if source.definition_name == GAPS_DEFINITION:
+            return ingest  # gap events are never sent again
+        position = self._positions[source.key]
+
+        def lost(event: Event) -> None:
+            self._gap(source, float(position[1]), event)
+
+        if self._log is not None:
+            return skip_resent_from(ingest, position, lost)
         if source.key not in self._skip:
             return ingest
         consumed, max_receipt = self._skip[source.key]
-
-        def lost(event: Event) -> None:
-            logger.warning(
-                "worker %d: data source %r lost data while the run was down (after receipt "
-                "time %.6f)",
-                self.index,
-                source.name,
-                max_receipt,
-            )
-
         return skip_resent(ingest, consumed, max_receipt, lost)
 
-    def _ingest(self, source: Feature) -> Callable[[Event], None]:
+    def _gap(self, source: Feature, last: float, event: Event) -> None:
+        """A live source lost what it sent while the run was down: count it, log it, and send
+        a gap event to the ``feed_gaps`` source of the same instrument if this worker ingests
+        one (as a single-process run does)."""
+        self.gaps += 1
+        logger.warning(
+            "worker %d: data source %r lost data while the run was down: nothing between "
+            "receipt time %.6f (last consumed) and %.6f (first received after the restart)",
+            self.index,
+            source.name,
+            last,
+            event["receipt_timestamp"],
+        )
+        instrument = (source.params.get("exchange"), source.params.get("symbol"))
+        for gaps in self.worker.sources:
+            if gaps.definition_name != GAPS_DEFINITION:
+                continue
+            if (gaps.params.get("exchange"), gaps.params.get("symbol")) != instrument:
+                continue
+            ingest = self._ingests.get(gaps.key)
+            if ingest is not None:
+                now = time.time()
+                ingest(
+                    {
+                        "timestamp": now,
+                        "receipt_timestamp": now,
+                        "channel": source.definition_name,
+                        "reason": "disconnect",
+                    }
+                )
+
+    def _ingest(self, source: Feature, *, record: bool = True) -> Callable[[Event], None]:
         group = self.plan.group_of(source)
         state = self._groups[group]
         dispatch = self.graph.input_callback(source)
@@ -482,14 +547,25 @@ class WorkerRuntime:
         fault_at = (
             None if not track else fault_count("worker-event", self.index)
         )  # the fault hook, tests only
+        # a worker that logs counts and logs only the events it takes: its log is its input
+        logged = self._log is not None
+        recorder = self._log.recorder(source) if self._log is not None and record else None
 
         def ingest(event: Event) -> None:
             with lock:
                 if track:
+                    if logged and (
+                        stopping.is_set()
+                        or draining.is_set()
+                        or (limit is not None and self.events_in >= limit)
+                    ):
+                        return
                     position[0] += 1
                     receipt = event["receipt_timestamp"]
                     if receipt > position[1]:  # noqa: PLR1730 (a call to max() costs more)
                         position[1] = receipt
+                    if recorder is not None:
+                        recorder[0](event)
                     if fault_at is not None and self.events_in + 1 >= fault_at:
                         self._fault("worker-event")
                 if stopping.is_set() or draining.is_set():
@@ -574,8 +650,41 @@ class WorkerRuntime:
         if self.inbox is not None:
             self._spawn(self._receive_loop, "inbox")
         self._spawn(self._supervise, "supervisor")
-        for emitter in self._emitters.values():
-            emitter.start()
+        if self._log is not None:
+            self._spawn(self._replay_then_start, "replay")
+        else:
+            self._start_emitters()
+
+    def _replay_then_start(self) -> None:
+        """Replay the input log's tail after the restored cut (the events this worker
+        consumed before it died that its checkpoint does not hold), then start the
+        emitters: they resume where the replay ended."""
+        assert self._log is not None
+        consumed = {key: int(p[0]) for key, p in self._positions.items()}
+        replay = {s.key: self._ingest(s, record=False) for s in self.worker.sources}
+        started = time.perf_counter()
+        for source, event in self._log.tail(consumed):
+            if self._stopping.is_set():
+                return
+            replay[source.key](event)
+            self.replayed += 1
+        self._log.replayed(sum(int(p[0]) for p in self._positions.values()))
+        if self.replayed:
+            logger.warning(
+                "worker %d: replayed %d logged events in %.3f s",
+                self.index,
+                self.replayed,
+                time.perf_counter() - started,
+            )
+        self._start_emitters()
+
+    def _start_emitters(self) -> None:
+        with self._start_lock:
+            if self._emitters_closed:
+                return
+            for emitter in self._emitters.values():
+                emitter.start()
+            self._emitters_started.set()
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(
@@ -691,6 +800,9 @@ class WorkerRuntime:
         sink: Any = self._sink
         if output_bytes is not None and sink is not None:
             sink.publish(checkpoint_id, output_bytes)
+        # the worker's own thread prunes its log (the caller must not wait for the worker's
+        # lock: the worker may hold it while it waits for the caller to read its batches)
+        self._log_committed = max(self._log_committed, checkpoint_id)
 
     def _fault(self, point: str) -> None:
         assert self.checkpoint is not None
@@ -723,6 +835,8 @@ class WorkerRuntime:
         if self._local is not None:
             self._flush(driver)  # the local collector takes what precedes the cut
             output = self._cut_output(number)
+        if self._log is not None:
+            self._log.sync()  # the cut refers only to logged input
         ack = pickle.dumps(
             {
                 "finished": False,
@@ -730,11 +844,14 @@ class WorkerRuntime:
                 "sources": self._source_positions(),
                 "metrics": self.metrics(),
                 "output": output,
+                "input_logged": self._log is not None,
             },
             protocol=pickle.HIGHEST_PROTOCOL,
         )
         for destination in self._destinations.values():
             self._flush(destination, barrier=number, snapshot=ack if destination is driver else b"")
+        if self._log is not None:
+            self._log.barrier(number, {key: int(p[0]) for key, p in self._positions.items()})
 
     def _cut_output(self, number: int) -> dict[str, Any]:
         """Close this worker's pending output rows as the segment of checkpoint ``number``."""
@@ -781,6 +898,9 @@ class WorkerRuntime:
                         self._release_held(state, group, float("inf"))
                         state.done_time, state.done_sequence = END_WATERMARK
                 self._maybe_barrier()
+                if self._log is not None and self._log_committed > self._log_pruned:
+                    self._log_pruned = self._log_committed
+                    self._log.committed(self._log_pruned)
                 for destination in self._destinations.values():
                     self._flush(destination, heartbeat=True)
                 if self._inputs_done and all(c.ended for c in self._channels.values()):
@@ -824,6 +944,8 @@ class WorkerRuntime:
             ).start()
 
     def _stop_emitters(self) -> None:
+        with self._start_lock:
+            self._emitters_closed = True  # a replay still running starts none of them
         for name, emitter in self._emitters.items():
             try:
                 emitter.stop()
@@ -833,6 +955,8 @@ class WorkerRuntime:
     def _local_inputs_finished(self) -> bool:
         if self.options.max_events is not None and self.events_in >= self.options.max_events:
             return True
+        if not self._emitters_started.is_set():
+            return False  # still replaying the input log
         finished = all(emitter.wait(0) for emitter in self._emitters.values())
         if finished:
             self._check_emitters()  # an emitter that ended by failing is not the end of data
@@ -973,6 +1097,8 @@ class WorkerRuntime:
         if self.checkpoint is None or self.restored_finished:
             return
         output = self._cut_output(self._barrier_done + 1) if self._local is not None else None
+        if self._log is not None:
+            self._log.sync()
         self._final_ack = pickle.dumps(
             {
                 "finished": True,
@@ -980,6 +1106,7 @@ class WorkerRuntime:
                 "sources": self._source_positions(),
                 "metrics": self.metrics(),
                 "output": output,
+                "input_logged": self._log is not None,
             },
             protocol=pickle.HIGHEST_PROTOCOL,
         )
@@ -995,6 +1122,20 @@ class WorkerRuntime:
             self._flush(destination, end=True)
         self._finished.set()
 
+    def _close_log(self) -> None:
+        """Close the input log (every logged event written) once no event is being taken."""
+        log = self._log
+        if log is None:
+            return
+        if not self.lock.acquire(timeout=_STOP_WAIT):
+            logger.error("worker %d is stuck in a feature: its input log stays open", self.index)
+            return
+        try:
+            self._log = None
+            log.close()
+        finally:
+            self.lock.release()
+
     def metrics(self) -> dict[str, Any]:
         """Counters: events in, records and batches sent, late events, feature errors, and
         ``process_cpu_seconds``: CPU time of this worker's process since :meth:`start` (the
@@ -1009,6 +1150,8 @@ class WorkerRuntime:
             "batches_out": sum(d.number for d in self._destinations.values()),
             "late_events": self.late_count,
             "errors": self.errors,
+            "gaps": self.gaps,
+            "replayed": self.replayed,
             **(
                 {"rows_out": self.rows_out, "output": self._output_path}
                 if self._local is not None
@@ -1108,6 +1251,7 @@ class WorkerRuntime:
                 destination.outbox = None
         if self.inbox is not None:
             self.inbox.close()
+        self._close_log()
         sink, self._sink = self._sink, None
         if sink is not None:
             if self.lock.acquire(timeout=_STOP_WAIT):
