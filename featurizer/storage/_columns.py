@@ -116,8 +116,11 @@ class ColumnBuffer:
         event, as graph callbacks are: one Python call less per event).
 
         With ``slow``, an event with another number of fields first goes to
-        :meth:`_first_event_extras` (only until the first event is recorded).
+        :meth:`_first_event_extras` (only until the first event is recorded). Until an event
+        is recorded, each call also keeps it as the series' sample and, the first time, compiles
+        the recorders again without either (a test less per event for the rest of the run).
         """
+        first = not self.sample
         if slow:
             namespace["_extras"] = lambda event: self._first_event_extras(event, index)
         body = ["    try:", f"        if len(event) != {len(self.fields)}:"]
@@ -140,13 +143,14 @@ class ColumnBuffer:
             filled.append(group)
         body += [f"        _add_{group}(_v_{group})" for group in filled]
         namespace["_trim"] = self._trim
+        if first:
+            namespace["_first"] = lambda event: self._first_recorded(event, index)
         body += [
             "    except Exception as error:",
             "        _trim()",
             "        _fail(event, error)",
             "        raise",
-            "    if not _sample:",
-            "        _sample.append(event)",
+            *(["    _first(event)"] if first else []),
             f"    _append_order({index})",
             "    if len(_order) >= _high:",
             "        _wait()",
@@ -161,6 +165,13 @@ class ColumnBuffer:
                 function.__code__ = namespace[name].__code__
                 namespace[name] = function
         return namespace["record"]
+
+    def _first_recorded(self, event: Event, index: int) -> None:
+        """Keep the first recorded event as the sample; recompile without the first-event
+        code (the recorder's current call finishes on the code it started with)."""
+        if not self.sample and self._namespace is not None:
+            self.sample.append(event)
+            self._compile(self._namespace, index, slow=False)
 
     def _first_event_extras(self, event: Any, index: int) -> bool:
         """On the first event: add its fields beyond the schema as extra columns.

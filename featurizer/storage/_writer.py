@@ -25,6 +25,8 @@ from featurizer.storage._snapshots import SnapshotTrack, snapshot_interval_key
 from featurizer.storage._wal import WalWriter, encode_record
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow as pa
 
     from featurizer.storage._storage import Storage
@@ -311,6 +313,7 @@ class BlockWriter:
         self._rejected: BaseException | None = None
         self.blocks_written = 0
         self.bytes_written = 0
+        self._pool: ThreadPoolExecutor | None = None
         self._publisher = threading.Thread(
             target=self._publish, name="featurizer-block-publisher", daemon=True
         )
@@ -594,6 +597,9 @@ class BlockWriter:
                 self._release_wal()
         except BaseException as error:
             self._fail(error)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
 
     def _add(self, series: _Series, batch: pa.RecordBatch) -> None:
         block = series.open
@@ -602,8 +608,9 @@ class BlockWriter:
         start = 0
         for cut in cuts:
             if cut > start:
-                block.add(batch.slice(start, cut - start))
-                self._track_max(block, timestamps[start:cut])
+                part = batch.slice(start, cut - start)
+                block.add(part)
+                self._track_max(block, part)
             if cut < batch.num_rows:
                 self._pending_ts[series.index] = timestamps[cut]
             else:
@@ -611,13 +618,18 @@ class BlockWriter:
             self._flush(series)
             start = cut
         if start < batch.num_rows:
-            block.add(batch.slice(start))
-            self._track_max(block, timestamps[start:])
+            part = batch.slice(start)
+            block.add(part)
+            self._track_max(block, part)
 
     @staticmethod
-    def _track_max(block: _OpenBlock, timestamps: Any) -> None:
-        if len(timestamps):
-            high = max(timestamps)
+    def _track_max(block: _OpenBlock, batch: pa.RecordBatch) -> None:
+        """Raise the open block's largest timestamp by a batch added to it (an Arrow kernel:
+        a Python loop over the timestamps would hold the GIL the recording's thread needs)."""
+        import pyarrow.compute as pc
+
+        if batch.num_rows:
+            high = pc.max(batch.column("timestamp")).as_py()
             block.max_ts = high if block.max_ts is None else max(block.max_ts, high)
 
     def _flush_lagging(self, newest: float | None) -> None:
@@ -677,11 +689,12 @@ class BlockWriter:
         if not pending:
             return
         if len(pending) > 1:
-            from concurrent.futures import ThreadPoolExecutor
+            if self._pool is None:  # (kept for the session: no thread starts per flush)
+                from concurrent.futures import ThreadPoolExecutor
 
-            workers = min(len(pending), os.cpu_count() or 1, 4)
-            with ThreadPoolExecutor(workers, thread_name_prefix="featurizer-block") as pool:
-                blocks = list(pool.map(lambda item: self._write(*item), pending))
+                workers = min(os.cpu_count() or 1, 4)
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="featurizer-block")
+            blocks = list(self._pool.map(lambda item: self._write(*item), pending))
         else:
             blocks = [self._write(*pending[0])]
         schemas: list[bytes | None] = []
