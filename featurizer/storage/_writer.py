@@ -35,6 +35,9 @@ __all__ = ["BlockWriter", "series_info_for"]
 
 logger = logging.getLogger(__name__)
 
+_BYTE_INDICES = 256
+"""Up to this many series, a cycle's series indices are converted to Arrow as bytes."""
+
 
 def series_info_for(feature: Feature) -> SeriesInfo:
     """The catalog description of a feature (or data source) as a series.
@@ -487,8 +490,12 @@ class BlockWriter:
             self._room.notify_all()
         base = self._next_seq
         self._next_seq += n
-        # (a list on the hot path: appending to it is cheaper than to an array)
-        indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(array("i", taken))])
+        # (a list on the hot path: appending to it is cheaper than to an array; bytes() converts
+        # it about three times faster than array("i"), holding the GIL the run needs)
+        if len(self._series) <= _BYTE_INDICES:
+            indices = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(bytes(taken))])
+        else:
+            indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(array("i", taken))])
         counts = pc.value_counts(indices)
         batches: list[tuple[_Series, Any]] = []
         spans: list[tuple[float | None, float | None]] = []
