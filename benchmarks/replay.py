@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -125,20 +126,33 @@ class _MemoryPlugin:
         return self.built.get(name)
 
 
-def _run(config: FeaturizerConfig, options: RunOptions, plugins: Plugins | None = None) -> float:
+def _run(
+    config: FeaturizerConfig,
+    options: RunOptions,
+    plugins: Plugins | None = None,
+    cpu: list[float] | None = None,
+) -> float:
+    """Events/s of one run (and, into ``cpu``, the CPU seconds of every thread it used)."""
     sink = CountingSink()
+    started_cpu = time.process_time()
     started = time.perf_counter()
     summary = run(config, options, sink, plugins=plugins)
     elapsed = time.perf_counter() - started
+    if cpu is not None:
+        cpu.append(time.process_time() - started_cpu)
     assert summary.events_in == options.max_events, summary
     return summary.events_in / elapsed
 
 
-def _record_once(root: Path, config: FeaturizerConfig, events: int) -> tuple[Any, float]:
+def _record_once(
+    root: Path, config: FeaturizerConfig, events: int, cpu: list[float] | None = None
+) -> tuple[Any, float]:
     """Record ``events`` input events into a fresh ``root``: the summary and the seconds taken
-    (run, WAL, blocks and the final publication included)."""
+    (run, WAL, blocks and the final publication included; their CPU seconds, every thread's,
+    into ``cpu``)."""
     options = RunOptions(emitter="synthetic", max_events=events, seed=7)
     with Storage(root) as storage:
+        started_cpu = time.process_time()
         started = time.perf_counter()
         summary = record(
             config,
@@ -147,7 +161,10 @@ def _record_once(root: Path, config: FeaturizerConfig, events: int) -> tuple[Any
             sink=CountingSink(),
             compactor=MemoryBasedCompactor(max_block_bytes=16 * 1024 * 1024),
         )
-        return summary, time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        if cpu is not None:
+            cpu.append(time.process_time() - started_cpu)
+        return summary, elapsed
 
 
 def record_reference(root: Path, events: int, repeats: int = 1) -> dict[str, Any]:
@@ -156,12 +173,13 @@ def record_reference(root: Path, events: int, repeats: int = 1) -> dict[str, Any
     config = FeaturizerConfig.from_dict(CONFIG)
     measured = min(events, 500_000)
     plain_rates, record_rates, run_rates = [], [], []
+    plain_cpu: list[float] = []
+    record_cpu: list[float] = []
     for attempt in range(repeats):
-        plain_rates.append(
-            _run(config, RunOptions(emitter="synthetic", max_events=measured, seed=7))
-        )
+        options = RunOptions(emitter="synthetic", max_events=measured, seed=7)
+        plain_rates.append(_run(config, options, cpu=plain_cpu))
         trial = root.parent / f"{root.name}.trial{attempt}"
-        trial_summary, seconds = _record_once(trial, config, measured)
+        trial_summary, seconds = _record_once(trial, config, measured, record_cpu)
         run_rates.append(measured / trial_summary.run.elapsed_seconds)
         shutil.rmtree(trial)
         record_rates.append(measured / seconds)
@@ -181,8 +199,14 @@ def record_reference(root: Path, events: int, repeats: int = 1) -> dict[str, Any
         entry[2] += size
     best = max(record_rates) if record_rates else summary.run.events_in / elapsed
     pair_ratios = sorted(r / p for r, p in zip(record_rates, plain_rates, strict=False))
+    cpu_ratios = sorted(r / p for r, p in zip(record_cpu, plain_cpu, strict=True))
     return {
         "median_pair_ratio": pair_ratios[len(pair_ratios) // 2] if pair_ratios else None,
+        "median_cpu_ratio": cpu_ratios[len(cpu_ratios) // 2] if cpu_ratios else None,
+        "median_cpu_seconds": (
+            sorted(record_cpu)[len(record_cpu) // 2] if record_cpu else None,
+            sorted(plain_cpu)[len(plain_cpu) // 2] if plain_cpu else None,
+        ),
         "all_plain": plain_rates,
         "all_recording": record_rates[: len(plain_rates)],
         "input_events": summary.run.events_in,
@@ -335,6 +359,14 @@ def main() -> None:
                 f"(recording {[round(r) for r in recorded['all_recording']]}, without "
                 f"{[round(r) for r in recorded['all_plain']]} events/s)"
             )
+            if recorded["median_cpu_ratio"] is not None:
+                record_cpu, plain_cpu = recorded["median_cpu_seconds"]
+                print(
+                    f"  CPU time (every thread), median of the pairs: recording "
+                    f"{recorded['median_cpu_ratio']:.2f}x the run without it (medians "
+                    f"{record_cpu:.2f} against {plain_cpu:.2f} s); load average "
+                    f"{os.getloadavg()[0]:.1f}"
+                )
             running = recorded["input_events_per_s_while_running"]
             print(
                 f"  while the run goes (without publishing the last open blocks at the stop): "

@@ -633,8 +633,18 @@ class FeatureStreamGraph:
         :param feature: a node of this graph.
         :param callback: the observer.
         """
-        self._require_node(feature)
-        self._callbacks.setdefault(feature, []).append(callback)
+        self.set_callbacks({feature: callback})
+
+    def set_callbacks(self, callbacks: Mapping[Feature, FeatureCallback]) -> None:
+        """:meth:`set_callback` for several features at once: the graph is compiled once, not
+        once per feature (a recorder observes every stored node).
+
+        :param callbacks: per node of this graph, its observer.
+        """
+        for feature in callbacks:
+            self._require_node(feature)
+        for feature, callback in callbacks.items():
+            self._callbacks.setdefault(feature, []).append(callback)
         self._compile()
 
     def set_combined_callback(self, callback: CombinedCallback | None) -> None:

@@ -80,8 +80,9 @@ class _AttachRecorder:
     @hookimpl
     def featurizer_before_run(self, context: RunContext) -> None:
         """Record every selected node through a graph callback."""
-        for feature in self.writer.features:
-            context.graph.set_callback(feature, self.writer.graph_callback(feature))
+        context.graph.set_callbacks(
+            {feature: self.writer.graph_callback(feature) for feature in self.writer.features}
+        )
 
 
 def record(

@@ -163,6 +163,27 @@ def test_unknown_input_and_bad_policy_are_clear_errors() -> None:
         graph.set_callback(MID_B, print)
 
 
+def test_set_callbacks_observes_several_nodes_with_one_compilation() -> None:
+    graph = FeatureStreamGraph([SPREAD])
+    seen: list[tuple[str, float]] = []
+    compiles = []
+    compile_graph = graph._compile
+    graph._compile = lambda: (compiles.append(1), compile_graph())  # type: ignore[method-assign]
+    with pytest.raises(FeaturizerError, match="not a node of this graph"):
+        graph.set_callbacks({MID_A: print, MAX_A: print})
+    assert compiles == []  # a bad mapping registers nothing
+    graph.set_callbacks(
+        {
+            MID_A: lambda f, e: seen.append(("a", e["mid"])),
+            MID_B: lambda f, e: seen.append(("b", e["mid"])),
+        }
+    )
+    assert compiles == [1]
+    graph.emit_named_data_event((TICKER_A, ticker_event(1.0, 1.0, 3.0)))
+    graph.emit_named_data_event((TICKER_B, ticker_event(2.0, 5.0, 7.0)))
+    assert seen == [("a", 2.0), ("b", 6.0)]
+
+
 def test_get_stream_get_ins_get_outs_and_input_callback() -> None:
     graph = FeatureStreamGraph([MAX_A, MID_B])
     assert graph.get_outs() == [MAX_A, MID_B]

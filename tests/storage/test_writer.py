@@ -21,6 +21,7 @@ from featurizer.storage import (
     Storage,
     StorageError,
     TimeBasedCompactor,
+    _writer,
 )
 from featurizer.testing import ExampleTicker
 from tests.storage.storage_support import assert_bit_identical
@@ -247,7 +248,12 @@ def test_sync_acknowledges_and_reports(tmp_path: Path) -> None:
         assert seqs[0] == 0 and seqs[-1] == 19
 
 
-def test_writer_from_several_threads_keeps_per_series_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("byte_indices", [256, 1])
+def test_writer_from_several_threads_keeps_per_series_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, byte_indices: int
+) -> None:
+    """(With ``byte_indices`` 1, the writer takes the path of more than 256 series.)"""
+    monkeypatch.setattr(_writer, "_BYTE_INDICES", byte_indices)
     with Storage(tmp_path) as storage:
         with storage.writer([TICKER, OTHER], sync_interval=0.005) as writer:
 
