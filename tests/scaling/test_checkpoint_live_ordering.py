@@ -241,7 +241,9 @@ def test_a_live_scaled_run_with_a_watermark_delay_survives_a_worker_and_a_driver
     assert rowless["ticker"] + rowless["trades"] + rowless["gaps"] <= late, (rowless, late)
     assert late <= sum(rowless.values()), (rowless, late)
 
-    # the downtime is a gap, each time
+    # the downtime is a gap, each time: a warning, and a gap row of the trades per restart
+    disconnects = [row for row in rows if row["feature"] == "gaps" and row["channel"] == "trades"]
+    assert len(disconnects) >= 2 and {row["reason"] for row in disconnects} == {"disconnect"}
     assert "restart 1 of at most 3" in first_log and "killed by SIGKILL" in first_log
     assert "lost data while the run was down" in first_log, first_log[-3000:]
     assert "lost data while the run was down" in second_log, second_log[-3000:]
