@@ -8,9 +8,12 @@ With a delay on live input the uninterrupted output is not unique (which events 
 depends on the wall clock), so the test checks what must hold whatever the timing: what was
 published before each crash is a prefix of the final output; no row is written twice; every
 event in the workers' input logs is accounted for exactly once, as the row it makes or as a
-late event (the summary's count, continued across restarts); the downtime is a gap (warned
-about, counted); ``featurizer checkpoint verify`` passes; and when nothing was late, the
-output is exactly what one process computes from the logs."""
+late event (the summary's counts, in all and per worker, continued across restarts; exactly
+for the ticker, the trades and the gaps, which make one row per event, within bounds for the
+book, whose updates make a row only while it is in sync); each restart is a gap (warned
+about, a gap row); ``featurizer checkpoint verify`` passes; and with a delay that makes
+nothing late, the output is exactly what one process computes from the logs, each source
+group in event-time order."""
 
 from __future__ import annotations
 
@@ -52,7 +55,11 @@ from tests.scaling.test_checkpoint_live import (
 )
 
 TIMEOUT = 60.0
-DELAY = "0.3"
+DELAYS = {"nothing-late": "0.3", "some-late": "0.0005"}
+"""Watermark delays. The exchange stamps depth updates and trades with their sending time in
+whole milliseconds, while the ticker, the books' snapshots and the gap events carry precise
+receipt times, and the worker's event clock runs on from the last event it accepted: a delay
+under a millisecond makes some depth updates and trades late; 0.3 s none."""
 IDLE = "1"
 _PIDS = re.compile(r"worker processes: (.*)")
 _SOURCE_OF = {"mid": "ticker", "tvi": "trades", "book": "l2_book", "gaps": "gaps"}
@@ -141,16 +148,20 @@ def _logged_events(directory: Path) -> collections.Counter[tuple[str, float, flo
     return found
 
 
-def _late(stderr: str) -> int:
-    """The late events of the run's summary (``late: N``), continued across restarts."""
+def _late(stderr: str) -> tuple[int, dict[int, int]]:
+    """The late events of the run's summary (``late: N``, and per worker ``late N``),
+    continued across restarts."""
     summary = [line for line in stderr.splitlines() if line.startswith("events in: ")]
     assert summary, stderr[-3000:]
-    return int(summary[-1].split("late: ")[1].split()[0].replace(",", ""))
+    total = int(summary[-1].split("late: ")[1].split()[0].replace(",", ""))
+    workers = re.findall(r"^  worker (\d+): events in .*?, late ([\d,]+)", stderr, re.MULTILINE)
+    assert len(workers) == 2, stderr[-3000:]
+    return total, {int(w): int(n.replace(",", "")) for w, n in workers}
 
 
+@pytest.mark.parametrize("delay", list(DELAYS.values()), ids=list(DELAYS))
 def test_a_live_scaled_run_with_a_watermark_delay_survives_a_worker_and_a_driver_kill(
-    tmp_path: Path,
-    exchange: FakeBinance,
+    tmp_path: Path, exchange: FakeBinance, delay: str
 ) -> None:
     config = tmp_path / "live.yaml"
     config.write_text(yaml.safe_dump(CONFIG), encoding="utf-8")
@@ -169,7 +180,7 @@ def test_a_live_scaled_run_with_a_watermark_delay_survives_a_worker_and_a_driver
         "2",
         "--no-combine",
         "--watermark-delay",
-        DELAY,
+        delay,
         "--idle-timeout",
         IDLE,
         "--duration",
@@ -235,11 +246,16 @@ def test_a_live_scaled_run_with_a_watermark_delay_survives_a_worker_and_a_driver
     unlogged = set(made) - set(logged)
     assert not unlogged, f"rows of events no worker logged: {sorted(unlogged)[:5]}"
     # an event of the ticker, the trades or the gaps is one row (of mid, tvi, gaps) unless it
-    # was late; a book event makes a row only when the book is in sync (see L2Book)
-    late = _late(second_log)
+    # was late; a book event makes a row only when the book is in sync (see L2Book). Worker 0
+    # ingests the ticker and the book, worker 1 the trades and the gaps (see CONFIG)
+    late, per_worker = _late(second_log)
     rowless = collections.Counter(key[0] for key in set(logged) - set(made))
-    assert rowless["ticker"] + rowless["trades"] + rowless["gaps"] <= late, (rowless, late)
-    assert late <= sum(rowless.values()), (rowless, late)
+    assert sum(per_worker.values()) == late, (per_worker, late)
+    assert per_worker[1] == rowless["trades"] + rowless["gaps"], (per_worker, rowless)
+    assert rowless["ticker"] <= per_worker[0] <= rowless["ticker"] + rowless["l2_book"], (
+        per_worker,
+        rowless,
+    )
 
     # the downtime is a gap, each time: a warning, and a gap row of the trades per restart
     disconnects = [row for row in rows if row["feature"] == "gaps" and row["channel"] == "trades"]
@@ -250,5 +266,8 @@ def test_a_live_scaled_run_with_a_watermark_delay_survives_a_worker_and_a_driver
     assert "restarts: 2" in second_log, second_log[-3000:]
     verify = featurizer("checkpoint", "verify", str(directory))
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    if late == 0:
+    if delay == DELAYS["some-late"]:
+        assert late > 0, "nothing was late: the variant tests nothing more"
+    else:  # nothing late: exactly what one process computes from the logs
+        assert late == 0, per_worker
         assert final == replay_of_the_logs(CONFIG, directory, event_time=True)
