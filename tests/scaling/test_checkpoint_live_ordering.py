@@ -37,13 +37,22 @@ pytest.importorskip("cryptofeed", reason="the live tests need cryptofeed")
 pytest.importorskip("cryptography", reason="the fake exchange's certificate needs cryptography")
 pytest.importorskip("zmq", reason="worker processes talk over ZeroMQ")
 
-from featurizer import FeaturizerConfig, construct_features_from_configs, get_plugins
+from featurizer import (
+    Feature,
+    FeaturizerConfig,
+    RunOptions,
+    construct_features_from_configs,
+    get_plugins,
+)
+from featurizer._sinks import JsonLinesSink
 from featurizer.checkpoint import FAULT_ENV
 from featurizer.checkpoint._log import InputLog
-from featurizer.scaling import build_plan
+from featurizer.scaling import FeatureStreamWorkerGraph, build_plan, run_scaled
+from featurizer.testing import InMemoryEmitter
 from tests.checkpoint.checkpoint_support import featurizer
 from tests.cryptofeed.fake_binance import FakeBinance, generate_script
 from tests.cryptofeed.tls import make_certificate
+from tests.scaling.scaling_support import mid, ticker
 from tests.scaling.test_checkpoint_live import (
     CONFIG,
     RATE,
@@ -58,7 +67,7 @@ TIMEOUT = 60.0
 DELAYS = {"nothing-late": "0.3", "some-late": "0.0005"}
 """Watermark delays. The exchange stamps depth updates and trades with their sending time in
 whole milliseconds, while the ticker, the books' snapshots and the gap events carry precise
-receipt times, and the worker's event clock runs on from the last event it accepted: a delay
+receipt times, and the worker's event clock runs on from the last event it received: a delay
 under a millisecond makes some depth updates and trades late; 0.3 s none."""
 IDLE = "1"
 _PIDS = re.compile(r"worker processes: (.*)")
@@ -271,3 +280,55 @@ def test_a_live_scaled_run_with_a_watermark_delay_survives_a_worker_and_a_driver
     else:  # nothing late: exactly what one process computes from the logs
         assert late == 0, per_worker
         assert final == replay_of_the_logs(CONFIG, directory, event_time=True)
+
+
+LAG = 0.5
+"""Seconds a lagging feed's timestamps are behind the wall clock (more than the delay)."""
+
+
+class _LaggingFeed(InMemoryEmitter):
+    """A live feed that connects after 1 s (longer than the delay: a restarted worker's feed
+    always takes that long), then ticks every 10 ms for 1.5 s, stamped :data:`LAG` seconds
+    behind the wall clock (network latency and a clock behind the local one)."""
+
+    def __init__(self, sources: list[Feature]) -> None:
+        super().__init__([], validate=False)
+        self.sources = sources
+
+    def run(self) -> None:
+        if self._stop.wait(1.0):
+            return
+        for i in range(150):
+            if self._stop.wait(0.01):
+                return
+            now = time.time()
+            for source in self.sources:
+                event = {"timestamp": now - LAG, "receipt_timestamp": now, "bid": 1.0 + i}
+                self._callbacks[source]({**event, "ask": 2.0 + i})
+                self.emitted += 1
+
+
+def test_a_feed_behind_the_wall_clock_that_connects_after_the_delay_is_not_late_for_good(
+    tmp_path: Path,
+) -> None:
+    """Until a worker's first event its event clock is unknown; after the delay it uses the
+    wall clock, and a feed stamped more than the delay behind it starts late. The clock then
+    learns the feed's time from its events, late ones included: the feed is late for about
+    ``LAG - delay`` seconds, then on time. (It was late for good: a late event did not teach
+    the clock, so every event stayed behind the wall clock's watermark.)"""
+    sources = [ticker("A"), ticker("B")]
+
+    def feeds(plan: FeatureStreamWorkerGraph, index: int) -> dict[str, Any]:
+        mine = list(plan.workers[index].sources)
+        return {"memory": (_LaggingFeed(mine), mine)}
+
+    summary = run_scaled(
+        [mid(source) for source in sources],
+        RunOptions(combine_outputs=False),
+        JsonLinesSink(tmp_path / "out.jsonl"),
+        workers=2,
+        make_emitters=feeds,
+        watermark_delay=float(DELAYS["nothing-late"]),
+    )
+    assert summary.outputs_out + summary.late_events == 300
+    assert summary.outputs_out >= 150, summary.describe()
