@@ -127,6 +127,12 @@ class _Driver:
         self._drain()
         return "".join(self.lines)
 
+    def kill(self) -> None:
+        """Kill the process if it still runs (a failed test leaves nothing behind)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10.0)
+
     def finish(self, timeout: float = TIMEOUT) -> int:
         """Wait for the process (killed after ``timeout``) and for its last lines."""
         try:
@@ -221,8 +227,7 @@ def test_a_live_scaled_run_with_a_watermark_delay_survives_a_worker_and_a_driver
         os.kill(first.process.pid, signal.SIGKILL)
         assert first.finish() == -signal.SIGKILL
     finally:
-        if first.process.poll() is None:
-            first.finish(0.0)
+        first.kill()
     for pid in pids.values():  # the killed run's worker processes went with it
         wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists(), f"process {pid} to exit")
     assert before_driver_kill.startswith(before_worker_kill)
@@ -237,8 +242,7 @@ def test_a_live_scaled_run_with_a_watermark_delay_survives_a_worker_and_a_driver
         second.process.send_signal(signal.SIGINT)
         assert second.finish() == 130, second.stderr()[-3000:]
     finally:
-        if second.process.poll() is None:
-            second.finish(0.0)
+        second.kill()
     first_log, second_log = first.stderr(), second.stderr()
     final = out.read_bytes()
     assert final.startswith(before_driver_kill), "a published row changed after the restart"
