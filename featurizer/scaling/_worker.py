@@ -576,11 +576,14 @@ class WorkerRuntime:
                 now = time.time()
                 state.last_wall = now
                 state.idle = False
+                # the clock learns from late events too: one that ran ahead of a source's time
+                # (the wall clock, before a feed stamped further behind it than the delay
+                # connected) would otherwise keep that source late for good
+                self._clock_offset = ts - now
                 if ts < state.announced:
                     self.late_count += 1
                     self.late.append((group, source_key, event))
                     return
-                self._clock_offset = ts - now
                 self.events_in += 1
                 if hold:
                     self._arrivals += 1

@@ -322,6 +322,8 @@ class FakeBinance:
     :param snapshot_wait: seconds to wait for an expected snapshot request.
     :param yield_every: give the event loop a turn every this many sent messages.
     :param rate: messages per second to send at (``0``: as fast as possible).
+    :param live_clock: stamp each market message's event and trade times (``E``, ``T``) with
+        the wall clock when it is sent, as a live exchange does, instead of the script's.
     """
 
     def __init__(
@@ -332,8 +334,10 @@ class FakeBinance:
         snapshot_wait: float = 5.0,
         yield_every: int = 16,
         rate: float = 0.0,
+        live_clock: bool = False,
     ) -> None:
         self.script = script
+        self.live_clock = live_clock
         self.certificate = certificate
         self.snapshot_wait = snapshot_wait
         self.yield_every = yield_every
@@ -553,6 +557,13 @@ class FakeBinance:
                 book[side][price] = units
         self.update_ids[step.symbol] = step.update_id
 
+    @staticmethod
+    def _stamped(step: Step) -> str:
+        """``step``'s message with its event and trade times set to the wall clock."""
+        now_ms = int(time.time() * 1000)
+        data = {**step.data, **{key: now_ms for key in ("E", "T") if key in step.data}}
+        return json.dumps({"stream": step.stream, "data": data})
+
     async def _await_snapshot(self, symbol: str, event: asyncio.Event, step: Step) -> None:
         try:
             await asyncio.wait_for(event.wait(), self.snapshot_wait)
@@ -614,7 +625,7 @@ class FakeBinance:
                 snapshot_event.clear()
             if self.first_send_time is None:
                 self.first_send_time = time.perf_counter()
-            await ws.send_str(step.text)  # type: ignore[arg-type]
+            await ws.send_str(self._stamped(step) if self.live_clock else step.text)  # type: ignore[arg-type]
             self.last_send_time = time.perf_counter()
             self.sent.append(Sent(step=step, connection=connection))
             sent_here += 1

@@ -115,11 +115,17 @@ def past_a_checkpoint(directory: Path) -> bool:
     return AFTER_CUT[0] <= time.time() - newest.created <= AFTER_CUT[1]
 
 
-def replay_of_the_logs(config: dict[str, Any], directory: Path) -> bytes:
+def replay_of_the_logs(
+    config: dict[str, Any], directory: Path, *, event_time: bool = False
+) -> bytes:
     """The rows one process computes from the workers' logs, in the order the scaled run
     publishes them: each worker's events in the order it consumed them, keyed as the workers
     key them (the running maximum time of the source's group, the group, the sequence in the
-    group) and merged by key, then one row per output event."""
+    group) and merged by key, then one row per output event.
+
+    :param event_time: the run had a watermark delay and nothing was late: each group's
+        events were dispatched in ``(timestamp, arrival)`` order.
+    """
     features = construct_features_from_configs(FeaturizerConfig.from_dict(config))
     plan = build_plan(features, "by_source", 2, get_plugins())
     keyed: list[tuple[tuple[float, int, int], Feature, Event]] = []
@@ -127,7 +133,10 @@ def replay_of_the_logs(config: dict[str, Any], directory: Path) -> bytes:
         log = InputLog(directory / "workers" / str(worker.index) / "log", list(worker.sources))
         running: dict[int, tuple[float, int]] = {}
         try:
-            for source, event in log.tail({}):
+            consumed = list(log.tail({}))
+            if event_time:
+                consumed.sort(key=lambda item: (plan.group_of(item[0]), item[1]["timestamp"]))
+            for source, event in consumed:
                 group = plan.group_of(source)
                 top, sequence = running.get(group, (float("-inf"), -1))
                 top, sequence = max(top, event["timestamp"]), sequence + 1
