@@ -182,6 +182,9 @@ class ParallelBackfill:
             gc.unfreeze()
 
     def _check_workers(self) -> None:
+        """Raise the error of a worker that has failed by now: one that sent its error, or whose
+        process has ended (its pipe closed, once its last thread is gone: that can be a while
+        after its main thread was killed)."""
         for worker in self._workers:
             error = worker.failure()
             if error is not None:

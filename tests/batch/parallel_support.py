@@ -4,9 +4,20 @@ a feature that fails at a chosen time.
 ``tripwire`` passes ticker events through as ``bid``; at and after ``at`` it raises, or (with
 ``action: die``) kills its own process with SIGKILL when that process is not the test's, or
 (``action: hang``) sleeps there for a minute. Before
-raising or dying in a worker it writes its pid to ``marker`` (if given), and in the test's own
-process it waits at ``hold_at`` until the process named in ``marker`` has died, so a test can
-have the caller's part still running when a worker has failed.
+raising or dying in a worker it writes its pid to ``marker`` (if given).
+
+With ``hold_at`` (and ``marker``) the failure comes at a known point of the caller's part: the
+test's own process, at its first event at or after ``hold_at``, says so in ``<marker>.holding``
+and waits there until the process named in ``marker`` has exited; a worker fails only once that
+file exists. So the caller's part is still running when the worker fails, and every check the
+caller made before the hold found the worker alive.
+
+"Exited" is what the worker's parent (the test's process) can wait for, not what ``/proc`` shows:
+the killed worker's main thread is a zombie (``Z``) as soon as it has gone, while its other
+threads (a storage reading thread) are still being torn down and still hold the worker's files,
+among them the pipe whose end tells the caller that the worker died. The process is waitable only
+once its last thread has gone, its files closed (on a busy machine that came a tenth of a second
+and more after ``Z``).
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,14 +49,41 @@ def _dead(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-def _wait_for_death(marker: Path) -> None:
+def _exited(child: int) -> bool:
+    """Whether this process's child ``child`` has exited, every thread of it gone (it is left
+    to be reaped by its owner)."""
+    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+    return os.waitid(os.P_PID, child, flags) is not None
+
+
+def _wait(done: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + 60.0
     for _ in range(60_000):  # bounded in count and time
-        if marker.exists() and marker.read_text() and _dead(int(marker.read_text())):
+        if done():
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"the worker named in {marker} did not die within 60 s")
+            raise AssertionError(f"{what} within 60 s")
         time.sleep(0.001)
+
+
+def _holding(marker: Path) -> Path:
+    return marker.with_name(f"{marker.name}.holding")
+
+
+def _hold(marker: Path) -> None:
+    """In the caller: let the worker fail, and wait until it has exited."""
+    _holding(marker).touch()
+    _wait(
+        lambda: marker.exists() and _exited(int(marker.read_text())),
+        f"the worker named in {marker} did not exit",
+    )
+
+
+def _write_pid(marker: Path) -> None:
+    """Name this process in ``marker``, whole or not at all for a reader."""
+    partial = marker.with_name(f"{marker.name}.{os.getpid()}")
+    partial.write_text(str(os.getpid()))
+    os.replace(partial, marker)
 
 
 class Tripwire(FeatureDefinition):
@@ -82,10 +120,13 @@ class Tripwire(FeatureDefinition):
                 SEEN_BY_CALLER.append(ts)
                 if 0 <= hold_at <= ts and not held:
                     held.append(True)
-                    _wait_for_death(Path(marker))
+                    _hold(Path(marker))
             if ts >= at:
                 if marker and not caller:
-                    Path(marker).write_text(str(os.getpid()))
+                    if hold_at >= 0:
+                        holding = _holding(Path(marker))
+                        _wait(holding.exists, "the caller did not reach hold_at")
+                    _write_pid(Path(marker))
                 if action == "die" and not caller:
                     os.kill(os.getpid(), signal.SIGKILL)
                 if action == "hang" and not caller:

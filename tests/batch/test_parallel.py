@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from featurizer import FeaturizerConfig
 from featurizer._plugins import reset_plugins
 from featurizer.batch import Backfill, BackfillPartError, ParallelBackfill, backfill
+from featurizer.batch._executor import BatchExecutor
 from featurizer.batch._parts import plan_parts
 from featurizer.cli import main
 from featurizer.storage import Storage
@@ -203,24 +204,31 @@ def test_a_worker_that_dies_ends_the_backfill(
 
 @pytest.mark.usefixtures("tripwire")
 def test_a_failed_worker_stops_the_callers_part_early(
-    windowed: tuple[Path, FeaturizerConfig], tmp_path: Path
+    windowed: tuple[Path, FeaturizerConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The caller holds at the middle of its own part until the worker is dead, then notices it
-    at its next chunk instead of computing the rest of its part."""
+    """The caller holds in the middle of its own part until the worker has exited, then
+    computes the rest of that chunk and no other: it notices the failure at its next chunk."""
     root, _ = windowed
     marker = tmp_path / "dead.pid"
     hold = _point(root, 0.25)
     cfg = _tripwire_config(_point(root, 0.6), action="die", marker=str(marker), hold_at=hold)
     SEEN_BY_CALLER.clear()
+    chunk_starts: list[int] = []  # in the caller: events it had seen when a chunk began
+    process = BatchExecutor.process
+
+    def spy(self: BatchExecutor, sources: Any) -> Any:
+        chunk_starts.append(len(SEEN_BY_CALLER))
+        return process(self, sources)
+
+    monkeypatch.setattr(BatchExecutor, "process", spy)
     job = ParallelBackfill(cfg, root, workers=2, chunk_rows=500)
     with pytest.raises(BackfillPartError) as caught:
         job.table()
     _one_line_part_error(caught.value, 2, 2)
-    end = job.parts[0].config.end_date
-    assert end is not None and SEEN_BY_CALLER
-    # the caller stopped within a chunk or two of the hold, far from its part's end
-    seen = max(SEEN_BY_CALLER)
-    assert seen < hold + 0.5 * (end.timestamp() - hold), (seen, hold, end.timestamp())
+    assert "its worker process died (killed by SIGKILL)" in str(caught.value)
+    held = next(i for i, ts in enumerate(SEEN_BY_CALLER) if ts >= hold)
+    # the last chunk the caller began is the one it held in: the check after it saw the failure
+    assert chunk_starts[-1] <= held, (chunk_starts, held)
 
 
 @pytest.mark.usefixtures("tripwire")
