@@ -1,13 +1,46 @@
-"""Skipping what a restarted emitter sends again, up to a checkpoint's cut of one source."""
+"""Skipping what a restarted emitter sends again, up to a checkpoint's cut of one source, and
+the gap events that say what a live source lost while the run was down."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from featurizer._events import Event
+from featurizer._feature import Feature
 
-__all__ = ["skip_resent", "skip_resent_from"]
+__all__ = ["GAPS_DEFINITION", "send_gap_events", "skip_resent", "skip_resent_from"]
+
+GAPS_DEFINITION = "feed_gaps"
+"""The data-source definition of gap events (the cryptofeed plugin's): a live source that lost
+data while the run was down gets a ``disconnect`` gap event there, if the graph reads it."""
+
+
+def send_gap_events(
+    lost: Feature,
+    sources: Iterable[Feature],
+    deliver: Mapping[str, Callable[[Event], None]],
+) -> None:
+    """Send a ``disconnect`` gap event for ``lost`` (stamped now) to every ``feed_gaps`` source
+    of the same exchange and symbol among ``sources`` that ``deliver`` (by feature key) reaches."""
+    instrument = (lost.params.get("exchange"), lost.params.get("symbol"))
+    for gaps in sources:
+        if gaps.definition_name != GAPS_DEFINITION:
+            continue
+        if (gaps.params.get("exchange"), gaps.params.get("symbol")) != instrument:
+            continue
+        callback = deliver.get(gaps.key)
+        if callback is not None:
+            now = time.time()
+            callback(
+                {
+                    "timestamp": now,
+                    "receipt_timestamp": now,
+                    "channel": lost.definition_name,
+                    "reason": "disconnect",
+                }
+            )
 
 
 def skip_resent(

@@ -54,16 +54,12 @@ from featurizer.checkpoint._format import (
 )
 from featurizer.checkpoint._lock import DirectoryLock
 from featurizer.checkpoint._log import InputLog, discard_log, start_log_at
-from featurizer.checkpoint._resend import skip_resent
+from featurizer.checkpoint._resend import GAPS_DEFINITION, send_gap_events, skip_resent
 from featurizer.checkpoint._settings import CheckpointSettings
 from featurizer.checkpoint._sink import SegmentedSink
 from featurizer.checkpoint._state import check_snapshotable, restore_graph, snapshot_graph
 
 __all__ = ["GAPS_DEFINITION", "CheckpointMetrics", "Checkpointer", "run_fingerprint"]
-
-GAPS_DEFINITION = "feed_gaps"
-"""The data-source definition of gap events (the cryptofeed plugin's): a live source that lost
-data while the run was down gets a ``disconnect`` gap event there, if the graph reads it."""
 
 logger = logging.getLogger(__name__)
 
@@ -471,23 +467,7 @@ class Checkpointer:
             event["receipt_timestamp"],
         )
         assert self._graph is not None
-        instrument = (source.params.get("exchange"), source.params.get("symbol"))
-        for gaps in self._graph.get_ins():
-            if gaps.definition_name != GAPS_DEFINITION:
-                continue
-            if (gaps.params.get("exchange"), gaps.params.get("symbol")) != instrument:
-                continue
-            callback = self._callbacks.get(gaps.key)
-            if callback is not None:
-                now = time.time()
-                callback(
-                    {
-                        "timestamp": now,
-                        "receipt_timestamp": now,
-                        "channel": source.definition_name,
-                        "reason": "disconnect",
-                    }
-                )
+        send_gap_events(source, self._graph.get_ins(), self._callbacks)
 
     # recovery ------------------------------------------------------------------------------
 

@@ -22,8 +22,12 @@ from featurizer._feature import Feature
 from featurizer._plugins import Plugins
 from featurizer._runner import RunOptions, assign_emitters, refuse_warmup
 from featurizer._sinks import Sink, flatten_grouped
-from featurizer.checkpoint._resend import skip_resent, skip_resent_from
-from featurizer.checkpoint._session import GAPS_DEFINITION
+from featurizer.checkpoint._resend import (
+    GAPS_DEFINITION,
+    send_gap_events,
+    skip_resent,
+    skip_resent_from,
+)
 from featurizer.scaling._barriers import WorkerCheckpointing, fault_count, load_ack, worker_fault
 from featurizer.scaling._errors import ScalingError, TransportError
 from featurizer.scaling._ordering import GroupMerge, OutputCollector, _Channel
@@ -513,23 +517,7 @@ class WorkerRuntime:
             last,
             event["receipt_timestamp"],
         )
-        instrument = (source.params.get("exchange"), source.params.get("symbol"))
-        for gaps in self.worker.sources:
-            if gaps.definition_name != GAPS_DEFINITION:
-                continue
-            if (gaps.params.get("exchange"), gaps.params.get("symbol")) != instrument:
-                continue
-            ingest = self._ingests.get(gaps.key)
-            if ingest is not None:
-                now = time.time()
-                ingest(
-                    {
-                        "timestamp": now,
-                        "receipt_timestamp": now,
-                        "channel": source.definition_name,
-                        "reason": "disconnect",
-                    }
-                )
+        send_gap_events(source, self.worker.sources, self._ingests)
 
     def _ingest(self, source: Feature, *, record: bool = True) -> Callable[[Event], None]:
         group = self.plan.group_of(source)
