@@ -16,6 +16,7 @@ pyarrow is needed to read and write blocks; it is imported only when used.
 
 from __future__ import annotations
 
+from featurizer.storage._blocks import NUMERIC_ENCODINGS, BlockFormat
 from featurizer.storage._catalog import BlockInfo, SeriesInfo, SessionInfo
 from featurizer.storage._codec import SEQ_COLUMN
 from featurizer.storage._compactors import (
@@ -51,8 +52,10 @@ from featurizer.storage._writer import BlockWriter
 
 __all__ = [
     "HOLE_POLICIES",
+    "NUMERIC_ENCODINGS",
     "SEQ_COLUMN",
     "STORAGE_ENV",
+    "BlockFormat",
     "BlockInfo",
     "BlockWriter",
     "Compactor",

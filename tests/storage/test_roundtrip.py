@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from featurizer import DataSourceDefinition, Feature, Schema
 from featurizer.storage import (
+    NUMERIC_ENCODINGS,
+    BlockFormat,
     MemoryBasedCompactor,
     SchemaMismatchError,
     Storage,
@@ -68,12 +70,18 @@ def streams(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(events=streams(), block_bytes=st.sampled_from([200, 2_000, 10**7]), by_time=st.booleans())
+@given(
+    events=streams(),
+    block_bytes=st.sampled_from([200, 2_000, 10**7]),
+    by_time=st.booleans(),
+    numeric_encoding=st.sampled_from(NUMERIC_ENCODINGS),
+)
 def test_every_value_round_trips_bit_for_bit(
     tmp_path_factory: pytest.TempPathFactory,
     events: list[dict[str, Any]],
     block_bytes: int,
     by_time: bool,
+    numeric_encoding: str,
 ) -> None:
     root = tmp_path_factory.mktemp("roundtrip")
     compactor = (
@@ -81,7 +89,8 @@ def test_every_value_round_trips_bit_for_bit(
         if by_time
         else MemoryBasedCompactor(max_block_bytes=block_bytes)
     )
-    with Storage(root) as storage:
+    block_format = BlockFormat(numeric_encoding=numeric_encoding)
+    with Storage(root, block_format=block_format) as storage:
         with storage.writer([SOURCE], compactor=compactor, sync_interval=0.01) as writer:
             record = writer.event_callback(SOURCE)
             for event in events:
@@ -99,6 +108,33 @@ def test_every_value_round_trips_bit_for_bit(
         if by_time:
             for block in blocks:
                 assert math.floor(block.start_ts / 10.0) == math.floor(block.end_ts / 10.0), block
+        for block in blocks:
+            assert numeric_encodings(root / block.path) == (
+                {"BYTE_STREAM_SPLIT", "DELTA_BINARY_PACKED"}
+                if numeric_encoding == "split"
+                else set()
+            )
+
+
+def numeric_encodings(path: Path) -> set[str]:
+    """The non-default encodings of a block's float and integer columns."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    found = set()
+    for group in range(metadata.num_row_groups):
+        for index in range(metadata.num_columns):
+            column = metadata.row_group(group).column(index)
+            if column.physical_type in ("DOUBLE", "INT64"):
+                found |= set(column.encodings) & {"BYTE_STREAM_SPLIT", "DELTA_BINARY_PACKED"}
+    return found
+
+
+def test_an_unknown_numeric_encoding_is_refused_naming_the_choices() -> None:
+    with pytest.raises(
+        ValueError, match="unknown numeric_encoding 'gorilla'; use one of split, plain"
+    ):
+        BlockFormat(numeric_encoding="gorilla")
 
 
 def test_nan_payload_and_negative_zero_survive(tmp_path: Path) -> None:
