@@ -85,8 +85,8 @@ class ColumnBuffer:
         """The hot-path callback: copy the fields, then commit the event in ``order``.
 
         :param index: the series' index (what ``order`` records).
-        :param order: the shared sequence (a list or ``array("i")``) committing events in
-            arrival order.
+        :param order: the shared sequence (a ``bytearray``, ``array("i")`` or list) committing
+            events in arrival order.
         :param high: the length of ``order`` at which producers wait.
         :param wait: called to wait for room (backpressure).
         :param fail: called with the schema error of a malformed event (before it is raised).

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any
 
 from featurizer._events import Event, full_schema
@@ -36,7 +36,7 @@ __all__ = ["BlockWriter", "series_info_for"]
 logger = logging.getLogger(__name__)
 
 _BYTE_INDICES = 256
-"""Up to this many series, a cycle's series indices are converted to Arrow as bytes."""
+"""Up to this many series, the hot path records each event's series as one byte."""
 
 
 def series_info_for(feature: Feature) -> SeriesInfo:
@@ -199,6 +199,10 @@ class BlockWriter:
         seconds (of event time) behind the newest acknowledged event, so that readers of the
         running session (who see a consistent cut: up to where every series has committed)
         are never held back further by a slow series; ``None``: only the compactor decides.
+    :param min_block_interval: seconds (of wall-clock time) between two writes of lagging
+        blocks at least: a recording that runs far faster than real time (a synthetic market,
+        events replayed) would otherwise write a small block of every series at every WAL
+        cycle; its readers then lag it by ``max_block_lag`` of event time or about this long.
     :param snapshot_interval: seconds of event time between the snapshots stored of sources
         whose definition gives a ``state_keeper`` (order books), taken as their blocks are
         committed (``None``: none are stored).
@@ -238,6 +242,7 @@ class BlockWriter:
         allow_overlap: bool = False,
         snapshot_interval: float | None = 60.0,
         max_block_lag: float | None = 60.0,
+        min_block_interval: float = 1.0,
     ) -> None:
         pa = require_pyarrow()
         # Import what the background threads use now: an import there holds the GIL for a
@@ -265,6 +270,9 @@ class BlockWriter:
         self.on_acknowledged = on_acknowledged
         self.snapshot_interval = snapshot_interval
         self.max_block_lag = max_block_lag
+        self.min_block_interval = min_block_interval
+        self._next_lag_flush = 0.0  # (monotonic time)
+        self._lag_deferred = False
         self.format = block_format or storage.format
         self._features = list(unique.values())
         if storage.readonly:
@@ -293,7 +301,11 @@ class BlockWriter:
         self._stored_extents = (
             {} if allow_overlap else _stored_extents(storage, [s.info.key for s in self._series])
         )
-        self._order: list[int] = []  # the series of each event not yet taken, in arrival order
+        # The series of each event not yet taken, in arrival order: bytes (appending one is
+        # cheaper than to a list, and a cycle takes them as one copy) up to 256 series.
+        self._order: MutableSequence[int] = (
+            bytearray() if len(self._series) <= _BYTE_INDICES else array("i")
+        )
         self._recorders: dict[int, Callable[[Event], None]] = {}
         # Arrival numbers are never reused within a root: after every block the catalog
         # knows and every block file it does not (an older catalog in place).
@@ -490,24 +502,26 @@ class BlockWriter:
             self._room.notify_all()
         base = self._next_seq
         self._next_seq += n
-        # (a list on the hot path: appending to it is cheaper than to an array; bytes() converts
-        # it about three times faster than array("i"), holding the GIL the run needs)
-        if len(self._series) <= _BYTE_INDICES:
-            indices = pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(bytes(taken))])
-        else:
-            indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(array("i", taken))])
-        counts = pc.value_counts(indices)
+        kind = pa.uint8() if len(self._series) <= _BYTE_INDICES else pa.int32()
+        indices = pa.Array.from_buffers(kind, n, [None, pa.py_buffer(taken)])
+        # (series in order of first appearance; a stable sort of the indices gives every
+        # series' arrival numbers at once, series after series: few calls into Arrow, each
+        # one a hand-over of the GIL the run's thread needs back)
+        counts = {item["values"]: item["counts"] for item in pc.value_counts(indices).to_pylist()}
+        arrivals = pc.add(pc.sort_indices(indices).cast(pa.int64()), base)
+        offsets = {}
+        offset = 0
+        for index in sorted(counts):
+            offsets[index] = offset
+            offset += counts[index]
         batches: list[tuple[_Series, Any]] = []
         spans: list[tuple[float | None, float | None]] = []
         firsts: list[tuple[int, int]] = []  # per record: its first and largest arrival number
         low: float | None = None
         high: float | None = None
-        for item in counts:
-            index = item["values"].as_py()
-            count = item["counts"].as_py()
+        for index, count in counts.items():
             series = self._series[index]
-            positions = pc.indices_nonzero(pc.equal(indices, index))
-            seqs = pc.add(positions.cast(pa.int64()), base)
+            seqs = arrivals.slice(offsets[index], count)
             batch = series.buffer.take(count, seqs)
             firsts.append((int(seqs[0].as_py()), int(seqs[-1].as_py())))
             batches.append((series, batch))
@@ -579,7 +593,13 @@ class BlockWriter:
         """The publisher thread: open blocks, compaction, block files, catalog commits."""
         try:
             while True:
-                item = self._published.get()
+                try:
+                    item = self._published.get(timeout=self._deferred_lag_flush())
+                except queue.Empty:  # no new events: write the blocks a lag flush deferred
+                    if self._failure is None:
+                        self._flush_lagging(self._session_max_ts)
+                        self._release_wal()
+                    continue
                 if isinstance(item, _Done):
                     if item.clean:
                         self._finish()
@@ -639,6 +659,13 @@ class BlockWriter:
             high = pc.max(batch.column("timestamp")).as_py()
             block.max_ts = high if block.max_ts is None else max(block.max_ts, high)
 
+    def _deferred_lag_flush(self) -> float | None:
+        """Seconds until lagging blocks deferred by ``min_block_interval`` may be written
+        (``None``: none are waiting)."""
+        if not self._lag_deferred:
+            return None
+        return max(0.0, self._next_lag_flush - time.monotonic())
+
     def _flush_lagging(self, newest: float | None) -> None:
         """Write open blocks that hold the readers' consistent cut too far back."""
         if self.max_block_lag is None or newest is None:
@@ -651,7 +678,11 @@ class BlockWriter:
             and series.open.first_ts is not None
             and series.open.first_ts < limit
         ]
-        self._flush_many(lagging)
+        now = time.monotonic()
+        self._lag_deferred = bool(lagging) and now < self._next_lag_flush
+        if lagging and not self._lag_deferred:
+            self._flush_many(lagging)
+            self._next_lag_flush = now + self.min_block_interval
 
     def _enforce_memory(self) -> None:
         total = sum(s.open.nbytes for s in self._series)

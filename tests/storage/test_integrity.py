@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from featurizer.storage import (
 from featurizer.storage._maintenance import drop_session
 from featurizer.storage._wal import WalRecord, scan_segment, segments
 from featurizer.testing import ExampleTicker
+from tests.storage.storage_support import assert_bit_identical
 
 A = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "A"})
 B = Feature.create(ExampleTicker, {"exchange": "x", "symbol": "B"})
@@ -577,6 +579,68 @@ def test_a_slow_series_does_not_hold_the_cut_back_further_than_the_lag(tmp_path:
     finally:
         writer.stop()
         storage.close()
+
+
+def _ticks(first: int, count: int) -> list[dict[str, float]]:
+    return [
+        {"timestamp": float(t), "receipt_timestamp": float(t), "bid": 1.0, "ask": 2.0}
+        for t in range(first, first + count)
+    ]
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_recording_faster_than_real_time_writes_lagging_blocks_at_most_once_an_interval(
+    tmp_path: Path,
+) -> None:
+    """Every chunk is 100 s of event time (the lag is 10 s): without the interval every WAL
+    cycle would write a block of each series."""
+    with Storage(tmp_path) as storage:
+        writer = storage.writer([A, B], max_block_lag=10.0, min_block_interval=3600.0)
+        try:
+            record_a, record_b = writer.event_callback(A), writer.event_callback(B)
+            for chunk in range(5):
+                for event in _ticks(100 * chunk, 100):
+                    record_a(event)
+                    record_b(event)
+                writer.sync()
+                if chunk == 0:  # the first lag flush is not deferred
+                    _wait_for(
+                        lambda: all(storage.catalog.blocks(f.key) for f in (A, B)),
+                        "the first lag flush",
+                    )
+        finally:
+            writer.stop()
+        for feature in (A, B):
+            lagging, last = storage.catalog.blocks(feature.key)  # the rest at the stop
+            assert lagging.rows <= 100 and lagging.rows + last.rows == 500
+            assert_bit_identical(storage.read_events(feature), _ticks(0, 500), feature.name)
+
+
+def test_a_deferred_lag_flush_is_written_without_further_events(tmp_path: Path) -> None:
+    with Storage(tmp_path) as storage:
+        writer = storage.writer([A, B], max_block_lag=10.0, min_block_interval=1.0)
+        try:
+            record_a, record_b = writer.event_callback(A), writer.event_callback(B)
+            for chunk in range(2):
+                for event in _ticks(100 * chunk, 100):
+                    record_a(event)
+                    record_b(event)
+                writer.sync()
+            _wait_for(
+                lambda: (
+                    [sum(b.rows for b in storage.catalog.blocks(f.key)) for f in (A, B)]
+                    == [200, 200]
+                ),
+                "the deferred lag flush",
+            )
+        finally:
+            writer.stop()
 
 
 def test_a_segment_without_any_readable_record_is_kept_not_dropped(tmp_path: Path) -> None:
