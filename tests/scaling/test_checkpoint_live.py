@@ -477,7 +477,7 @@ def test_a_worker_that_prunes_its_log_never_waits_for_a_busy_driver(tmp_path: Pa
     lock; the driver tells them of every commit meanwhile. A worker prunes its log on its own
     thread, so the commit never waits for the worker (which waits for the driver): the run
     ends. (It hung when the commit took the worker's lock to prune.)"""
-    options = RunOptions(max_events=20_000, seed=0)
+    options = RunOptions(max_events=10_000, seed=0)
     settings = attrs.evolve(
         CheckpointSettings.from_every(tmp_path / "ck", "0.01s"),
         log_input=True,

@@ -21,14 +21,14 @@ from featurizer.checkpoint import CheckpointSettings, make_scaled_checkpointer
 from featurizer.scaling import run_scaled
 from tests.checkpoint.checkpoint_support import CONFIG
 
-EVENTS = 40_000
-"""Input events per worker: a run of several seconds, so that the kill comes mid-run."""
+EVENTS = 20_000
+"""Input events per worker: a paced run of a few seconds, so that the kill comes mid-run."""
 
 TIMEOUT = 240.0
 
 
 PACE = 80.0
-"""The killed runs replay the synthetic market at 80 times its event-time speed (about 5 s):
+"""The killed runs replay the synthetic market at 80 times its event-time speed (about 2.5 s):
 the kill comes mid-run however fast the machine is; the events do not depend on the pace."""
 
 

@@ -22,7 +22,7 @@ from tests.checkpoint.checkpoint_support import assert_ok, featurizer, write_con
 pytest.importorskip("ray")
 pytest.importorskip("featurizer_synthetic")
 
-EVENTS = "40000"
+EVENTS = "20000"
 TIMEOUT = 240.0
 RUN = ("--workers", "2", "--max-events", EVENTS, "--seed", "3", "-q")
 
@@ -81,7 +81,7 @@ def test_the_ray_driver_killed_then_restarted_leaves_nothing_and_writes_the_same
         "ray",
         *RUN,
         "--pace",
-        "80",  # about 5 s of input: the kill comes mid-run however fast the machine is
+        "80",  # about 2.5 s of input: the kill comes mid-run however fast the machine is
         "--out",
         str(out),
         "--checkpoint",
