@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -42,10 +45,30 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``slow`` soak tests unless selected with ``-m`` or ``FEATURIZER_SLOW=1``."""
+    """Skip ``slow`` soak tests unless selected with ``-m`` or ``FEATURIZER_SLOW=1``; group
+    the tests for pytest-xdist."""
+    _group_for_workers(items)
     if config.getoption("markexpr") or os.environ.get("FEATURIZER_SLOW"):
         return
     skip = pytest.mark.skip(reason="slow soak test: run with -m slow or FEATURIZER_SLOW=1")
     for item in items:
         if item.get_closest_marker("slow") is not None:
             item.add_marker(skip)
+
+
+@functools.cache
+def _starts_ray(path: Path) -> bool:
+    """Whether a test module may start a local Ray (it mentions Ray at all)."""
+    try:
+        return re.search(r"\bray\b", path.read_text(encoding="utf-8")) is not None
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _group_for_workers(items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist's ``--dist loadgroup`` (the suite runs on two workers): a
+    module's tests run on one worker (its module-scoped fixtures are built once), and the
+    modules that may start a local Ray all run on the same worker, one Ray at a time."""
+    for item in items:
+        group = "ray" if _starts_ray(item.path) else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
