@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -588,6 +589,16 @@ def _ticks(first: int, count: int) -> list[dict[str, float]]:
     ]
 
 
+def _record_chunks(writer: Any, count: int, first: int = 0) -> None:
+    """Record chunks ``first`` .. ``first + count - 1`` of 100 s of A and B, syncing each."""
+    record_a, record_b = writer.event_callback(A), writer.event_callback(B)
+    for chunk in range(first, first + count):
+        for event in _ticks(100 * chunk, 100):
+            record_a(event)
+            record_b(event)
+        writer.sync()
+
+
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -603,17 +614,11 @@ def test_a_recording_faster_than_real_time_writes_lagging_blocks_at_most_once_an
     with Storage(tmp_path) as storage:
         writer = storage.writer([A, B], max_block_lag=10.0, min_block_interval=3600.0)
         try:
-            record_a, record_b = writer.event_callback(A), writer.event_callback(B)
-            for chunk in range(5):
-                for event in _ticks(100 * chunk, 100):
-                    record_a(event)
-                    record_b(event)
-                writer.sync()
-                if chunk == 0:  # the first lag flush is not deferred
-                    _wait_for(
-                        lambda: all(storage.catalog.blocks(f.key) for f in (A, B)),
-                        "the first lag flush",
-                    )
+            _record_chunks(writer, 1)
+            _wait_for(  # the first lag flush is not deferred
+                lambda: all(storage.catalog.blocks(f.key) for f in (A, B)), "the first lag flush"
+            )
+            _record_chunks(writer, 4, first=1)
         finally:
             writer.stop()
         for feature in (A, B):
@@ -626,12 +631,7 @@ def test_a_deferred_lag_flush_is_written_without_further_events(tmp_path: Path) 
     with Storage(tmp_path) as storage:
         writer = storage.writer([A, B], max_block_lag=10.0, min_block_interval=1.0)
         try:
-            record_a, record_b = writer.event_callback(A), writer.event_callback(B)
-            for chunk in range(2):
-                for event in _ticks(100 * chunk, 100):
-                    record_a(event)
-                    record_b(event)
-                writer.sync()
+            _record_chunks(writer, 2)
             _wait_for(
                 lambda: (
                     [sum(b.rows for b in storage.catalog.blocks(f.key)) for f in (A, B)]
