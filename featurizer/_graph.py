@@ -18,6 +18,7 @@ from featurizer._errors import EventValidationError, FeatureComputationError, Fe
 from featurizer._events import Event, GroupedNamedDataEvent, NamedDataEvent, full_schema
 from featurizer._feature import Feature
 from featurizer._fusion import FusedChain, StreamzKernel, call_with, fuse
+from featurizer._inline import inlinable
 
 if TYPE_CHECKING:
     from featurizer.metrics import NodeMetrics
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 ERROR_POLICIES = ("raise", "skip")
 """``raise``: a feature error propagates out of ``emit``. ``skip``: it is counted, reported to
 the error callback and that feature (and what depends on it) produces nothing for the event."""
+
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 
 FeatureCallback = Callable[[Feature, Event], None]
 CombinedCallback = Callable[[GroupedNamedDataEvent], None]
@@ -209,7 +212,7 @@ class _Codegen:
     def bind_globals_as_locals(self, header: int) -> None:
         """Pass the names a function uses as keyword defaults: locals are faster than globals."""
         body = "\n".join(self.lines[header + 1 :])
-        used = sorted(name for name in self.namespace if re.search(rf"\b{re.escape(name)}\b", body))
+        used = sorted(set(_IDENTIFIER.findall(body)) & self.namespace.keys())
         signature = self.lines[header][: -len("):")]
         bound = "".join(f", {name}={name}" for name in used)
         self.lines[header] = f"{signature}{bound}):"
@@ -250,12 +253,25 @@ class _Codegen:
         else:
             value, body = f"v{idx}", indent
         for j, callback in enumerate(callbacks):
-            self.emit(body, f"{self.const(f'cb{idx}_{j}', callback)}({fname}, {value})")
+            self.callback(idx, j, callback, fname, value, body)
         if out_slot is not None:
             self.record_output(out_slot, fname, value, body)
         if metered and not self.multi[idx]:
             self.emit(indent, "else:")
             self.emit(indent + 1, f"_z[{idx}] += 1")
+
+    def callback(
+        self, idx: int, j: int, callback: FeatureCallback, fname: str, value: str, indent: int
+    ) -> None:
+        """Call one callback of node ``idx``, or write its statements in place of the call."""
+        source = inlinable(callback)
+        code = None if source is None else source.inline(value, f"_cb{idx}_{j}")
+        if code is None:
+            self.emit(indent, f"{self.const(f'cb{idx}_{j}', callback)}({fname}, {value})")
+            return
+        self.namespace.update(code.namespace)
+        for line in code.lines:
+            self.emit(indent, line)
 
     def compute(self, node: _Node, indent: int) -> None:
         idx = node.index
@@ -645,6 +661,9 @@ class FeatureStreamGraph:
             self._require_node(feature)
         for feature, callback in callbacks.items():
             self._callbacks.setdefault(feature, []).append(callback)
+            source = inlinable(callback)
+            if source is not None:
+                source.on_change(self._compile)
         self._compile()
 
     def set_combined_callback(self, callback: CombinedCallback | None) -> None:

@@ -11,7 +11,9 @@ copies the bits that went in; it is about 40 ns per event of four floats cheaper
 every ``k``-th value as a column (the numeric ones become Arrow arrays without converting
 Python objects). An event is committed by appending its series to the shared order list
 last, so the writer's thread always takes whole events; a malformed event leaves nothing
-behind.
+behind. Once a series' first event is recorded, a graph writes these statements into its own
+generated code in place of the call (:mod:`featurizer._inline`): no Python call per stored
+event.
 
 Fields beyond the definition's schema (a venue that sends optional fields, such as a ticker's
 sizes) are stored too, never dropped: the first event of a series fixes them (as extra
@@ -26,6 +28,7 @@ from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any
 
 from featurizer._events import Event
+from featurizer._inline import INLINE_ATTRIBUTE, InlineCode
 from featurizer.storage._codec import SEQ_COLUMN, EventEncoder, require_pyarrow
 from featurizer.storage._errors import SchemaMismatchError
 
@@ -73,6 +76,8 @@ class ColumnBuffer:
         }
         self.sample: list[Event] = []
         self._namespace: dict[str, Any] | None = None
+        self._inline_index: int | None = None
+        self._listeners: list[Callable[[], None]] = []
 
     def recorder(
         self,
@@ -112,6 +117,7 @@ class ColumnBuffer:
         if self._namespace is None:
             raise RuntimeError("graph_recorder() needs recorder() first")
         function: Callable[[Any, Event], None] = self._namespace["record_from_graph"]
+        setattr(function, INLINE_ATTRIBUTE, self)
         return function
 
     def _compile(self, namespace: dict[str, Any], index: int, *, slow: bool) -> Any:
@@ -123,42 +129,24 @@ class ColumnBuffer:
         :meth:`_first_event_extras` (only until the first event is recorded). Until an event
         is recorded, each call also keeps it as the series' sample and, the first time, compiles
         the recorders again without either (a test less per event for the rest of the run).
+        From then on a graph may write the statements in its own code (:meth:`inline`): the
+        graphs that do are told (:meth:`on_change`) to compile theirs again.
         """
         first = not self.sample
         if slow:
             namespace["_extras"] = lambda event: self._first_event_extras(event, index)
-        body = ["    try:", f"        if len(event) != {len(self.fields)}:"]
-        if slow:
-            body.append("            if not _sample and _extras(event):")
-            body.append("                return record(event)")
-        body.append("            raise _FieldCountError()")
-        filled = []
         for group in _GROUPS:
             names = [name for name, kind in self.fields if _group(kind) == group]
-            if not names:
-                continue
-            values = ", ".join(f"event[{name!r}]" for name in names)
-            if group == "other":
+            if names and group == "other":
                 namespace["_add_other"] = self.buffers[group].extend
-                body.append(f"        _v_other = ({values},)")
-            else:
+            elif names:
                 namespace[f"_add_{group}"] = self.buffers[group].frombytes
                 namespace[f"_pack_{group}"] = struct.Struct(f"{len(names)}{_TYPECODES[group]}").pack
-                body.append(f"        _v_{group} = _pack_{group}({values})")
-            filled.append(group)
-        body += [f"        _add_{group}(_v_{group})" for group in filled]
         namespace["_trim"] = self._trim
         if first:
             namespace["_first"] = lambda event: self._first_recorded(event, index)
-        body += [
-            "    except Exception as error:",
-            "        _trim()",
-            "        _fail(event, error)",
-            "        raise",
-            *(["    _first(event)"] if first else []),
-            f"    _append_order({index})",
-            "    if len(_order) >= _high:",
-            "        _wait()",
+        body = [
+            f"    {line}" for line in self._statements("event", index, str, slow=slow, first=first)
         ]
         lines = ["def record(event):", *body, "def record_from_graph(_feature, event):", *body]
         code = compile("\n".join(lines) + "\n", f"<featurizer recorder {self.label}>", "exec")
@@ -169,7 +157,65 @@ class ColumnBuffer:
                 # Callbacks already handed out keep working: they take the new code.
                 function.__code__ = namespace[name].__code__
                 namespace[name] = function
+        inline_before = self._inline_index is not None
+        self._inline_index = None if slow or first else index
+        if self._inline_index is not None or inline_before:
+            for listener in list(self._listeners):
+                listener()
         return namespace["record"]
+
+    def _statements(
+        self, event: str, index: int, name: Callable[[str], str], *, slow: bool, first: bool
+    ) -> list[str]:
+        """The recorder's statements for the event named ``event``; ``name`` renames every
+        other name they use (the namespace's and their own locals)."""
+        lines = ["try:", f"    if len({event}) != {len(self.fields)}:"]
+        if slow:
+            lines.append(f"        if not {name('_sample')} and {name('_extras')}({event}):")
+            lines.append(f"            return {name('record')}({event})")
+        lines.append(f"        raise {name('_FieldCountError')}()")
+        filled = []
+        for group in _GROUPS:
+            names = [field for field, kind in self.fields if _group(kind) == group]
+            if not names:
+                continue
+            values = ", ".join(f"{event}[{field!r}]" for field in names)
+            if group == "other":
+                lines.append(f"    {name('_v_other')} = ({values},)")
+            else:
+                lines.append(f"    {name(f'_v_{group}')} = {name(f'_pack_{group}')}({values})")
+            filled.append(group)
+        lines += [f"    {name(f'_add_{group}')}({name(f'_v_{group}')})" for group in filled]
+        lines += [
+            f"except Exception as {name('_error')}:",
+            f"    {name('_trim')}()",
+            f"    {name('_fail')}({event}, {name('_error')})",
+            "    raise",
+            *([f"{name('_first')}({event})"] if first else []),
+            f"{name('_append_order')}({index})",
+            f"if len({name('_order')}) >= {name('_high')}:",
+            f"    {name('_wait')}()",
+        ]
+        return lines
+
+    def inline(self, event: str, prefix: str) -> InlineCode | None:
+        """The recorder as statements a graph writes in its generated code instead of a call
+        (:mod:`featurizer._inline`); ``None`` until the series' first event is recorded."""
+        if self._inline_index is None or self._namespace is None:
+            return None
+        namespace = {
+            f"{prefix}{key}": value
+            for key, value in self._namespace.items()
+            if key.startswith("_") and not key.startswith("__")
+        }
+        lines = self._statements(
+            event, self._inline_index, lambda name: f"{prefix}{name}", slow=False, first=False
+        )
+        return InlineCode(lines=tuple(lines), namespace=namespace)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever :meth:`inline` would return other statements."""
+        self._listeners.append(listener)
 
     def _first_recorded(self, event: Event, index: int) -> None:
         """Keep the first recorded event as the sample; recompile without the first-event
