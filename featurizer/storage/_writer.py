@@ -131,12 +131,20 @@ class _OpenBlock:
 class _Work:
     """Batches the WAL thread acknowledged, for the publisher thread."""
 
-    __slots__ = ("batches", "end_seq", "max_ts")
+    __slots__ = ("batches", "end_seq", "highs", "max_ts")
 
-    def __init__(self, batches: list[Any], end_seq: int, max_ts: float | None) -> None:
+    def __init__(
+        self,
+        batches: list[Any],
+        end_seq: int,
+        max_ts: float | None,
+        highs: dict[int, float | None],
+    ) -> None:
         self.batches = batches
         self.end_seq = end_seq
         self.max_ts = max_ts
+        self.highs = highs
+        """Per series index, the largest timestamp of its batch."""
 
 
 class _Done:
@@ -565,8 +573,9 @@ class BlockWriter:
             self.on_acknowledged(self._acknowledged)
         if self._wal.current_size >= self.wal_segment_bytes:
             self._wal.rotate()
+        highs = {series.index: span[1] for (series, _), span in zip(batches, spans, strict=True)}
         batches.sort(key=lambda pair: pair[0].index)
-        self._put(_Work(batches=batches, end_seq=base + n, max_ts=self._max_ts))
+        self._put(_Work(batches=batches, end_seq=base + n, max_ts=self._max_ts, highs=highs))
 
     def _refuse_overlap(
         self, batches: list[tuple[_Series, Any]], spans: list[tuple[float | None, float | None]]
@@ -613,7 +622,7 @@ class BlockWriter:
                     if batch.num_rows
                 }
                 for series, batch in item.batches:
-                    self._add(series, batch)
+                    self._add(series, batch, item.highs[series.index])
                     self._pending_ts.pop(series.index, None)
                 self._covered_ts = item.max_ts
                 self._processed_seq = item.end_seq
@@ -628,16 +637,17 @@ class BlockWriter:
             if self._pool is not None:
                 self._pool.shutdown()
 
-    def _add(self, series: _Series, batch: pa.RecordBatch) -> None:
+    def _add(self, series: _Series, batch: pa.RecordBatch, high: float | None) -> None:
+        """Add a batch to the series' open block, writing the block where the compactor cuts
+        it; ``high``: the batch's largest timestamp (known from the WAL cycle: an Arrow kernel
+        here would be one more hand-over of the GIL the recording's thread needs back)."""
         block = series.open
         timestamps = float_view(batch.column("timestamp"))
         cuts = self.compactor.cut_points(block.state(), timestamps, batch.nbytes)
         start = 0
         for cut in cuts:
             if cut > start:
-                part = batch.slice(start, cut - start)
-                block.add(part)
-                self._track_max(block, part)
+                block.add(batch.slice(start, cut - start))
             if cut < batch.num_rows:
                 self._pending_ts[series.index] = timestamps[cut]
             else:
@@ -645,18 +655,8 @@ class BlockWriter:
             self._flush(series)
             start = cut
         if start < batch.num_rows:
-            part = batch.slice(start)
-            block.add(part)
-            self._track_max(block, part)
-
-    @staticmethod
-    def _track_max(block: _OpenBlock, batch: pa.RecordBatch) -> None:
-        """Raise the open block's largest timestamp by a batch added to it (an Arrow kernel:
-        a Python loop over the timestamps would hold the GIL the recording's thread needs)."""
-        import pyarrow.compute as pc
-
-        if batch.num_rows:
-            high = pc.max(batch.column("timestamp")).as_py()
+            block.add(batch.slice(start))
+        if high is not None:
             block.max_ts = high if block.max_ts is None else max(block.max_ts, high)
 
     def _deferred_lag_flush(self) -> float | None:
