@@ -18,6 +18,8 @@ pipeline (runner, compiled graph, combined output flattened into rows, a sink) t
 
 Both the recording and the run without it are warmed up once (unmeasured) before the
 interleaved pairs: the first recording of a process imports what the writer's threads use.
+Every other pair records first (ABBA order), so that a drift of the machine's speed favours
+neither side; the median of the pairs' ratios is the figure to quote.
 
 Peak RSS of a replay is measured in fresh subprocesses for growing ranges: it must not grow
 with the range. Everything runs on one machine shared with other work: numbers are noisy.
@@ -186,12 +188,17 @@ def record_reference(root: Path, events: int, repeats: int = 1) -> dict[str, Any
     record_cpu: list[float] = []
     for attempt in range(repeats):
         options = RunOptions(emitter="synthetic", max_events=measured, seed=7)
-        plain_rates.append(_run(config, options, cpu=plain_cpu))
+        # Every other pair records first: a machine whose speed drifts during a pair then
+        # favours neither side (the order alternates: ABBA).
+        if attempt % 2 == 0:
+            plain_rates.append(_run(config, options, cpu=plain_cpu))
         trial = root.parent / f"{root.name}.trial{attempt}"
         trial_summary, seconds = _record_once(trial, config, measured, record_cpu)
         run_rates.append(measured / trial_summary.run.elapsed_seconds)
         shutil.rmtree(trial)
         record_rates.append(measured / seconds)
+        if attempt % 2 == 1:
+            plain_rates.append(_run(config, options, cpu=plain_cpu))
     plain_rate = max(plain_rates)
     summary, elapsed = _record_once(root, config, events)
     if events == measured:
