@@ -189,7 +189,10 @@ def test_stop_interrupts_a_slow_replay(recorded: tuple[Path, FeaturizerConfig, l
     for source in graph.get_ins():
         emitter.register_callback(source, got.append)
     emitter.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 30.0  # (a busy machine may take a while to the first event)
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert got, "the replay emitted nothing in 30 s"
     began = time.perf_counter()
     emitter.stop()
     assert time.perf_counter() - began < 2.0
