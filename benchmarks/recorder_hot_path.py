@@ -27,7 +27,7 @@ from typing import Any
 from reference_workload import CONFIG
 
 from featurizer import FeaturizerConfig, hookimpl
-from featurizer._plugins import Plugins, get_plugins
+from featurizer._plugins import Plugins, make_plugin_manager
 from featurizer._runner import RunOptions, run
 from featurizer.storage import DiscardSink
 from featurizer.storage._select import select_features
@@ -81,9 +81,10 @@ def main() -> None:
     parser.add_argument("--only", choices=("plain", "hot"), help="run one side only")
     args = parser.parse_args()
     config = FeaturizerConfig.from_dict(CONFIG)
-    plain_plugins = get_plugins()
-    hot_plugins = get_plugins()
-    hot_plugins.pm.register(_DrainedRecorders(config, args.drain), name="drained-recorders")
+    plain_plugins = Plugins(make_plugin_manager())
+    hot_plugins = Plugins(
+        make_plugin_manager(extra_plugins=[_DrainedRecorders(config, args.drain)])
+    )
     sides = {"plain": plain_plugins, "hot": hot_plugins}
     if args.only:
         sides = {args.only: sides[args.only]}

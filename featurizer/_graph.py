@@ -644,7 +644,9 @@ class FeatureStreamGraph:
         """Call ``callback(feature, event)`` for every event ``feature`` produces.
 
         Any node of the graph can be observed, not only outputs; several callbacks per
-        feature are called in registration order.
+        feature are called in registration order. A callback carrying its statements
+        (:mod:`featurizer._inline`, as the storage recorder does) is written into the graph's
+        generated code instead of being called.
 
         :param feature: a node of this graph.
         :param callback: the observer.
