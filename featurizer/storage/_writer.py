@@ -157,7 +157,16 @@ class _Done:
 
 
 class _Series:
-    __slots__ = ("buffer", "encoder", "feature", "index", "info", "open", "ordinal")
+    __slots__ = (
+        "buffer",
+        "encoder",
+        "feature",
+        "index",
+        "info",
+        "open",
+        "ordinal",
+        "schema_message",
+    )
 
     def __init__(self, index: int, feature: Feature, info: SeriesInfo, ordinal: int) -> None:
         self.index = index
@@ -170,6 +179,16 @@ class _Series:
         self.buffer = ColumnBuffer(info.label, fields, self.encoder)
         self.open = _OpenBlock()
         self.ordinal = ordinal
+        self.schema_message: tuple[pa.Schema, bytes] | None = None
+        """The last batch schema of the series and its serialized IPC message."""
+
+    def schema_message_of(self, batch: pa.RecordBatch) -> bytes:
+        """``batch.schema.serialize()``, kept while the series' schema does not change."""
+        kept = self.schema_message
+        if kept is None or not kept[0].equals(batch.schema, check_metadata=True):
+            kept = (batch.schema, batch.schema.serialize().to_pybytes())
+            self.schema_message = kept
+        return kept[1]
 
 
 class BlockWriter:
@@ -559,6 +578,7 @@ class BlockWriter:
                     "min_ts": span[0],
                     "max_ts": span[1],
                 },
+                series.schema_message_of(batch),
             )
             for (series, batch), first, span in zip(batches, firsts, spans, strict=True)
         ]
