@@ -32,6 +32,7 @@ __all__ = [
     "EventDecoder",
     "EventEncoder",
     "compatible_schema",
+    "float_list",
     "require_pyarrow",
     "schema_from_json",
     "schema_to_json",
@@ -380,7 +381,7 @@ class EventEncoder:
         return None
 
 
-def _floats(array: pa.Array, code: str) -> list[Any]:
+def float_list(array: pa.Array, code: str) -> list[Any]:
     """A primitive array as a Python list, read straight from its buffer when possible."""
     if array.null_count == 0:
         data = array.buffers()[1]
@@ -400,7 +401,7 @@ def _strings(array: pa.Array) -> list[Any]:
         dictionary = array.dictionary.to_pylist()
         indices = array.indices
         code = {1: "b", 2: "h", 4: "i", 8: "q"}[indices.type.bit_width // 8]
-        return list(map(dictionary.__getitem__, _floats(indices, code)))
+        return list(map(dictionary.__getitem__, float_list(indices, code)))
     return array.to_pylist()
 
 
@@ -426,10 +427,10 @@ def _pairs_fast(array: pa.Array) -> list[Any] | None:
     leaves = inner.flatten()
     if leaves.null_count or not pa.types.is_float64(leaves.type):
         return None
-    values = _floats(leaves, "d")
+    values = float_list(leaves, "d")
     it = iter(values)
     pairs = list(zip(it, it, strict=False))
-    offsets = _floats(array.offsets, "i")
+    offsets = float_list(array.offsets, "i")
     base = offsets[0]
     return [tuple(pairs[a - base : b - base]) for a, b in itertools.pairwise(offsets)]
 
@@ -437,9 +438,9 @@ def _pairs_fast(array: pa.Array) -> list[Any] | None:
 def _converter(data_type: pa.DataType, kind: str) -> Callable[[pa.Array], list[Any]]:
     pa = require_pyarrow()
     if pa.types.is_float64(data_type):
-        return lambda array: _floats(array, "d")
+        return lambda array: float_list(array, "d")
     if pa.types.is_int64(data_type):
-        return lambda array: _floats(array, "q")
+        return lambda array: float_list(array, "q")
     if pa.types.is_dictionary(data_type) or pa.types.is_string(data_type):
         return _strings
     is_list = pa.types.is_list(data_type)

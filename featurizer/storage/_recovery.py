@@ -313,7 +313,8 @@ def _extend_snapshots(storage: Storage, published: set[tuple[str, str]]) -> int:
                 from featurizer._plugins import get_plugins
 
                 definitions = dict(get_plugins().definitions())
-            make = getattr(definitions.get(info.definition), "state_keeper", None)
+            definition = definitions.get(info.definition)
+            make = getattr(definition, "state_keeper", None)
             if make is None:
                 continue
             interval = storage.catalog.meta(snapshot_interval_key(session))
@@ -323,6 +324,7 @@ def _extend_snapshots(storage: Storage, published: set[tuple[str, str]]) -> int:
                 make(),
                 session,
                 SNAPSHOT_INTERVAL if interval is None else float(interval),
+                full_state_field=getattr(definition, "snapshot_field", None),
             )
         except Exception as error:  # an optimisation of later replays: the data is safe
             logger.warning(

@@ -3,11 +3,16 @@
 A data source definition that declares ``snapshot_field`` (the ``bool`` field marking
 full-state events) may also give ``state_keeper()``: an object with ``apply(event)`` and
 ``snapshot(last_event) -> event | None`` that keeps the whole state and writes it as one
-full-state event. While a session records such a series, each block of it, once committed,
-is fed through its keeper, and a full-state event every ``interval`` seconds of event time is
-stored in a companion series (kind ``snapshots``), each stamped with the arrival number of
-the event it is as of: a :class:`SnapshotTrack` per series, its snapshots committed right
-after the block they come from. Recovery continues the snapshots of a crashed session over
+full-state event. A keeper may also offer ``apply_table(table)``: the same as ``apply`` on
+every row of a pyarrow table of stored events in turn, without building the events (an
+order book applies a run of deltas level by level at once); a keeper that offers it comes in
+sync (``snapshot`` stops returning ``None``) only by a full-state event, so that the events
+before the next one need not be looked at one by one. While a session records such a
+series, each block of it, once committed, is fed through its keeper, and a full-state event
+every ``interval`` seconds of event time is stored in a companion series (kind
+``snapshots``), each stamped with the arrival number of the event it is as of: a
+:class:`SnapshotTrack` per series, its snapshots committed right after the block they come
+from. Recovery continues the snapshots of a crashed session over
 the events it publishes (:func:`extend_snapshots`): from the session's last stored snapshot
 (a full-state event: applied to a fresh keeper, it gives the state as of it) through the
 events after it. A replay starting late then starts from the last stored snapshot before its
@@ -19,13 +24,15 @@ recording's hot path.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from featurizer.storage._blocks import schema_bytes, write_block
 from featurizer.storage._catalog import SeriesInfo
-from featurizer.storage._codec import SEQ_COLUMN, EventDecoder, EventEncoder
+from featurizer.storage._codec import SEQ_COLUMN, EventDecoder, EventEncoder, float_list
 from featurizer.storage._reader import SeriesPlan, read_tables, series_arrow_schema
 
 if TYPE_CHECKING:
@@ -79,6 +86,8 @@ class SnapshotTrack:
     :param session: the recording session.
     :param interval: seconds of event time between two snapshots.
     :param due: the event time from which the next snapshot is taken (``None``: at once).
+    :param full_state_field: the definition's ``snapshot_field`` (with a keeper offering
+        ``apply_table``, runs of events are applied at once).
     """
 
     def __init__(
@@ -89,6 +98,7 @@ class SnapshotTrack:
         session: str,
         interval: float,
         due: float | None = None,
+        full_state_field: str | None = None,
     ) -> None:
         self.storage = storage
         self.info = info
@@ -96,6 +106,7 @@ class SnapshotTrack:
         self.session = session
         self.interval = interval
         self.due = due
+        self.full_state_field = full_state_field
         self.stored = 0
         self._decoder: EventDecoder | None = None
         self._events: list[dict[str, Any]] = []
@@ -111,21 +122,70 @@ class SnapshotTrack:
             n for n in table.schema.names if n != SEQ_COLUMN
         ):
             self._decoder = EventDecoder(table.schema, self.info.schema)
+        apply_table = getattr(self.keeper, "apply_table", None)
+        field = self.full_state_field
+        if apply_table is not None and field is not None and field in table.schema.names:
+            self._feed_runs(table, after, apply_table, field)
+            return
         seqs = table.column(SEQ_COLUMN).to_pylist()
         keeper = self.keeper
+        assert self._decoder is not None
         for event, seq in zip(self._decoder.decode(table), seqs, strict=True):
             if seq <= after:
                 continue
             keeper.apply(event)
-            stamp = event["timestamp"]
-            if self.due is not None and stamp < self.due:
-                continue
-            snapshot = keeper.snapshot(event)
-            if snapshot is None:
-                continue
-            self._events.append(snapshot)
-            self._seqs.append(seq)
-            self.due = stamp + self.interval
+            self._consider(event, seq, event["timestamp"])
+
+    def _consider(self, event: dict[str, Any], seq: int, stamp: float) -> bool:
+        """Take a snapshot as of ``event`` if one is due; returns whether the keeper is in
+        sync."""
+        if self.due is not None and stamp < self.due:
+            return True
+        snapshot = self.keeper.snapshot(event)
+        if snapshot is None:
+            return False
+        self._events.append(snapshot)
+        self._seqs.append(seq)
+        self.due = stamp + self.interval
+        return True
+
+    def _feed_runs(
+        self, table: Any, after: int, apply_table: Callable[[Any], None], field: str
+    ) -> None:
+        """:meth:`feed` for keepers with ``apply_table``: the events between two snapshots
+        that fall due are applied as one run, and only the events a snapshot is taken as of
+        are built; while the keeper is out of sync, everything up to the next full-state
+        event is one run."""
+        import pyarrow.compute as pc
+
+        if after >= 0:
+            table = table.filter(pc.greater(table.column(SEQ_COLUMN), after))
+        table = table.combine_chunks()
+        count = table.num_rows
+        if not count:
+            return
+        stamps = float_list(table.column("timestamp").chunk(0), "d")
+        seqs = float_list(table.column(SEQ_COLUMN).chunk(0), "q")
+        full_states = pc.indices_nonzero(table.column(field)).to_pylist()
+        assert self._decoder is not None
+        position = 0
+        while position < count:
+            due = self.due
+            row = (
+                position
+                if due is None
+                else next((i for i in range(position, count) if stamps[i] >= due), count)
+            )
+            apply_table(table.slice(position, row + 1 - position))
+            if row == count:
+                return
+            (event,) = self._decoder.decode(table.slice(row, 1))
+            position = row + 1
+            if not self._consider(event, seqs[row], stamps[row]):
+                following = bisect.bisect_left(full_states, position)
+                resume = full_states[following] if following < len(full_states) else count
+                apply_table(table.slice(position, resume - position))
+                position = resume
 
     def write(self) -> int:
         """Store the snapshots taken since the last call as one block of the companion
@@ -162,12 +222,19 @@ class SnapshotTrack:
 
 
 def extend_snapshots(
-    storage: Storage, info: SeriesInfo, keeper: Any, session: str, interval: float
+    storage: Storage,
+    info: SeriesInfo,
+    keeper: Any,
+    session: str,
+    interval: float,
+    *,
+    full_state_field: str | None = None,
 ) -> int:
     """Continue the stored snapshots of one series of ``session`` through its committed
     blocks (after a crash: over what recovery published).
 
     :param keeper: a fresh state keeper of the series' definition.
+    :param full_state_field: the definition's ``snapshot_field`` (see :class:`SnapshotTrack`).
     :returns: the number of snapshots stored.
     """
     catalog = storage.catalog
@@ -188,7 +255,7 @@ def extend_snapshots(
             keeper.apply(snapshot)
             after = int(row.column(SEQ_COLUMN)[0].as_py())
             due = float(snapshot["timestamp"]) + interval
-    track = SnapshotTrack(storage, info, keeper, session, interval, due)
+    track = SnapshotTrack(storage, info, keeper, session, interval, due, full_state_field)
     todo = tuple(b for b in blocks if b.max_seq > after)
     if not todo:
         return 0

@@ -800,7 +800,12 @@ class BlockWriter:
             make = getattr(series.feature.definition, "state_keeper", None)
             if series.feature.is_data_source and make is not None:
                 tracks[series.index] = SnapshotTrack(
-                    self.storage, series.info, make(), self.session, self.snapshot_interval
+                    self.storage,
+                    series.info,
+                    make(),
+                    self.session,
+                    self.snapshot_interval,
+                    full_state_field=getattr(series.feature.definition, "snapshot_field", None),
                 )
         return tracks
 

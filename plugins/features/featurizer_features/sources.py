@@ -6,6 +6,7 @@ are written once against them.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +31,8 @@ class BookKeeper:
 
     Applies messages as the book features do (a gap clears it until the next snapshot, a
     snapshot replaces it, a delta sets or removes levels) and gives a snapshot message that,
-    applied instead of the messages before it, leaves a consumer with the same book.
+    applied instead of the messages before it, leaves a consumer with the same book. It comes
+    in sync only by a snapshot message (what lets storage skip ahead while it is not).
     """
 
     def __init__(self) -> None:
@@ -57,6 +59,38 @@ class BookKeeper:
                     old = side.get(key)
                     side[key] = (price, size) if old is None else (old[0], size)
 
+    def apply_table(self, table: Any) -> None:
+        """Apply consecutive ``l2_book`` messages given as a pyarrow table of their stored
+        columns: the same book as :meth:`apply` on each row in turn, without building the
+        messages. After the last snapshot or gap of the run, a level's last size in the
+        run is its size (``0.0``: removed), so the deltas are applied level by level at once.
+        """
+        import pyarrow.compute as pc
+
+        resets = pc.indices_nonzero(
+            pc.or_kleene(table.column("gap"), table.column("is_snapshot"))
+        ).to_pylist()
+        start = 0
+        if resets:
+            start = resets[-1] + 1
+            self.apply(table.slice(resets[-1], 1).to_pylist()[0])
+        if not self._synced or start == table.num_rows:
+            return
+        deltas = table.slice(start)
+        sides = [_levels(deltas.column(name)) for name in BOOK_SIDES]
+        if any(levels is None for levels in sides):  # (not float pairs: message by message)
+            for event in deltas.to_pylist():
+                self.apply(event)
+            return
+        for side, levels, sign in zip(self._sides, sides, (-1.0, 1.0), strict=True):
+            assert levels is not None
+            prices, sizes = levels
+            keys = [-price for price in prices] if sign < 0 else prices
+            side.update(zip(keys, zip(prices, sizes, strict=True), strict=True))
+            for key in set(itertools.compress(keys, map(_ZERO.__eq__, sizes))):
+                if side[key][1] == 0.0:
+                    del side[key]
+
     def snapshot(self, last: Mapping[str, Any]) -> dict[str, Any] | None:
         """A snapshot message of the book as of ``last`` (the message applied last), or
         ``None`` while the book is not in sync."""
@@ -70,6 +104,33 @@ class BookKeeper:
             "is_snapshot": True,
             "gap": False,
         }
+
+
+_ZERO = 0.0
+
+
+def _levels(column: Any) -> tuple[list[float], list[float]] | None:
+    """The prices and sizes of a stored book side (a chunked ``list<list<double>>`` column of
+    ``(price, size)`` levels), level after level; ``None`` if it holds anything else."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    levels = column.combine_chunks()
+    if levels.null_count or not pa.types.is_list(levels.type):
+        return None
+    pairs = levels.flatten()
+    if not len(pairs):
+        return [], []
+    if pairs.null_count or not pa.types.is_list(pairs.type):
+        return None
+    if pc.min_max(pc.list_value_length(pairs)).as_py() != {"min": 2, "max": 2}:
+        return None
+    values = pairs.flatten()
+    if values.null_count or not pa.types.is_float64(values.type):
+        return None
+    data: Any = memoryview(values.buffers()[1]).cast("d")
+    flat: list[float] = data[values.offset : values.offset + len(values)].tolist()
+    return flat[0::2], flat[1::2]
 
 
 class TickerSource(DataSourceDefinition):
