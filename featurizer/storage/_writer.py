@@ -90,6 +90,30 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def recorded_bytes(batch: pa.RecordBatch) -> int:
+    """The bytes of a batch a WAL cycle built (``nbytes``, what open blocks and compactors
+    count), without handing the GIL over: pyarrow's ``nbytes`` releases it, and the run's
+    thread pays for every hand-over of a background thread (it must give the GIL back).
+
+    Such a batch's columns are of a fixed width without nulls (sliced or not), or not sliced
+    at all (their buffers are theirs alone: counted whole, which is one offset more per
+    offsets buffer than ``nbytes``). Any other column asks pyarrow.
+    """
+    total = 0
+    for column in batch.columns:
+        try:
+            width = column.type.bit_width
+        except ValueError:  # (not of a fixed width)
+            width = 0
+        if width and width % 8 == 0 and column.buffers()[0] is None:
+            total += len(column) * width // 8
+        elif column.offset == 0:
+            total += column.get_total_buffer_size()
+        else:
+            total += column.nbytes
+    return total
+
+
 class _OpenBlock:
     """The in-memory block of one series: record batches waiting to be written."""
 
@@ -108,7 +132,9 @@ class _OpenBlock:
             rows=self.rows, nbytes=self.nbytes, first_ts=self.first_ts, max_ts=self.max_ts
         )
 
-    def add(self, batch: pa.RecordBatch) -> None:
+    def add(self, batch: pa.RecordBatch, nbytes: int) -> None:
+        """Add a batch of ``nbytes`` bytes in memory (:func:`recorded_bytes`, or a slice's share
+        of its batch's: pyarrow's ``nbytes`` would hand the GIL over)."""
         if not batch.num_rows:
             return
         if not self.rows:
@@ -116,7 +142,7 @@ class _OpenBlock:
             self.first_ts = batch.column("timestamp")[0].as_py()
         self.batches.append(batch)
         self.rows += batch.num_rows
-        self.nbytes += batch.nbytes
+        self.nbytes += nbytes
 
     def take(self) -> list[pa.RecordBatch]:
         batches = self.batches
@@ -663,19 +689,21 @@ class BlockWriter:
         here would be one more hand-over of the GIL the recording's thread needs back)."""
         block = series.open
         timestamps = float_view(batch.column("timestamp"))
-        cuts = self.compactor.cut_points(block.state(), timestamps, batch.nbytes)
+        size = recorded_bytes(batch)
+        cuts = self.compactor.cut_points(block.state(), timestamps, size)
+        rows = batch.num_rows
         start = 0
         for cut in cuts:
             if cut > start:
-                block.add(batch.slice(start, cut - start))
-            if cut < batch.num_rows:
+                block.add(batch.slice(start, cut - start), size * (cut - start) // rows)
+            if cut < rows:
                 self._pending_ts[series.index] = timestamps[cut]
             else:
                 self._pending_ts.pop(series.index, None)
             self._flush(series)
             start = cut
-        if start < batch.num_rows:
-            block.add(batch.slice(start))
+        if start < rows:
+            block.add(batch.slice(start), size * (rows - start) // rows)
         if high is not None:
             block.max_ts = high if block.max_ts is None else max(block.max_ts, high)
 

@@ -1,0 +1,104 @@
+"""What recording costs: ``featurizer record`` against ``featurizer run`` on the same config.
+
+Runs a config on the synthetic market with and without recording (every series the config
+stores, with its own storage settings, as the CLI does), in interleaved ABBA pairs after one
+unmeasured warm-up of each, and prints the median of the pairs' throughput ratios (the
+figure to quote), the CPU time of every thread, and the time the garbage collector took.
+
+    python benchmarks/recording.py --config examples/quickstart.yaml --events 200000
+    python benchmarks/recording.py --events 300000     # the reference workload (replay.py)
+
+Everything runs on one machine shared with other work: the pairs' ratios spread; run it
+more than once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from reference_workload import CONFIG
+
+from featurizer import FeaturizerConfig
+from featurizer._config import load_config
+from featurizer._runner import RunOptions, run
+from featurizer.storage import Storage, record
+from featurizer.storage._record import DiscardSink
+
+
+class _GcClock:
+    """Seconds the garbage collector ran (all threads)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+
+
+def _once(config: FeaturizerConfig, events: int, root: Path | None, clock: _GcClock) -> tuple:
+    """(seconds, CPU seconds of every thread, GC seconds) of one run, recording into
+    ``root`` if given."""
+    options = RunOptions(emitter="synthetic", max_events=events, seed=7)
+    gc.collect()
+    gc_before, cpu_before = clock.seconds, time.process_time()
+    started = time.perf_counter()
+    if root is None:
+        summary = run(config, options, DiscardSink())
+    else:
+        with Storage(root) as storage:
+            summary = record(config, options, storage).run
+    seconds = time.perf_counter() - started
+    assert summary.events_in == events, summary
+    return seconds, time.process_time() - cpu_before, clock.seconds - gc_before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="a config (default: the reference workload)")
+    parser.add_argument("--events", type=int, default=200_000, help="input events per run")
+    parser.add_argument("--repeats", type=int, default=7, help="pairs")
+    args = parser.parse_args()
+    config = load_config(args.config) if args.config else FeaturizerConfig.from_dict(CONFIG)
+    clock = _GcClock()
+    plain, recorded = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        _once(config, min(args.events, 20_000), None, clock)
+        _once(config, min(args.events, 20_000), Path(tmp) / "warm-up", clock)
+        for attempt in range(args.repeats):
+            root = Path(tmp) / f"root{attempt}"
+            if attempt % 2 == 0:
+                plain.append(_once(config, args.events, None, clock))
+            recorded.append(_once(config, args.events, root, clock))
+            if attempt % 2 == 1:
+                plain.append(_once(config, args.events, None, clock))
+    ratios = sorted(p[0] / r[0] for p, r in zip(plain, recorded, strict=True))
+    cpu = sorted(r[1] / p[1] for p, r in zip(plain, recorded, strict=True))
+    print(
+        f"{args.config or 'reference workload'}, {args.events:,} input events, "
+        f"{args.repeats} ABBA pairs: recording at {statistics.median(ratios):.3f}x the "
+        f"throughput of the run without it (median of the pairs; all: "
+        f"{', '.join(f'{x:.3f}' for x in ratios)})"
+    )
+    print(
+        f"  without: {args.events / min(p[0] for p in plain):,.0f} events/s best; recording: "
+        f"{args.events / min(r[0] for r in recorded):,.0f} events/s best"
+    )
+    print(
+        f"  CPU time of every thread: {statistics.median(cpu):.2f}x (median); garbage "
+        f"collector: {statistics.median(r[2] for r in recorded):.3f} s recording, "
+        f"{statistics.median(p[2] for p in plain):.3f} s without (medians)"
+    )
+
+
+if __name__ == "__main__":
+    main()
