@@ -7,6 +7,7 @@ figure to quote), the CPU time of every thread, and the time the garbage collect
 
     python benchmarks/recording.py --config examples/quickstart.yaml --events 200000
     python benchmarks/recording.py --events 300000     # the reference workload (replay.py)
+    python benchmarks/recording.py --config examples/quickstart.yaml --gc-threshold 50000
 
 Everything runs on one machine shared with other work: the pairs' ratios spread; run it
 more than once.
@@ -67,7 +68,14 @@ def main() -> None:
     parser.add_argument("--config", type=Path, help="a config (default: the reference workload)")
     parser.add_argument("--events", type=int, default=200_000, help="input events per run")
     parser.add_argument("--repeats", type=int, default=7, help="pairs")
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        help="the garbage collector's first threshold for both sides (gc.set_threshold)",
+    )
     args = parser.parse_args()
+    if args.gc_threshold is not None:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
     config = load_config(args.config) if args.config else FeaturizerConfig.from_dict(CONFIG)
     clock = _GcClock()
     plain, recorded = [], []
@@ -84,7 +92,8 @@ def main() -> None:
     ratios = sorted(p[0] / r[0] for p, r in zip(plain, recorded, strict=True))
     cpu = sorted(r[1] / p[1] for p, r in zip(plain, recorded, strict=True))
     print(
-        f"{args.config or 'reference workload'}, {args.events:,} input events, "
+        f"{args.config or 'reference workload'}, {args.events:,} input events, gc thresholds "
+        f"{gc.get_threshold()}, "
         f"{args.repeats} ABBA pairs: recording at {statistics.median(ratios):.3f}x the "
         f"throughput of the run without it (median of the pairs; all: "
         f"{', '.join(f'{x:.3f}' for x in ratios)})"
