@@ -17,7 +17,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from featurizer_features.sources import BookKeeper
 
@@ -26,21 +25,9 @@ from featurizer._runner import RunOptions
 from featurizer.storage import Storage, record
 from featurizer.storage._reader import SeriesPlan, read_tables
 from featurizer.storage._snapshots import SnapshotTrack
+from featurizer.testing import EventByEventKeeper
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart.yaml"
-
-
-class _EventByEvent:
-    """The book keeper without ``apply_table``: every event decoded and applied."""
-
-    def __init__(self) -> None:
-        self.book = BookKeeper()
-
-    def apply(self, event: dict[str, Any]) -> None:
-        self.book.apply(event)
-
-    def snapshot(self, last: dict[str, Any]) -> dict[str, Any] | None:
-        return self.book.snapshot(last)
 
 
 def main() -> None:
@@ -61,7 +48,11 @@ def main() -> None:
         seconds: dict[str, list[float]] = {"event by event": [], "runs": []}
         taken = {}
         for _ in range(args.repeats):
-            for name, keeper in (("event by event", _EventByEvent), ("runs", BookKeeper)):
+            keepers = (
+                ("event by event", lambda: EventByEventKeeper(BookKeeper())),
+                ("runs", BookKeeper),
+            )
+            for name, keeper in keepers:
                 track = SnapshotTrack(
                     storage, info, keeper(), "s", 60.0, full_state_field="is_snapshot"
                 )

@@ -18,6 +18,7 @@ from featurizer.storage import Storage
 from featurizer.storage._codec import EventEncoder
 from featurizer.storage._snapshots import SnapshotTrack
 from featurizer.storage._writer import series_info_for
+from featurizer.testing import EventByEventKeeper
 
 pa = pytest.importorskip("pyarrow")
 featurizer_features = pytest.importorskip("featurizer_features")
@@ -28,19 +29,6 @@ INFO = series_info_for(BOOK)
 PRICES = st.sampled_from([99.5, 100.0, 100.5, 101.0, 101.5, 102.0])
 SIZES = st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.25])
 LEVELS = st.lists(st.tuples(PRICES, SIZES), max_size=4).map(tuple)
-
-
-class _OneByOne:
-    """A book keeper without ``apply_table``: the event-by-event reference."""
-
-    def __init__(self) -> None:
-        self.book = BookKeeper()
-
-    def apply(self, event: dict[str, Any]) -> None:
-        self.book.apply(event)
-
-    def snapshot(self, last: dict[str, Any]) -> dict[str, Any] | None:
-        return self.book.snapshot(last)
 
 
 @st.composite
@@ -108,7 +96,7 @@ def test_runs_take_the_snapshots_events_one_by_one_take(
     after: int,
 ) -> None:
     fast = _track(tmp_path / "fast", BookKeeper(), interval)
-    reference = _track(tmp_path / "reference", _OneByOne(), interval)
+    reference = _track(tmp_path / "reference", EventByEventKeeper(BookKeeper()), interval)
     for table in _tables(messages, cuts, chunk):
         fast.feed(table, after)
         reference.feed(table, after)
