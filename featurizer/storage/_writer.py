@@ -862,9 +862,12 @@ class BlockWriter:
         series.open.max_ts = max_ts
         if not batches:
             return None
-        schema = series.encoder.arrow_schema
+        schema = series.encoder.arrow_schema or batches[0].schema
+        if all(batch.schema.equals(schema) for batch in batches):
+            # (one call into Arrow, which hands the GIL over: not one per batch)
+            return pa.Table.from_batches(batches, schema=schema)
         tables = [pa.Table.from_batches([b]) for b in batches]
-        if schema is not None:
+        if series.encoder.arrow_schema is not None:
             tables = [t if t.schema.equals(schema) else t.cast(schema) for t in tables]
         return pa.concat_tables(tables)
 

@@ -201,6 +201,24 @@ def test_empty_tuples_before_the_first_level_get_a_type_later(tmp_path: Path) ->
         assert storage.verify().ok
 
 
+def test_one_block_of_untyped_and_typed_cycles_reads_back(tmp_path: Path) -> None:
+    """A block whose first WAL cycle had only empty tuples (no type yet) and whose later one
+    has levels: the block's batches differ in type and are cast to the series' type."""
+    base = {"receipt_timestamp": 0.0, "x": 1.0, "n": 1, "s": "", "flag": True}
+    early = [{**base, "timestamp": float(i), "levels": ()} for i in range(5)]
+    late = [{**base, "timestamp": 10.0 + i, "levels": ((1.0, 2.0), (0.5, 3.0))} for i in range(5)]
+    with Storage(tmp_path) as storage:
+        with storage.writer([SOURCE]) as writer:
+            for event in early:
+                writer.append(SOURCE, event)
+            writer.sync()
+            for event in late:
+                writer.append(SOURCE, event)
+        assert len(storage.catalog.blocks(SOURCE.key)) == 1
+        assert_bit_identical(storage.read_events(SOURCE), early + late, "one block")
+        assert storage.verify().ok
+
+
 def test_events_not_matching_the_schema_are_refused_naming_the_series(tmp_path: Path) -> None:
     good = {
         "timestamp": 1.0,
