@@ -17,6 +17,7 @@ from featurizer._feature import Feature
 from featurizer.storage._blocks import BlockFormat, schema_bytes, write_block
 from featurizer.storage._catalog import BlockInfo, SeriesInfo
 from featurizer.storage._codec import SEQ_COLUMN, EventEncoder, require_pyarrow, schema_to_json
+from featurizer.storage._collector import raise_first_threshold
 from featurizer.storage._columns import ColumnBuffer
 from featurizer.storage._compactors import Compactor, MemoryBasedCompactor, OpenBlockState
 from featurizer.storage._errors import StorageError
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 _BYTE_INDICES = 256
 """Up to this many series, the hot path records each event's series as one byte."""
+
+_FLAT_KINDS = frozenset({"float", "int", "str", "bool", "bytes"})
+"""Field kinds a recorder holds as nothing the garbage collector tracks."""
 
 
 def series_info_for(feature: Feature) -> SeriesInfo:
@@ -88,6 +92,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _nothing() -> None:
+    """A release with nothing to give back."""
 
 
 def recorded_bytes(batch: pa.RecordBatch) -> int:
@@ -263,6 +271,12 @@ class BlockWriter:
         stored (replays of those times then fail with :class:`OverlapError` until one session
         is dropped). By default the writer refuses them before acknowledging anything of
         them: it stops with an :class:`OverlapError` naming the other session.
+    :param gc_threshold: while the writer records a series with container fields (lists or
+        tuples: an order book's levels), the garbage collector's first threshold is raised to
+        at least this, and restored by :meth:`stop` (the recorder holds those fields, which
+        the collector tracks, until their WAL cycle: at Python's default of 700 it collects
+        every few dozen book events). ``None`` leaves the collector alone. The setting is the
+        process's: see :mod:`featurizer.storage._collector`.
 
     >>> import tempfile
     >>> from featurizer.storage import Storage
@@ -296,6 +310,7 @@ class BlockWriter:
         snapshot_interval: float | None = 60.0,
         max_block_lag: float | None = 60.0,
         min_block_interval: float = 1.0,
+        gc_threshold: int | None = 50_000,
     ) -> None:
         pa = require_pyarrow()
         # Import what the background threads use now: an import there holds the GIL for a
@@ -387,6 +402,14 @@ class BlockWriter:
         )
         self._thread = threading.Thread(
             target=self._run, name="featurizer-block-writer", daemon=True
+        )
+        holds_containers = any(
+            kind not in _FLAT_KINDS for s in self._series for kind in s.info.schema.values()
+        )
+        self._release_collector = (
+            raise_first_threshold(gc_threshold)
+            if gc_threshold is not None and holds_containers
+            else _nothing
         )
         self._thread.start()
 
@@ -921,6 +944,7 @@ class BlockWriter:
             self._wake.set()
             self._thread.join()
             self._lock.release()
+        self._release_collector()
         self._raise_failure()
 
     def __enter__(self) -> BlockWriter:
