@@ -21,7 +21,10 @@ the combined vector on every update) is stored once, then computed in one run:
 With ``--book N``, the book features (``l2_snapshot`` depth 10, ``order_book_imbalance`` over 5
 levels, ``mid_price_l2``, ``relative_spread_l2``) over N stored synthetic ``l2_book`` messages:
 the batch path with the book kernels vs without them (the per-event graph inside the batch
-executor) vs the per-event replay, rows checked equal.
+executor) vs the per-event replay, rows checked equal. With ``--cents N``, the kernels alone
+against the plain loop over N events whose prices have cents (exact sums beyond 64 bits: the
+kernels' three-limb integers), last vectors checked equal. With ``--ray``, one process
+against 2 workers as Ray tasks on a local Ray (2 CPUs, loopback, started before timing).
 
 Values are checked: the batch rows equal the per-event rows bit for bit, and the plain loop's
 last vector equals the batch's. The machine is shared with other work: numbers are noisy;
@@ -123,14 +126,47 @@ def memory_chunks(
     return executor, chunks
 
 
-def kernels_alone(config: FeaturizerConfig, chunks: list[Any]) -> int:
+def kernels_alone(config: FeaturizerConfig, chunks: list[Any]) -> tuple[int, Any]:
+    """Rows of the kernels over the chunks, and the last row."""
     executor = BatchExecutor(config)
     combiner = Combiner(executor.outputs)
     rows = 0
+    last = None
     for size, batches in chunks:
         table, _ = combiner.combine(size, executor.process(batches))
-        rows += table.num_rows if table is not None else 0
-    return rows
+        if table is not None and table.num_rows:
+            rows += table.num_rows
+            last = table.slice(table.num_rows - 1).to_pylist()[0]
+    return rows, last
+
+
+def with_cents(events: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """The events with prices in cents (amounts are in micro units already): exact sums of
+    their squares and products need integers beyond 64 bits."""
+    out = []
+    for kind, event in events:
+        changed = dict(event)
+        for name, offset in (("bid", 0.01), ("ask", 0.03), ("price", 0.01)):
+            if name in changed:
+                changed[name] = round(changed[name] + offset, 2)
+        out.append((kind, changed))
+    return out
+
+
+def cents(count: int, repeats: int) -> None:
+    """Kernels (columns in memory) against the plain loop over events with prices in cents."""
+    config = FeaturizerConfig.from_dict(CONFIG)
+    events = with_cents(make_events(count))
+    plain_time, (plain_rows, plain_last) = best(repeats, lambda: plain_loop(events))
+    _, chunks = memory_chunks(config, events, 65_536)
+    kernel_time, (kernel_rows, kernel_last) = best(repeats, lambda: kernels_alone(config, chunks))
+    assert plain_rows == kernel_rows, (plain_rows, kernel_rows)
+    same = plain_last == tuple(kernel_last[c] for c in list(kernel_last)[1:])
+    print(
+        f"prices in cents, {count:,} events in memory: kernels {count / kernel_time:,.0f} "
+        f"events/s, plain loop {count / plain_time:,.0f} ({plain_time / kernel_time:.2f}x); "
+        f"last vector equal: {same}"
+    )
 
 
 CPU: dict[int, list[float]] = {}
@@ -153,6 +189,38 @@ def parallel(config: FeaturizerConfig, root: Path, workers: int) -> int:
         rows = sum(table.num_rows for table in job)
     CPU.setdefault(workers, []).append(used() - before)
     return rows
+
+
+def on_ray(config: FeaturizerConfig, root: Path, repeats: int, events: int) -> None:
+    """One process against 2 workers as Ray tasks, on a local Ray (2 CPUs, loopback) started
+    first so that its start is not counted, and shut down at the end."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        object_store_memory=80 * 1024 * 1024,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    try:
+
+        def on_two() -> int:
+            with ParallelBackfill(config, root, workers=2, scaler="ray") as job:
+                return sum(table.num_rows for table in job)
+
+        one_time, one_rows = best(repeats, lambda: parallel(config, root, 1))
+        two_time, two_rows = best(repeats, on_two)
+        assert one_rows == two_rows, (one_rows, two_rows)
+        print(
+            f"on Ray: 1 process {events / one_time:,.0f} events/s ({one_time:.3f} s), 2 workers "
+            f"as Ray tasks {events / two_time:,.0f} ({two_time:.3f} s): {one_time / two_time:.2f}x "
+            f"(machine load: {os.getloadavg()[0]:.1f})"
+        )
+    finally:
+        ray.shutdown()
 
 
 _PEAK = """
@@ -294,6 +362,15 @@ def main() -> None:
     parser.add_argument(
         "--book", type=int, default=0, help="also measure the book features over N messages"
     )
+    parser.add_argument(
+        "--ray", action="store_true", help="also measure 2 workers as Ray tasks (a local Ray)"
+    )
+    parser.add_argument(
+        "--cents",
+        type=int,
+        default=0,
+        help="also measure the kernels against the plain loop over N events priced in cents",
+    )
     args = parser.parse_args()
     n = args.events
     config = FeaturizerConfig.from_dict(CONFIG)
@@ -309,7 +386,7 @@ def main() -> None:
         plain_time, (plain_rows, plain_last) = best(args.repeats, lambda: plain_loop(events))
         event_time, (event_rows, event_all) = best(1, lambda: per_event_from_storage(config, root))
         _, chunks = memory_chunks(config, events, 65_536)
-        kernel_time, kernel_rows = best(args.repeats, lambda: kernels_alone(config, chunks))
+        kernel_time, (kernel_rows, _) = best(args.repeats, lambda: kernels_alone(config, chunks))
         one_time, one_rows = best(args.repeats, lambda: parallel(config, root, 1))
         two_time, two_rows = best(args.repeats, lambda: parallel(config, root, 2))
         parts = ParallelBackfill(config, root, workers=2).table()
@@ -352,6 +429,10 @@ def main() -> None:
         )
         if args.book:
             book(args.book, args.repeats)
+        if args.cents:
+            cents(args.cents, args.repeats)
+        if args.ray:
+            on_ray(config, root, args.repeats, n)
         if args.rss:
             peak_rss(config, [int(n) for n in args.rss.split(",")])
     finally:
