@@ -192,19 +192,12 @@ def parallel(config: FeaturizerConfig, root: Path, workers: int) -> int:
 
 
 def on_ray(config: FeaturizerConfig, root: Path, repeats: int, events: int) -> None:
-    """One process against 2 workers as Ray tasks, on a local Ray (2 CPUs, loopback) started
-    first so that its start is not counted, and shut down at the end."""
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray
+    """One process against 2 workers as Ray tasks, on a local Ray (2 CPUs, loopback: the one
+    the ray scaler starts) started first so that its start is not counted, and shut down at
+    the end."""
+    from featurizer.batch._workers import RayWorkers
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        object_store_memory=80 * 1024 * 1024,
-        include_dashboard=False,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
+    local_ray = RayWorkers(cpus=2)
     try:
 
         def on_two() -> int:
@@ -220,7 +213,7 @@ def on_ray(config: FeaturizerConfig, root: Path, repeats: int, events: int) -> N
             f"(machine load: {os.getloadavg()[0]:.1f})"
         )
     finally:
-        ray.shutdown()
+        local_ray.stop()
 
 
 _PEAK = """
