@@ -6,7 +6,7 @@ order book's levels are lists and tuples it does, and so many of them stay alive
 the collector's youngest generation fills every few dozen events and its collections
 (promoting the levels to older generations, whose collections then walk them again) become a
 measurable part of the recording (see docs/storage.md, "Performance"). Raising the first
-threshold while such a recorder runs takes that cost back to what the run pays without it.
+threshold while such a recorder runs takes most of that cost away.
 
 The setting belongs to the process, so it is shared: the first holder raises it, the last one
 restores it, and a threshold someone else changed in the meantime is left as it is.
