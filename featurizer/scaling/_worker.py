@@ -239,6 +239,9 @@ class WorkerRuntime:
         self.late_count = 0
         self._current: list[tuple[float, int, int]] = [(0.0, 0, 0)]
         self._failure: str | None = None
+        self._torn = False
+        """An exception left an event or a batch half taken under the lock: see
+        :meth:`_maybe_barrier` (set under the lock, before the lock is released)."""
         self._stopping = threading.Event()
         self._stop_requested = False
         self._finished = threading.Event()
@@ -541,43 +544,49 @@ class WorkerRuntime:
 
         def ingest(event: Event) -> None:
             with lock:
-                if track:
-                    if logged and (
-                        stopping.is_set()
-                        or draining.is_set()
-                        or (limit is not None and self.events_in >= limit)
-                    ):
+                try:
+                    if track:
+                        if logged and (
+                            stopping.is_set()
+                            or draining.is_set()
+                            or (limit is not None and self.events_in >= limit)
+                        ):
+                            return
+                        position[0] += 1
+                        receipt = event["receipt_timestamp"]
+                        if receipt > position[1]:  # noqa: PLR1730 (a call to max() costs more)
+                            position[1] = receipt
+                        if recorder is not None:
+                            recorder[0](event)
+                        if fault_at is not None and self.events_in + 1 >= fault_at:
+                            self._fault("worker-event")
+                    if stopping.is_set() or draining.is_set():
                         return
-                    position[0] += 1
-                    receipt = event["receipt_timestamp"]
-                    if receipt > position[1]:  # noqa: PLR1730 (a call to max() costs more)
-                        position[1] = receipt
-                    if recorder is not None:
-                        recorder[0](event)
-                    if fault_at is not None and self.events_in + 1 >= fault_at:
-                        self._fault("worker-event")
-                if stopping.is_set() or draining.is_set():
-                    return
-                if limit is not None and self.events_in >= limit:
-                    return
-                ts = event["timestamp"]
-                now = time.time()
-                state.last_wall = now
-                state.idle = False
-                # the clock learns from late events too: one that ran ahead of a source's time
-                # (the wall clock, before a feed stamped further behind it than the delay
-                # connected) would otherwise keep that source late for good
-                self._clock_offset = ts - now
-                if ts < state.announced:
-                    self.late_count += 1
-                    self.late.append((group, source_key, event))
-                    return
-                self.events_in += 1
-                if hold:
-                    self._arrivals += 1
-                    heapq.heappush(state.held, (ts, self._arrivals, dispatch, event))
-                    return
-                run(state, group, ts, dispatch, event)
+                    if limit is not None and self.events_in >= limit:
+                        return
+                    ts = event["timestamp"]
+                    now = time.time()
+                    state.last_wall = now
+                    state.idle = False
+                    # the clock learns from late events too: one that ran ahead of a source's
+                    # time (the wall clock, before a feed stamped further behind it than the
+                    # delay connected) would otherwise keep that source late for good
+                    self._clock_offset = ts - now
+                    if ts < state.announced:
+                        self.late_count += 1
+                        self.late.append((group, source_key, event))
+                        return
+                    self.events_in += 1
+                    if hold:
+                        self._arrivals += 1
+                        heapq.heappush(state.held, (ts, self._arrivals, dispatch, event))
+                        return
+                    run(state, group, ts, dispatch, event)
+                except BaseException:
+                    # the event may be counted in its source's position, logged and half
+                    # computed: no cut may be taken of this worker any more (it is failing)
+                    self._torn = True
+                    raise
 
         return ingest
 
@@ -740,6 +749,9 @@ class WorkerRuntime:
             self._process(batch, channel)
             if batch.barrier:
                 self._maybe_barrier()
+        except BaseException:
+            self._torn = True  # the batch may be half merged and dispatched
+            raise
         finally:
             self.lock.release()
 
@@ -801,7 +813,20 @@ class WorkerRuntime:
 
     def _maybe_barrier(self) -> None:
         """Take every barrier that was asked for and arrived on every channel (under the
-        lock), then go on with the batches that waited for it."""
+        lock), then go on with the batches that waited for it.
+
+        A worker whose event or batch raised under the lock (:attr:`_torn`) takes none (nor
+        does it end its channels): the exception releases the lock before the worker is known
+        to have failed (an emitter records its failure after its callback raised, the failure
+        is reported after its thread died), and a barrier taken meanwhile would acknowledge a
+        cut that counts an event in its source's position (and in the input log) that the
+        graph never computed, or computed in part. A restart from that checkpoint would skip
+        the event for good: the run would end without error, its output short of that event's
+        rows (all of them, when the event was one every output needs).
+        """
+        if self._torn:
+            logger.debug("worker %d: an event or a batch failed: no barrier is taken", self.index)
+            return
         while self.checkpoint is not None:
             number = self._barrier_done + 1
             if self._barrier_requested < number:
@@ -894,9 +919,16 @@ class WorkerRuntime:
                     self._log.committed(self._log_pruned)
                 for destination in self._destinations.values():
                     self._flush(destination, heartbeat=True)
-                if self._inputs_done and all(c.ended for c in self._channels.values()):
+                if (
+                    self._inputs_done
+                    and not self._torn
+                    and all(c.ended for c in self._channels.values())
+                ):
                     self._finish()
                     return
+            except BaseException:
+                self._torn = True  # held events may be half dispatched
+                raise
             finally:
                 self.lock.release()
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -194,6 +195,97 @@ def test_hypothesis_chosen_worker_deaths(
     _, checkpointer = _checkpointed(tmp, worker_outputs=worker_outputs)
     assert checkpointer.metrics.restarts == 1
     assert _outputs(tmp, worker_outputs) == _expected(reference, worker_outputs)
+
+
+@pytest.mark.parametrize(
+    ("point", "log_input"),
+    [("worker-event:1@0", True), ("worker-event:1@0", None), ("worker-event:1500@1", None)],
+    ids=["first-event-logged", "first-event", "mid-run"],
+)
+def test_a_worker_whose_event_failed_acknowledges_no_barrier_before_it_fails(
+    tmp_path: Path,
+    reference: dict[str, bytes],
+    fault: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    point: str,
+    log_input: bool | None,
+) -> None:
+    """The interleaving behind a flaky empty output (``test_checkpoint_live``, worker 0 dying
+    at its first event): the fault raises out of the worker's ingest after the event was
+    counted in its source's position (and logged) but before the graph computed it; the
+    lock is released before the emitter records its failure. Here the emitter's thread is
+    held right there until the worker's supervisor had a barrier to take (and, if it took
+    it, until the driver committed it). Taking it committed a cut that counts an event no
+    state holds: the restart skipped it, and losing the first event left every row out (the
+    run returned with an empty output). A worker whose event failed takes no barrier."""
+    from featurizer.checkpoint import ScaledCheckpointer
+    from featurizer.scaling._barriers import SimulatedWorkerDeath
+    from featurizer.scaling._worker import WorkerRuntime
+
+    fault(point)
+    dying = int(point.rpartition("@")[2])
+    wait = 60.0
+    chance = threading.Event()  # the dying worker's supervisor had a barrier to take
+    death: dict[str, int] = {}  # barriers the dying worker had taken when its event failed
+    committed: list[int] = []
+    commits = threading.Condition()
+    timed_out: list[str] = []
+
+    original_commit = ScaledCheckpointer.commit
+
+    def commit(self: ScaledCheckpointer, *args: Any, **kwargs: Any) -> Any:
+        info = original_commit(self, *args, **kwargs)
+        with commits:
+            committed.append(info.id)
+            commits.notify_all()
+        return info
+
+    original_maybe_barrier = WorkerRuntime._maybe_barrier
+
+    def maybe_barrier(self: WorkerRuntime) -> None:
+        original_maybe_barrier(self)
+        if self.index == dying and death and self._barrier_requested > death["done"]:
+            chance.set()  # a barrier asked for after the failure: taken or declined
+
+    original_resumed = WorkerRuntime._resumed
+
+    def resumed(self: WorkerRuntime, source: Any) -> Any:
+        callback = original_resumed(self, source)
+
+        def held(event: Any) -> None:
+            try:
+                callback(event)
+            except SimulatedWorkerDeath:  # the worker's lock is released; hold the emitter
+                death["done"] = self._barrier_done
+                if not chance.wait(wait):
+                    timed_out.append("no barrier was asked for after the failure")
+                taken = self._barrier_done
+                if taken > death["done"]:  # acknowledged: the driver commits it
+                    with commits:
+                        if not commits.wait_for(lambda: taken in committed, wait):
+                            timed_out.append(f"checkpoint {taken} was not committed")
+                raise
+
+        return held
+
+    monkeypatch.setattr(ScaledCheckpointer, "commit", commit)
+    monkeypatch.setattr(WorkerRuntime, "_maybe_barrier", maybe_barrier)
+    monkeypatch.setattr(WorkerRuntime, "_resumed", resumed)
+    directory = tmp_path / "ck"
+    settings = attrs.evolve(CheckpointSettings.from_every(directory, EVERY), log_input=log_input)
+    checkpointer = make_scaled_checkpointer(settings, tmp_path / "out.jsonl", _options())
+    run_scaled(
+        FeaturizerConfig.from_dict(CONFIG),
+        _options(),
+        checkpointer.sink,
+        workers=2,
+        checkpoint=checkpointer,
+    )
+    assert not timed_out, timed_out
+    assert death and chance.is_set(), "the fault hook did not fire"
+    assert checkpointer.metrics.restarts == 1
+    assert (tmp_path / "out.jsonl").read_bytes() == reference["driver"]
+    assert verify_directory(directory).ok
 
 
 def test_the_restart_limit_fails_naming_the_worker_and_the_cause(
