@@ -23,7 +23,7 @@ from featurizer.cli._common import (
 )
 from featurizer.cli._run_cmd import _pace
 from featurizer.storage import Storage, StorageSettings, parse_size, record, resolve_root
-from featurizer.storage._settings import COMPACTORS
+from featurizer.storage._settings import COMPACTORS, WRITERS
 
 
 def _size(value: str) -> int:
@@ -79,6 +79,11 @@ def register(commands: Any) -> None:
     parser.add_argument("--bucket", type=_duration, help="bucket of the time compactor (e.g. 1h)")
     parser.add_argument(
         "--sync-interval", type=_duration, help="seconds between WAL fsyncs (e.g. 100ms)"
+    )
+    parser.add_argument(
+        "--writer",
+        choices=WRITERS,
+        help="run the recorder's background work in threads or in a child process",
     )
     parser.add_argument("--out", help="also write the combined outputs (.jsonl or .parquet)")
     parser.add_argument("--format", dest="format_name", help="output format (jsonl, parquet)")
@@ -143,6 +148,7 @@ def _handle(args: argparse.Namespace, received: list[str]) -> int:
             ("block_size", args.block_size),
             ("bucket", args.bucket),
             ("sync_interval", args.sync_interval),
+            ("writer", args.writer),
         )
         if value is not None
     }

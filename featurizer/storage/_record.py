@@ -142,7 +142,7 @@ def record(
         compactor=compactor or settings.make_compactor(),
         sync_interval=sync_interval if sync_interval is not None else settings.sync_interval,
         on_acknowledged=on_acknowledged,
-        **dict(writer_options or {}),
+        **{"process": settings.writer == "process", **dict(writer_options or {})},
     )
     attach = _AttachRecorder(writer)
     plugins.pm.register(attach, name=f"featurizer-recorder-{id(attach)}")

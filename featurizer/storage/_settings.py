@@ -30,7 +30,9 @@ DEFAULT_ROOT = "featurizer-storage"
 line nor :data:`STORAGE_ENV` names one."""
 COMPACTORS = ("memory", "time")
 
-_FIELDS = ("root", "compactor", "block_size", "bucket", "sync_interval")
+_FIELDS = ("root", "compactor", "block_size", "bucket", "sync_interval", "writer")
+WRITERS = ("thread", "process")
+"""Where a recorder's background work runs (see ``StorageSettings.writer``)."""
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {
     None: 1,
@@ -80,6 +82,11 @@ class StorageSettings:
     :param block_size: the in-memory size of a block in bytes (a cap for ``time``).
     :param bucket: the bucket length in seconds for ``time``.
     :param sync_interval: seconds between WAL flushes (the acknowledgement latency).
+    :param writer: where the recorder's background work (encoding, WAL, blocks, catalog)
+        runs: ``thread`` (threads of the recording's process) or ``process`` (a child
+        process forked when recording starts: the recording's thread then shares the GIL
+        with almost nothing; POSIX only). See :class:`~featurizer.storage.BlockWriter`'s
+        ``process``.
     """
 
     root: str | None = None
@@ -87,6 +94,7 @@ class StorageSettings:
     block_size: int = 16 * 1024 * 1024
     bucket: float = 3600.0
     sync_interval: float = 0.1
+    writer: str = attrs.field(default="thread", validator=attrs.validators.in_(WRITERS))
 
     @classmethod
     def from_config_value(cls, value: Any, *, path: str | None = None) -> StorageSettings:
@@ -131,6 +139,15 @@ class StorageSettings:
                     field="storage.compactor",
                 )
             values["compactor"] = compactor
+        writer = value.get("writer")
+        if writer is not None:
+            if writer not in WRITERS:
+                raise ConfigError(
+                    f"expected one of {', '.join(map(repr, WRITERS))}, received {writer!r}",
+                    path=path,
+                    field="storage.writer",
+                )
+            values["writer"] = writer
         for name, parse in (
             ("block_size", parse_size),
             ("bucket", parse_duration),

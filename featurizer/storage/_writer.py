@@ -24,6 +24,7 @@ from featurizer.storage._errors import StorageError
 from featurizer.storage._reader import float_view, series_arrow_schema
 from featurizer.storage._snapshots import SnapshotTrack, snapshot_interval_key
 from featurizer.storage._wal import WalWriter, encode_record
+from featurizer.storage._writer_process import WriterProcess, process_supported
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -277,6 +278,11 @@ class BlockWriter:
         the collector tracks, until their WAL cycle: at Python's default of 700 it collects
         every few dozen book events). ``None`` leaves the collector alone. The setting is the
         process's: see :mod:`featurizer.storage._collector`.
+    :param process: do the background work (encoding, WAL, blocks, snapshots, catalog) in a
+        child process forked when the writer starts, instead of threads of this process: the
+        recording's thread then shares the GIL with nothing but a thread shipping the raw
+        buffers (see :mod:`featurizer.storage._writer_process`; POSIX only). The storage's
+        catalog connections are closed at the fork (they reopen when next used).
 
     >>> import tempfile
     >>> from featurizer.storage import Storage
@@ -311,6 +317,7 @@ class BlockWriter:
         max_block_lag: float | None = 60.0,
         min_block_interval: float = 1.0,
         gc_threshold: int | None = 50_000,
+        process: bool = False,
     ) -> None:
         pa = require_pyarrow()
         # Import what the background threads use now: an import there holds the GIL for a
@@ -328,6 +335,10 @@ class BlockWriter:
             raise StorageError("a BlockWriter needs at least one feature or data source to record")
         if not sync_interval > 0:
             raise StorageError(f"sync_interval must be positive, received {sync_interval!r}")
+        if process and not process_supported():
+            raise StorageError(
+                "process=True needs os.fork (a POSIX system); record with process=False"
+            )
         self.storage = storage
         self.compactor = compactor or MemoryBasedCompactor()
         self.sync_interval = sync_interval
@@ -378,6 +389,7 @@ class BlockWriter:
         # Arrival numbers are never reused within a root: after every block the catalog
         # knows and every block file it does not (an older catalog in place).
         self._next_seq = max(storage.catalog.max_seq(), recovered.max_seq_on_disk) + 1
+        self._taken = 0  # events taken from the hot path's buffers (to be acknowledged)
         self._acknowledged = 0
         self._max_ts: float | None = None
         self._min_ts: float | None = None
@@ -393,6 +405,7 @@ class BlockWriter:
         self._stopping = False
         self._stopped = False
         self._failure: BaseException | None = None
+        self._failure_listener: Callable[[BaseException], None] | None = None
         self._rejected: BaseException | None = None
         self.blocks_written = 0
         self.bytes_written = 0
@@ -411,6 +424,12 @@ class BlockWriter:
             if gc_threshold is not None and holds_containers
             else _nothing
         )
+        self._process: WriterProcess | None = None
+        if process:
+            self._process = WriterProcess(self)  # (forks: the child never returns from it)
+            self._thread = threading.Thread(
+                target=self._process.ship, name="featurizer-block-shipper", daemon=True
+            )
         self._thread.start()
 
     # hot path -------------------------------------------------------------------------------
@@ -470,13 +489,19 @@ class BlockWriter:
         return list(self._features)
 
     @property
+    def process_id(self) -> int | None:
+        """The writer process's pid (``process=True``), else ``None``."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def acknowledged(self) -> int:
         """Events of this session acknowledged so far (durable in the WAL or in blocks)."""
         return self._acknowledged
 
     @property
     def pending(self) -> int:
-        """Events appended but not yet acknowledged."""
+        """Events appended and not yet taken by the background work (at most
+        ``max_pending``: then producers wait)."""
         return len(self._order)
 
     def failure(self) -> BaseException | None:
@@ -490,7 +515,7 @@ class BlockWriter:
         :returns: the total number of events acknowledged.
         :raises StorageError: if the writer failed or the timeout passed.
         """
-        target = self._acknowledged + len(self._order)
+        target = self._taken + len(self._order)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._acked:
             while self._acknowledged < target:
@@ -542,6 +567,8 @@ class BlockWriter:
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
             self._failure = error
+            if self._failure_listener is not None:
+                self._failure_listener(error)
             # Raised to the caller by stop(), sync() and the hot path (who report it).
             logger.debug("block writer failed: %s: %s", type(error).__name__, error)
 
@@ -573,6 +600,7 @@ class BlockWriter:
         if not n:
             return
         taken = order[:n]
+        self._taken += n  # (before they leave the buffers: sync() never waits for less)
         del order[:n]
         with self._room:
             self._room.notify_all()
