@@ -8,6 +8,10 @@ figure to quote), the CPU time of every thread, and the time the garbage collect
     python benchmarks/recording.py --config examples/quickstart.yaml --events 200000
     python benchmarks/recording.py --events 300000     # the reference workload (replay.py)
     python benchmarks/recording.py --config examples/quickstart.yaml --writer-gc-threshold none
+    python benchmarks/recording.py --writer thread      # the background work in threads
+
+``--writer`` chooses where the writer's background work runs (``storage.writer``: a child
+process by default on Linux, threads elsewhere).
 
 The writer raises the collector's first threshold while it records container fields (its
 ``gc_threshold``, 50,000 by default); ``--writer-gc-threshold none`` records at the process's
@@ -34,6 +38,7 @@ from featurizer._config import load_config
 from featurizer._runner import RunOptions, run
 from featurizer.storage import Storage, record
 from featurizer.storage._record import DiscardSink
+from featurizer.storage._settings import DEFAULT_WRITER, WRITERS
 
 
 class _GcClock:
@@ -89,9 +94,18 @@ def main() -> None:
         default="50000",
         help="the writer's gc_threshold while recording ('none': leave the collector alone)",
     )
+    parser.add_argument(
+        "--writer",
+        choices=WRITERS,
+        default=DEFAULT_WRITER,
+        help="where the writer's background work runs (default: %(default)s)",
+    )
     args = parser.parse_args()
     writer_gc = None if args.writer_gc_threshold == "none" else int(args.writer_gc_threshold)
-    writer_options: dict[str, Any] = {"gc_threshold": writer_gc}
+    writer_options: dict[str, Any] = {
+        "gc_threshold": writer_gc,
+        "process": args.writer == "process",
+    }
     if args.gc_threshold is not None:
         gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
     config = load_config(args.config) if args.config else FeaturizerConfig.from_dict(CONFIG)
@@ -110,8 +124,8 @@ def main() -> None:
     ratios = sorted(p[0] / r[0] for p, r in zip(plain, recorded, strict=True))
     cpu = sorted(r[1] / p[1] for p, r in zip(plain, recorded, strict=True))
     print(
-        f"{args.config or 'reference workload'}, {args.events:,} input events, gc thresholds "
-        f"{gc.get_threshold()} (writer's gc_threshold {writer_gc}), "
+        f"{args.config or 'reference workload'}, {args.events:,} input events, writer "
+        f"{args.writer}, gc thresholds {gc.get_threshold()} (writer's gc_threshold {writer_gc}), "
         f"{args.repeats} ABBA pairs: recording at {statistics.median(ratios):.3f}x the "
         f"throughput of the run without it (median of the pairs; all: "
         f"{', '.join(f'{x:.3f}' for x in ratios)})"

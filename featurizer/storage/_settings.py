@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ COMPACTORS = ("memory", "time")
 _FIELDS = ("root", "compactor", "block_size", "bucket", "sync_interval", "writer")
 WRITERS = ("thread", "process")
 """Where a recorder's background work runs (see ``StorageSettings.writer``)."""
+DEFAULT_WRITER = "process" if sys.platform.startswith("linux") else "thread"
+"""A child process where forking is safe and cheap (Linux), threads elsewhere."""
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*$", re.IGNORECASE)
 _UNITS = {
     None: 1,
@@ -86,7 +89,7 @@ class StorageSettings:
         runs: ``thread`` (threads of the recording's process) or ``process`` (a child
         process forked when recording starts: the recording's thread then shares the GIL
         with almost nothing; POSIX only). See :class:`~featurizer.storage.BlockWriter`'s
-        ``process``.
+        ``process``. Default: ``process`` on Linux, ``thread`` elsewhere.
     """
 
     root: str | None = None
@@ -94,7 +97,7 @@ class StorageSettings:
     block_size: int = 16 * 1024 * 1024
     bucket: float = 3600.0
     sync_interval: float = 0.1
-    writer: str = attrs.field(default="thread", validator=attrs.validators.in_(WRITERS))
+    writer: str = attrs.field(default=DEFAULT_WRITER, validator=attrs.validators.in_(WRITERS))
 
     @classmethod
     def from_config_value(cls, value: Any, *, path: str | None = None) -> StorageSettings:

@@ -67,21 +67,22 @@ def process_supported() -> bool:
     return hasattr(os, "fork") and hasattr(os, "waitpid")
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 def _send(fd: int, message: tuple[Any, ...]) -> None:
-    """Write one message: its size, then its ``marshal`` form (``pickle`` for values
-    ``marshal`` cannot hold)."""
+    """Write one message: its size and form, then its ``marshal`` form (``pickle`` for values
+    ``marshal`` cannot hold), without copying it again."""
     try:
-        payload = b"m" + marshal.dumps(message)
+        form, payload = b"m", marshal.dumps(message)
     except ValueError:
-        payload = b"p" + pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    _write_all(fd, len(payload).to_bytes(_SIZE_BYTES, "little") + payload)
+        form, payload = b"p", pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    parts = [memoryview((len(payload) + 1).to_bytes(_SIZE_BYTES, "little") + form)]
+    parts.append(memoryview(payload))
+    while parts:
+        written = os.writev(fd, parts)
+        while parts and written >= len(parts[0]):
+            written -= len(parts[0])
+            parts.pop(0)
+        if parts and written:
+            parts[0] = parts[0][written:]
 
 
 def _read_exact(fd: int, size: int) -> bytes | None:
@@ -331,6 +332,9 @@ class _Child:
         writer._stopping = True
         writer._wake.set()
         writer._thread.join()
+        # Closing the last connections checkpoints the catalog's SQLite WAL into the database
+        # file (what readers opening it immutable, as on a read-only mount, see).
+        writer.storage.catalog.close()
         self.send(("finished", writer.blocks_written, writer.bytes_written))
         return 0
 
@@ -349,12 +353,15 @@ class _Child:
                 buffer.encoder.add_field(name, kind)
             if sample is not None and not buffer.sample:
                 buffer.sample.append(dict.fromkeys(sample))
-            buffer.buffers["int"].frombytes(ints)
-            buffer.buffers["float"].frombytes(floats)
+            # (bytes when shipped with marshal, arrays when with pickle)
+            buffer.buffers["int"].frombytes(ints if isinstance(ints, bytes) else ints.tobytes())
+            buffer.buffers["float"].frombytes(
+                floats if isinstance(floats, bytes) else floats.tobytes()
+            )
             buffer.buffers["other"].extend(others)
         order = writer._order
         if isinstance(order, array):
-            order.frombytes(taken)
+            order.frombytes(taken if isinstance(taken, bytes) else taken.tobytes())
         else:
             order.extend(taken)
         writer._wake.set()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 import struct
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from featurizer import FeaturizerConfig
+from featurizer.storage import StorageLockedError
+from featurizer.storage._files import WriterLock
 
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
 
@@ -70,3 +74,19 @@ REFERENCE = [
 ]
 """The reference workload (mid, volatility and trade volume imbalance of one symbol), with
 short windows so that small streams exercise eviction."""
+
+
+def wait_for_the_writer_process(root: Path) -> None:
+    """Wait until the root's lock is free: a recorder's writer process (the default on
+    Linux) exits when it sees its parent's end, a few milliseconds after it."""
+    lock = WriterLock(root)
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            lock.acquire()
+        except StorageLockedError:
+            assert time.monotonic() < deadline, "the writer process outlived its parent"
+            time.sleep(0.005)
+        else:
+            lock.release()
+            return

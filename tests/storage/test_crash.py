@@ -16,7 +16,7 @@ import pytest
 from featurizer import FeatureStreamGraph, FeaturizerConfig, construct_features_from_configs
 from featurizer.offline import OfflineFeatureStreamGenerator
 from featurizer.storage import Storage
-from tests.storage.storage_support import assert_bit_identical, entry
+from tests.storage.storage_support import assert_bit_identical, entry, wait_for_the_writer_process
 
 featurizer_synthetic = pytest.importorskip("featurizer_synthetic")
 
@@ -93,6 +93,7 @@ def _kill_after(root: Path, config_path: Path, acks: int) -> int:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
+    wait_for_the_writer_process(root)
     return last
 
 

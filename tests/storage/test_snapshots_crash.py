@@ -20,7 +20,7 @@ from featurizer import FeaturizerConfig
 from featurizer.offline import OfflineFeatureStreamGenerator
 from featurizer.storage import Storage, StorageError
 from featurizer.storage._snapshots import companion_key
-from tests.storage.storage_support import entry
+from tests.storage.storage_support import entry, wait_for_the_writer_process
 
 pytest.importorskip("featurizer_features")
 pytest.importorskip("featurizer_synthetic")
@@ -98,6 +98,7 @@ def _kill_with_snapshots(root: Path, config_path: Path, wanted: int, tail: int) 
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
+    wait_for_the_writer_process(root)
 
 
 def test_snapshots_survive_a_sigkill_and_recovery_continues_them(tmp_path: Path) -> None:

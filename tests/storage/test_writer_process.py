@@ -149,6 +149,37 @@ def test_the_config_and_the_cli_choose_the_writer_process(tmp_path: Path) -> Non
     assert seen[0] is not None and seen[1] is None
 
 
+class _Price(float):
+    """A float subclass (as numpy's float64 is): ``marshal`` cannot hold it, ``pickle`` can."""
+
+
+def test_values_marshal_cannot_hold_are_shipped_all_the_same(tmp_path: Path) -> None:
+    from tests.storage.test_roundtrip import SOURCE
+
+    events = [
+        {
+            "timestamp": float(i),
+            "receipt_timestamp": float(i),
+            "x": 0.5 * i,
+            "n": i,
+            "s": f"s{i}",
+            "flag": i % 2 == 0,
+            "levels": ((_Price(100.0 + i), 1.0), (99.0, _Price(2.0 * i))),
+        }
+        for i in range(50)
+    ]
+    with Storage(tmp_path) as storage:
+        with storage.writer([SOURCE], sync_interval=0.005) as writer:
+            record_event = writer.event_callback(SOURCE)
+            for event in events:
+                record_event(event)
+        expected = [
+            {**e, "levels": tuple(tuple(float(v) for v in level) for level in e["levels"])}
+            for e in events
+        ]
+        assert_bit_identical(storage.read_events(SOURCE), expected, "pickled values")
+
+
 def test_a_failure_in_the_child_reaches_the_caller_with_its_type(tmp_path: Path) -> None:
     with Storage(tmp_path) as storage:
         with storage.writer([TICKER]) as writer:
