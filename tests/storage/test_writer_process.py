@@ -112,7 +112,12 @@ def test_the_market_is_stored_as_the_threaded_writer_stores_it(tmp_path: Path) -
                 writer_options={"process": process},
             )
             assert summary.blocks > 4 and summary.bytes > 0
-            stored[process] = (summary.acknowledged, _stored(storage))
+            rows = {
+                storage.catalog.series(key).name: stats[1]  # (the book's snapshots too)
+                for key, stats in storage.catalog.series_stats().items()
+            }
+            assert any(name.endswith("#snapshots") for name in rows)
+            stored[process] = (summary.acknowledged, _stored(storage), rows)
             (session,) = storage.catalog.sessions()
             assert session.status == "closed"
             assert storage.verify().ok
@@ -222,6 +227,43 @@ def test_a_killed_child_fails_the_writer_and_loses_nothing_acknowledged(tmp_path
             got = storage.read_events(feature)
             assert len(got) >= 2_000
             assert_bit_identical(got, events[: len(got)], feature.name)
+
+
+def test_a_producer_held_by_backpressure_learns_that_the_child_died(tmp_path: Path) -> None:
+    with Storage(tmp_path) as storage:
+        writer = storage.writer([TICKER], max_pending=100, sync_interval=60.0)
+        record_tick = writer.event_callback(TICKER)
+        pid = writer.process_id
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(StorageError, match="killed by signal 9"):
+            for event in ticks(0.0, 100_000):
+                record_tick(event)
+        with pytest.raises(StorageError, match="killed by signal 9"):
+            writer.stop()
+
+
+def test_the_recording_process_reads_what_its_writer_process_committed(tmp_path: Path) -> None:
+    """Readers in the parent (its catalog connections reopened after the fork) see the
+    child's commits while it records: a prefix of the events, never an error."""
+    events = ticks(0.0, 4_000, step=1.0)
+    with Storage(tmp_path) as storage:
+        with storage.writer(
+            [TICKER], sync_interval=0.005, max_block_lag=5.0, min_block_interval=0.0
+        ) as writer:
+            record_tick = writer.event_callback(TICKER)
+            seen = 0
+            for start in range(0, len(events), 500):
+                for event in events[start : start + 500]:
+                    record_tick(event)
+                writer.sync()
+                _wait_until(lambda: bool(storage.catalog.blocks(TICKER.key)), "a committed block")
+                got = storage.read_events(TICKER)
+                assert_bit_identical(got, events[: len(got)], "a prefix")
+                assert len(got) >= seen
+                seen = len(got)
+            assert seen > 0
+        assert_bit_identical(storage.read_events(TICKER), events, "all of them")
 
 
 def test_the_child_ignores_interrupts_the_parent_decides(tmp_path: Path) -> None:
