@@ -426,7 +426,12 @@ class BlockWriter:
         )
         self._process: WriterProcess | None = None
         if process:
-            self._process = WriterProcess(self)  # (forks: the child never returns from it)
+            try:
+                self._process = WriterProcess(self)  # (forks: the child never returns from it)
+            except BaseException:
+                self._release_collector()
+                self._lock.release()
+                raise
             self._thread = threading.Thread(
                 target=self._process.ship, name="featurizer-block-shipper", daemon=True
             )

@@ -104,10 +104,11 @@ def _receive(fd: int) -> tuple[Any, ...] | None:
     payload = _read_exact(fd, int.from_bytes(header, "little"))
     if payload is None:
         return None
+    body = memoryview(payload)[1:]
     if payload[:1] == b"m":
-        message: tuple[Any, ...] = marshal.loads(payload[1:])
+        message: tuple[Any, ...] = marshal.loads(body)
     else:
-        message = pickle.loads(payload[1:])
+        message = pickle.loads(body)
     return message
 
 
@@ -155,7 +156,16 @@ class WriterProcess:
         # be the child's too): this process's reopen when next used, the child's threads
         # open their own.
         writer.storage.catalog.close()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as error:
+            for fd in (data_read, data_write, acks_read, acks_write):
+                os.close(fd)
+            raise StorageError(
+                f"cannot start the writer process: {error}; record with the writer's threads "
+                "(storage.writer: thread, or --writer thread)",
+                path=str(writer.storage.root),
+            ) from error
         if pid == 0:  # the child
             code = 70
             try:
@@ -169,6 +179,7 @@ class WriterProcess:
                 os._exit(code)
         os.close(data_read)
         os.close(acks_write)
+        logger.debug("writer process %d records session %s", pid, writer.session)
         self.pid = pid
         self._data = data_write
         self._acks = acks_read

@@ -266,6 +266,27 @@ def test_the_recording_process_reads_what_its_writer_process_committed(tmp_path:
         assert_bit_identical(storage.read_events(TICKER), events, "all of them")
 
 
+def test_a_fork_that_fails_names_the_fix_and_leaves_the_root_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from featurizer.storage import _writer_process
+
+    def fail() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(_writer_process.os, "fork", fail)
+    with Storage(tmp_path) as storage:
+        with pytest.raises(StorageError, match="writer's threads"):
+            storage.writer([TICKER])
+        with storage.writer([TICKER], process=False) as writer:
+            record_tick = writer.event_callback(TICKER)
+            for event in ticks(0.0, 10):
+                record_tick(event)
+        assert_bit_identical(storage.read_events(TICKER), ticks(0.0, 10), "the next writer")
+
+
 def test_the_child_ignores_interrupts_the_parent_decides(tmp_path: Path) -> None:
     with Storage(tmp_path) as storage:
         with storage.writer([TICKER]) as writer:
