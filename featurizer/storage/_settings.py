@@ -133,24 +133,17 @@ class StorageSettings:
                     f"expected a directory path, received {root!r}", path=path, field="storage.root"
                 )
             values["root"] = root
-        compactor = value.get("compactor")
-        if compactor is not None:
-            if compactor not in COMPACTORS:
+        for name, choices in (("compactor", COMPACTORS), ("writer", WRITERS)):
+            choice = value.get(name)
+            if choice is None:
+                continue
+            if choice not in choices:
                 raise ConfigError(
-                    f"expected one of {', '.join(map(repr, COMPACTORS))}, received {compactor!r}",
+                    f"expected one of {', '.join(map(repr, choices))}, received {choice!r}",
                     path=path,
-                    field="storage.compactor",
+                    field=f"storage.{name}",
                 )
-            values["compactor"] = compactor
-        writer = value.get("writer")
-        if writer is not None:
-            if writer not in WRITERS:
-                raise ConfigError(
-                    f"expected one of {', '.join(map(repr, WRITERS))}, received {writer!r}",
-                    path=path,
-                    field="storage.writer",
-                )
-            values["writer"] = writer
+            values[name] = choice
         for name, parse in (
             ("block_size", parse_size),
             ("bucket", parse_duration),

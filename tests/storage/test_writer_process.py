@@ -185,6 +185,23 @@ def test_values_marshal_cannot_hold_are_shipped_all_the_same(tmp_path: Path) -> 
         assert_bit_identical(storage.read_events(SOURCE), expected, "pickled values")
 
 
+@pytest.mark.parametrize(("field", "value"), [("writer", "proc"), ("compactor", "size")])
+def test_a_wrong_choice_names_the_file_the_field_and_the_choices(
+    tmp_path: Path, field: str, value: str
+) -> None:
+    from featurizer import FeaturizerConfig
+    from featurizer._errors import ConfigError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "feature_configs:\n  - name: mid\n    feature_definition: mid_price\n"
+        "    params: {data_source: {exchange: synthetic, symbol: BTC-USDT}}\n"
+        f"storage: {{{field}: {value}}}\n"
+    )
+    with pytest.raises(ConfigError, match=rf"bad.yaml.*storage\.{field}.*expected one of"):
+        FeaturizerConfig.from_yaml(path)
+
+
 def test_a_failure_in_the_child_reaches_the_caller_with_its_type(tmp_path: Path) -> None:
     with Storage(tmp_path) as storage:
         with storage.writer([TICKER]) as writer:
