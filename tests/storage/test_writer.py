@@ -269,3 +269,30 @@ def test_writer_from_several_threads_keeps_per_series_order(
                 thread.join()
         for feature in (TICKER, OTHER):
             assert_bit_identical(storage.read_events(feature), ticks(0.0, 5_000), feature.name)
+
+
+def test_sync_waits_for_the_events_a_wal_cycle_is_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events already taken by a WAL cycle (no longer in the buffers) are waited for too."""
+    writing, release = threading.Event(), threading.Event()
+    original = _writer.WalWriter.write
+
+    def held_write(self: _writer.WalWriter, records: list[bytes], max_seq: int) -> None:
+        writing.set()
+        assert release.wait(60.0)
+        original(self, records, max_seq)
+
+    monkeypatch.setattr(_writer.WalWriter, "write", held_write)
+    with Storage(tmp_path) as storage:
+        writer = storage.writer([TICKER], sync_interval=60.0)
+        record = writer.event_callback(TICKER)
+        for event in ticks(0.0, 10):
+            record(event)
+        writer._wake.set()  # (a cycle takes the ten events and blocks in its WAL write)
+        assert writing.wait(60.0)
+        with pytest.raises(StorageError, match="timed out"):
+            writer.sync(timeout=0.2)
+        release.set()
+        assert writer.sync() == 10
+        writer.stop()
