@@ -302,6 +302,26 @@ class ColumnBuffer:
         for group, width in widths.items():
             del self.buffers[group][complete * width :]
 
+    def take_raw(self, count: int) -> tuple[array, array, list[Any]]:
+        """Remove the first ``count`` events' fields as they are buffered: the ``int`` and
+        the ``float`` fields (each an array, interleaved event after event) and the others
+        (a list, likewise); :meth:`put_raw` appends them to another buffer of the series."""
+        widths = self._widths()
+        taken = []
+        for group in _GROUPS:
+            buffer = self.buffers[group]
+            end = count * widths[group]
+            taken.append(buffer[:end])
+            del buffer[:end]
+        ints, floats, others = taken
+        return ints, floats, others
+
+    def put_raw(self, ints: Any, floats: Any, others: list[Any]) -> None:
+        """Append fields :meth:`take_raw` took (numeric ones as arrays or their bytes)."""
+        for group, values in (("int", ints), ("float", floats)):
+            self.buffers[group].frombytes(values if isinstance(values, bytes) else bytes(values))
+        self.buffers["other"].extend(others)
+
     def take(self, count: int, seqs: pa.Array) -> pa.RecordBatch:
         """Remove the first ``count`` events' fields and return them as a record batch.
 

@@ -596,19 +596,28 @@ class BlockWriter:
                 if self._failure is not None and not isinstance(item, _Done):
                     return
 
-    def _cycle(self) -> None:
-        pa = require_pyarrow()
-        import pyarrow.compute as pc
-
+    def _take_order(self) -> MutableSequence[int] | None:
+        """The series of every event committed so far, in arrival order, taken out of the
+        shared order (producers waiting for room are woken); ``None`` if there is none."""
         order = self._order
         n = len(order)
         if not n:
-            return
+            return None
         taken = order[:n]
         self._taken += n  # (before they leave the buffers: sync() never waits for less)
         del order[:n]
         with self._room:
             self._room.notify_all()
+        return taken
+
+    def _cycle(self) -> None:
+        pa = require_pyarrow()
+        import pyarrow.compute as pc
+
+        taken = self._take_order()
+        if taken is None:
+            return
+        n = len(taken)
         base = self._next_seq
         self._next_seq += n
         kind = pa.uint8() if len(self._series) <= _BYTE_INDICES else pa.int32()

@@ -224,28 +224,16 @@ class WriterProcess:
     def _take(self) -> tuple[Any, ...] | None:
         """What the hot path recorded, as one message (``None`` if nothing)."""
         writer = self.writer
-        order = writer._order
-        n = len(order)
-        if not n:
+        taken = writer._take_order()
+        if taken is None:
             return None
-        taken = order[:n]
-        writer._taken += n
-        del order[:n]
-        with writer._room:
-            writer._room.notify_all()
         parts = []
         for series in writer._series:
             count = taken.count(series.index)
             if not count:
                 continue
             buffer = series.buffer
-            widths = buffer._widths()
-            groups = []
-            for group in ("int", "float", "other"):
-                values = buffer.buffers[group]
-                end = count * widths[group]
-                groups.append(values[:end])
-                del values[:end]
+            ints, floats, others = buffer.take_raw(count)
             shipped = self._fields_shipped[series.index]
             new_fields = buffer.fields[shipped:]
             self._fields_shipped[series.index] = len(buffer.fields)
@@ -253,7 +241,7 @@ class WriterProcess:
             if buffer.sample and series.index not in self._samples_shipped:
                 self._samples_shipped.add(series.index)
                 sample = list(buffer.sample[0])
-            parts.append((series.index, *groups, new_fields, sample))
+            parts.append((series.index, ints, floats, others, new_fields, sample))
         return ("events", taken, parts)
 
     # the receiver thread ----------------------------------------------------------------
@@ -364,12 +352,7 @@ class _Child:
                 buffer.encoder.add_field(name, kind)
             if sample is not None and not buffer.sample:
                 buffer.sample.append(dict.fromkeys(sample))
-            # (bytes when shipped with marshal, arrays when with pickle)
-            buffer.buffers["int"].frombytes(ints if isinstance(ints, bytes) else ints.tobytes())
-            buffer.buffers["float"].frombytes(
-                floats if isinstance(floats, bytes) else floats.tobytes()
-            )
-            buffer.buffers["other"].extend(others)
+            buffer.put_raw(ints, floats, others)
         order = writer._order
         if isinstance(order, array):
             order.frombytes(taken if isinstance(taken, bytes) else taken.tobytes())
